@@ -1,0 +1,53 @@
+"""Account holders (login by mobile + SMS code), SMS codes and server-side sessions."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from guahao.core.crypto import Encrypted
+from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
+
+
+class Account(IdMixin, Base):
+    __tablename__ = "accounts"
+
+    phone: Mapped[str] = mapped_column(Encrypted)  # E.164, encrypted
+    phone_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    locale: Mapped[str] = mapped_column(String(10), default="zh-CN")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class SmsCode(IdMixin, Base):
+    """A login code: stored hashed, single use, short-lived, a few attempts."""
+
+    __tablename__ = "sms_codes"
+
+    phone_hash: Mapped[str] = mapped_column(String(64))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    purpose: Mapped[str] = mapped_column(String(20), default="login")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_sms_codes_phone_hash_created_at", "phone_hash", "created_at"),)
+
+
+class AuthSession(IdMixin, Base):
+    """An opaque session token (only its SHA-256 is stored) for an account or a staff user."""
+
+    __tablename__ = "auth_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    staff_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("(account_id IS NULL) <> (staff_id IS NULL)", name="one_subject"),
+    )

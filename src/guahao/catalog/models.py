@@ -1,0 +1,135 @@
+"""Hospitals, their rules, departments (two-level tree), doctors and fee rules."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Integer, String, Text, Time, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
+
+HIS_MODES = ("local", "synced", "realtime")
+LEVELS = ("三级甲等", "三级乙等", "三级", "二级甲等", "二级乙等", "二级", "一级", "未定级")
+TITLES = ("chief", "associate_chief", "attending", "resident")
+REGISTRATION_LEVELS = ("general", "expert", "special")
+GRANULARITIES = ("day", "half_day", "time_band")
+RECORD_REQUIREMENTS = ("none", "existing_record_required", "auto_create_in_his", "create_at_hospital")
+
+
+class Hospital(IdMixin, Base):
+    __tablename__ = "hospitals"
+
+    name: Mapped[str] = mapped_column(String(100))
+    short_name: Mapped[str | None] = mapped_column(String(50))
+    level: Mapped[str] = mapped_column(String(20))
+    city: Mapped[str] = mapped_column(String(50), index=True)
+    district: Mapped[str] = mapped_column(String(50))
+    address: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(40))
+    latitude: Mapped[float] = mapped_column(Float)
+    longitude: Mapped[float] = mapped_column(Float)
+    introduction: Mapped[str] = mapped_column(Text, default="")
+    timezone: Mapped[str] = mapped_column(String(40), default="Asia/Shanghai")
+    his_mode: Mapped[str] = mapped_column(String(20), default="local")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # search keys, derived from the name when it is written
+    name_pinyin: Mapped[str] = mapped_column(String(400), default="")
+    name_initials: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (CheckConstraint(f"his_mode IN {HIS_MODES!r}", name="his_mode"),)
+
+
+class HospitalRules(Base):
+    """Per-hospital booking rules (DESIGN.md section 4), edited by hospital admins."""
+
+    __tablename__ = "hospital_rules"
+
+    hospital_id: Mapped[int] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="CASCADE"), primary_key=True)
+    hold_minutes: Mapped[int] = mapped_column(Integer, default=15)
+    release_days_ahead: Mapped[int] = mapped_column(Integer, default=7)
+    release_time: Mapped[dt.time] = mapped_column(Time, default=dt.time(8, 0))
+    # booking closes this many minutes before the period starts (0 = at the start)
+    close_minutes_before_start: Mapped[int] = mapped_column(Integer, default=0)
+    slot_granularity: Mapped[str] = mapped_column(String(20), default="time_band")
+    one_per_department_per_day: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_live_bookings_per_person: Mapped[int] = mapped_column(Integer, default=3)
+    # online cancellation allowed until this many minutes before 00:00 of the visit day
+    cancel_minutes_before_visit_day: Mapped[int] = mapped_column(Integer, default=0)
+    restriction_threshold: Mapped[int] = mapped_column(Integer, default=3)
+    restriction_window_days: Mapped[int] = mapped_column(Integer, default=30)
+    restriction_days: Mapped[int] = mapped_column(Integer, default=30)
+    record_requirement: Mapped[str] = mapped_column(String(40), default="none")
+    verification_required: Mapped[bool] = mapped_column(Boolean, default=True)
+    reminder_time: Mapped[dt.time] = mapped_column(Time, default=dt.time(18, 0))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint("hold_minutes BETWEEN 5 AND 30", name="hold_minutes"),
+        CheckConstraint("release_days_ahead BETWEEN 1 AND 90", name="release_days_ahead"),
+        CheckConstraint(f"slot_granularity IN {GRANULARITIES!r}", name="slot_granularity"),
+        CheckConstraint(f"record_requirement IN {RECORD_REQUIREMENTS!r}", name="record_requirement"),
+    )
+
+
+class Department(IdMixin, Base):
+    __tablename__ = "departments"
+
+    hospital_id: Mapped[int] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("departments.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    introduction: Mapped[str] = mapped_column(Text, default="")
+    location: Mapped[str] = mapped_column(String(200), default="")
+    sort_order: Mapped[int] = mapped_column(Integer, default=0)
+    min_age: Mapped[int | None] = mapped_column(Integer)
+    max_age: Mapped[int | None] = mapped_column(Integer)
+    allowed_sex: Mapped[str | None] = mapped_column(String(1))  # "M" / "F" / NULL = any
+    name_pinyin: Mapped[str] = mapped_column(String(400), default="")
+    name_initials: Mapped[str] = mapped_column(String(100), default="")
+
+    __table_args__ = (
+        CheckConstraint("allowed_sex IS NULL OR allowed_sex IN ('M', 'F')", name="allowed_sex"),
+        UniqueConstraint("hospital_id", "parent_id", "name"),
+    )
+
+
+class Doctor(IdMixin, Base):
+    __tablename__ = "doctors"
+
+    hospital_id: Mapped[int] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="CASCADE"), index=True)
+    department_id: Mapped[int] = mapped_column(BigId, ForeignKey("departments.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(50))
+    title: Mapped[str] = mapped_column(String(20))
+    registration_level: Mapped[str] = mapped_column(String(20), default="general")
+    specialty: Mapped[str] = mapped_column(String(400), default="")
+    introduction: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    name_pinyin: Mapped[str] = mapped_column(String(400), default="")
+    name_initials: Mapped[str] = mapped_column(String(100), default="")
+
+    __table_args__ = (
+        CheckConstraint(f"title IN {TITLES!r}", name="title"),
+        CheckConstraint(f"registration_level IN {REGISTRATION_LEVELS!r}", name="registration_level"),
+    )
+
+
+class FeeRule(IdMixin, Base):
+    """Fees in fen for a registration level; the consultation fee depends on the doctor's title.
+
+    `title` is 'none' for department general clinics that have no doctor.
+    """
+
+    __tablename__ = "fee_rules"
+
+    hospital_id: Mapped[int] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="CASCADE"))
+    registration_level: Mapped[str] = mapped_column(String(20))
+    title: Mapped[str] = mapped_column(String(20))
+    registration_fee: Mapped[int] = mapped_column(Integer, default=0)
+    consultation_fee: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        UniqueConstraint("hospital_id", "registration_level", "title"),
+        CheckConstraint("registration_fee >= 0 AND consultation_fee >= 0", name="fees_non_negative"),
+    )
+
+

@@ -1,0 +1,93 @@
+"""The `guahao` command line."""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Optional
+
+import typer
+
+from guahao.config import get_settings
+
+app = typer.Typer(help="guahao: online hospital appointment registration", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default head)."""
+    from guahao import migrations_api
+
+    migrations_api.upgrade(get_settings().database_url, revision)
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str = "-1") -> None:
+    """Revert migrations down to REVISION (default one step)."""
+    from guahao import migrations_api
+
+    migrations_api.downgrade(get_settings().database_url, revision)
+
+
+@db_app.command("check")
+def db_check() -> None:
+    """Fail if the models and the migrations disagree."""
+    from guahao import migrations_api
+
+    migrations_api.check(get_settings().database_url)
+    typer.echo("models and migrations agree")
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          migrate: bool = typer.Option(True, help="run `db upgrade` first")) -> None:
+    """Run the API and pages (and, on the embedded default, the jobs in-process)."""
+    import uvicorn
+
+    if migrate:
+        db_upgrade()
+    uvicorn.run("guahao.asgi:app", host=host, port=port, workers=workers, log_level="warning",
+                proxy_headers=True)
+
+
+@app.command()
+def worker() -> None:
+    """Run background jobs as their own process (production topology)."""
+    from guahao.jobs.runner import run_worker
+
+    asyncio.run(run_worker(get_settings()))
+
+
+@app.command()
+def seed(demo: bool = typer.Option(False, "--demo", help="load the demo data set"),
+         if_empty: bool = typer.Option(False, "--if-empty", help="do nothing when hospitals exist")) -> None:
+    """Load data. `--demo` loads hospitals, doctors, schedules, a demo account and staff."""
+    if not demo:
+        raise typer.BadParameter("only --demo is supported")
+    from guahao.demo.seed import run_seed
+
+    asyncio.run(run_seed(get_settings(), if_empty=if_empty))
+
+
+@app.command("create-staff")
+def create_staff(username: str, role: str, password: str = typer.Option(..., prompt=True, hide_input=True),
+                 hospital_id: Optional[int] = None, display_name: Optional[str] = None) -> None:
+    """Create a staff user (platform_operator, hospital_admin, scheduler, front_desk)."""
+    from guahao.staff.service import create_staff_cli
+
+    staff_id = asyncio.run(create_staff_cli(get_settings(), username=username, role=role, password=password,
+                                            hospital_id=hospital_id, display_name=display_name or username))
+    typer.echo(f"created staff user {username} (id {staff_id})")
+
+
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI document."""
+    from guahao.app import create_app
+
+    typer.echo(json.dumps(create_app().openapi(), ensure_ascii=False, indent=2))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,70 @@
+"""Settings from GUAHAO_* environment variables (see .env.example)."""
+from __future__ import annotations
+
+import base64
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development-only key material. Outside `development` these values are refused so that a
+# production deployment cannot start with keys everybody can read in the repository.
+DEV_DATA_KEY = base64.b64encode(b"guahao-development-data-key-0001").decode()
+DEV_INDEX_KEY = base64.b64encode(b"guahao-development-index-key-001").decode()
+DEV_SECRET = "dev-secret-change-me"
+PLACEHOLDERS = {DEV_DATA_KEY, DEV_INDEX_KEY, DEV_SECRET, "", "changeme", "change-me"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GUAHAO_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./guahao.db"
+    db_pool_size: int = 5
+    redis_url: str | None = None
+    # AES-256-GCM key for personal data at rest and HMAC key for lookup hashes (base64, 32 bytes)
+    data_key: str = DEV_DATA_KEY
+    index_key: str = DEV_INDEX_KEY
+    secret_key: str = DEV_SECRET
+    sms_provider: Literal["console", "recording"] = "console"
+    face_check_provider: Literal["sandbox"] = "sandbox"
+    sms_code_ttl_seconds: int = 300
+    sms_code_max_attempts: int = 5
+    sms_send_limit_per_number: str = "1/minute;5/hour;10/day"
+    sms_send_limit_per_client: str = "20/hour"
+    session_ttl_hours: int = 24 * 30
+    max_patients_per_account: int = 5
+    default_timezone: str = "Asia/Shanghai"
+    run_jobs_in_process: bool = True
+    log_json: bool = False
+    log_file: str | None = None  # also append log lines here (used by the privacy test)
+    base_url: str = "http://127.0.0.1:8000"
+
+    @field_validator("data_key", "index_key")
+    @classmethod
+    def _key_is_32_bytes(cls, value: str) -> str:
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError as exc:
+            raise ValueError("must be base64") from exc
+        if len(raw) != 32:
+            raise ValueError("must decode to 32 bytes")
+        return value
+
+    @model_validator(mode="after")
+    def _no_placeholders_outside_development(self) -> "Settings":
+        if self.env != "development":
+            bad = [n for n in ("data_key", "index_key", "secret_key") if getattr(self, n) in PLACEHOLDERS]
+            if bad:
+                raise ValueError(f"placeholder secrets refused in {self.env}: {', '.join(bad)}")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,145 @@
+"""Typed domain errors and their problem+json (RFC 9457) rendering.
+
+Every refusal is a `GuahaoError` subclass with a stable `code`, an HTTP status and a message
+template per language. Templates take the error's `params` (str.format); datetimes in params
+are shown in the hospital's zone by the caller before raising.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from guahao.core.i18n import negotiate
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class GuahaoError(Exception):
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 400
+    zh: ClassVar[str] = "请求无法完成。"
+    en: ClassVar[str] = "The request could not be completed."
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+        super().__init__(f"{self.code} {params}")
+
+    def message(self, locale: str) -> str:
+        template = self.en if locale == "en" else self.zh
+        try:
+            return template.format(**self.params)
+        except (KeyError, IndexError):
+            return template
+
+
+class NotFound(GuahaoError):
+    code, status = "not_found", 404
+    zh = "找不到该{what}。"
+    en = "That {what} does not exist."
+
+    NAMES_ZH: ClassVar[dict[str, str]] = {
+        "hospital": "医院", "department": "科室", "doctor": "医生", "schedule": "排班",
+        "slot": "号源", "patient": "就诊人", "booking": "挂号单", "staff": "员工账号",
+        "page": "页面", "template": "排班模板", "account": "账号", "restriction": "限制记录",
+        "resource": "资源",
+    }
+
+    def __init__(self, what: str = "resource", **params: Any) -> None:
+        super().__init__(what=what, **params)
+
+    def message(self, locale: str) -> str:
+        what = self.params["what"]
+        if locale == "en":
+            return self.en.format(what=what.replace("_", " "))
+        return self.zh.format(what=self.NAMES_ZH.get(what, "资源"))
+
+
+class Unauthenticated(GuahaoError):
+    code, status = "unauthenticated", 401
+    zh = "请先登录。"
+    en = "Please log in first."
+
+
+class Forbidden(GuahaoError):
+    code, status = "forbidden", 403
+    zh = "您没有权限执行此操作。"
+    en = "You are not allowed to do this."
+
+
+class InvalidRequest(GuahaoError):
+    code, status = "invalid_request", 422
+    zh = "请求内容有误,请检查后重试。"
+    en = "The request is invalid; check the fields and try again."
+
+
+class Conflict(GuahaoError):
+    code, status = "conflict", 409
+    zh = "数据已被修改,请刷新后重试。"
+    en = "The data changed meanwhile; reload and try again."
+
+
+class RateLimited(GuahaoError):
+    code, status = "rate_limited", 429
+    zh = "操作过于频繁,请{retry_after}秒后再试。"
+    en = "Too many requests; try again in {retry_after} seconds."
+
+
+def problem(request: Request, status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {
+        "type": f"https://guahao.example/problems/{code}",
+        "title": code.replace("_", " "),
+        "status": status,
+        "code": code,
+        "detail": detail,
+        "instance": request.url.path,
+        **extra,
+    }
+    headers = {"Content-Language": negotiate(request.headers.get("accept-language"))}
+    if code == "rate_limited" and "retry_after" in extra:
+        headers["Retry-After"] = str(extra["retry_after"])
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+_HTTP_CODES = {401: Unauthenticated, 403: Forbidden, 404: NotFound}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GuahaoError)
+    async def _domain(request: Request, exc: GuahaoError):
+        locale = negotiate(request.headers.get("accept-language"))
+        extra = {k: v for k, v in exc.params.items() if isinstance(v, (str, int, float, bool, list))}
+        return problem(request, exc.status, exc.code, exc.message(locale), **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        locale = negotiate(request.headers.get("accept-language"))
+        errors = [
+            {"loc": [str(p) for p in e.get("loc", ())], "type": e.get("type"), "msg": e.get("msg")}
+            for e in exc.errors()
+        ]
+        return problem(request, 422, "invalid_request", InvalidRequest().message(locale), errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        locale = negotiate(request.headers.get("accept-language"))
+        cls = _HTTP_CODES.get(exc.status_code)
+        if cls is NotFound:
+            err: GuahaoError = NotFound("page")
+        elif cls is not None:
+            err = cls()
+        else:
+            return problem(request, exc.status_code, "http_error", str(exc.detail))
+        return problem(request, err.status, err.code, err.message(locale))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        import structlog
+
+        structlog.get_logger("guahao.errors").exception("unhandled_error", error_type=type(exc).__name__)
+        locale = negotiate(request.headers.get("accept-language"))
+        detail = "服务暂时不可用,请稍后重试。" if locale != "en" else "Something went wrong on our side; please retry shortly."
+        return problem(request, 500, "internal_error", detail)

@@ -1,0 +1,7 @@
+"""Every table, imported in one place so metadata (and Alembic) sees all of them."""
+from guahao.accounts.models import Account, AuthSession, SmsCode  # noqa: F401
+from guahao.catalog.models import Department, Doctor, FeeRule, Hospital, HospitalRules  # noqa: F401
+from guahao.core.db import Base  # noqa: F401
+from guahao.patients.models import Patient, Person  # noqa: F401
+from guahao.scheduling.models import Schedule, ScheduleTemplate, Slot  # noqa: F401
+from guahao.staff.models import AuditEntry, StaffUser  # noqa: F401

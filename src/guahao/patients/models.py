@@ -1,0 +1,60 @@
+"""Real-name patients (就诊人) owned by accounts; personal fields encrypted at rest."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from guahao.core.crypto import Encrypted
+from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
+
+ID_TYPES = ("resident_id", "passport", "hk_macau_permit", "taiwan_permit")
+RELATIONSHIPS = ("self", "spouse", "child", "parent", "relative", "friend", "other")
+VERIFICATION_STATES = ("unverified", "verified", "failed")
+
+
+class Person(IdMixin, Base):
+    """One real human, keyed by the lookup hash of (ID type, ID number), shared by every
+    account that registered them. Person-level limits (one per department per day, the
+    blacklist) hang off this row."""
+
+    __tablename__ = "persons"
+
+    identity_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class Patient(IdMixin, Base):
+    __tablename__ = "patients"
+
+    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int] = mapped_column(BigId, ForeignKey("persons.id"), index=True)
+    relationship: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(Encrypted)
+    id_type: Mapped[str] = mapped_column(String(20))
+    id_number: Mapped[str] = mapped_column(Encrypted)
+    birth_date: Mapped[dt.date] = mapped_column(Date)
+    sex: Mapped[str] = mapped_column(String(1))
+    phone: Mapped[str] = mapped_column(Encrypted)
+    insurance_card: Mapped[str | None] = mapped_column(Encrypted)
+    visit_card: Mapped[str | None] = mapped_column(Encrypted)
+    verification: Mapped[str] = mapped_column(String(20), default="unverified")
+    verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    removed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint(f"id_type IN {ID_TYPES!r}", name="id_type"),
+        CheckConstraint(f"relationship IN {RELATIONSHIPS!r}", name="relationship"),
+        CheckConstraint(f"verification IN {VERIFICATION_STATES!r}", name="verification"),
+        CheckConstraint("sex IN ('M', 'F')", name="sex"),
+        # a person appears at most once among an account's current patients
+        Index("uq_patients_account_person_live", "account_id", "person_id", unique=True,
+              sqlite_where=text("removed_at IS NULL"), postgresql_where=text("removed_at IS NULL")),
+        # at most one 'self' per account
+        Index("uq_patients_account_self_live", "account_id", unique=True,
+              sqlite_where=text("relationship = 'self' AND removed_at IS NULL"),
+              postgresql_where=text("relationship = 'self' AND removed_at IS NULL")),
+    )

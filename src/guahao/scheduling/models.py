@@ -1,0 +1,98 @@
+"""Weekly templates, dated schedules (排班) and their slots (号源) per pool."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, CheckConstraint, Date, ForeignKey, Index, Integer, SmallInteger, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
+
+PERIODS = ("morning", "afternoon", "evening", "all_day")
+POOLS = ("platform", "onsite")
+SCHEDULE_STATUSES = ("draft", "published", "suspended")
+
+
+class ScheduleTemplate(IdMixin, Base):
+    """A weekly recurring clinic: doctor (or department general clinic) x weekday x period."""
+
+    __tablename__ = "schedule_templates"
+
+    hospital_id: Mapped[int] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="CASCADE"), index=True)
+    department_id: Mapped[int] = mapped_column(BigId, ForeignKey("departments.id", ondelete="CASCADE"))
+    doctor_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("doctors.id", ondelete="CASCADE"))
+    weekday: Mapped[int] = mapped_column(SmallInteger)  # 0 = Monday
+    period: Mapped[str] = mapped_column(String(20))
+    registration_level: Mapped[str] = mapped_column(String(20))
+    platform_capacity: Mapped[int] = mapped_column(Integer)
+    onsite_capacity: Mapped[int] = mapped_column(Integer, default=0)
+    # time bands as [["08:00", "08:30"], ...]; empty = one slot for the whole period
+    bands: Mapped[list] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(default=True)
+
+    __table_args__ = (
+        CheckConstraint("weekday BETWEEN 0 AND 6", name="weekday"),
+        CheckConstraint(f"period IN {PERIODS!r}", name="period"),
+        CheckConstraint("platform_capacity >= 0 AND onsite_capacity >= 0", name="capacity"),
+    )
+
+
+class Schedule(IdMixin, Base):
+    """One clinic session: a doctor (or department general clinic) on a date and period."""
+
+    __tablename__ = "schedules"
+
+    hospital_id: Mapped[int] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="CASCADE"))
+    department_id: Mapped[int] = mapped_column(BigId, ForeignKey("departments.id", ondelete="CASCADE"))
+    doctor_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("doctors.id", ondelete="CASCADE"))
+    template_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("schedule_templates.id", ondelete="SET NULL"))
+    date: Mapped[dt.date] = mapped_column(Date)
+    period: Mapped[str] = mapped_column(String(20))
+    starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    registration_level: Mapped[str] = mapped_column(String(20))
+    registration_fee: Mapped[int] = mapped_column(Integer)  # fen
+    consultation_fee: Mapped[int] = mapped_column(Integer)  # fen
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    suspended_reason: Mapped[str | None] = mapped_column(String(400))
+    # the instant its slots open for booking, fixed when published from the hospital's rules
+    release_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint(f"period IN {PERIODS!r}", name="period"),
+        CheckConstraint(f"status IN {SCHEDULE_STATUSES!r}", name="status"),
+        CheckConstraint("registration_fee >= 0 AND consultation_fee >= 0", name="fees"),
+        CheckConstraint("ends_at > starts_at", name="period_order"),
+        Index("uq_schedules_doctor_date_period", "doctor_id", "date", "period", unique=True,
+              sqlite_where=text("doctor_id IS NOT NULL"), postgresql_where=text("doctor_id IS NOT NULL")),
+        Index("uq_schedules_clinic_date_period", "department_id", "date", "period", unique=True,
+              sqlite_where=text("doctor_id IS NULL"), postgresql_where=text("doctor_id IS NULL")),
+        Index("ix_schedules_hospital_date", "hospital_id", "date"),
+        Index("ix_schedules_department_date", "department_id", "date"),
+    )
+
+
+class Slot(IdMixin, Base):
+    """A bookable band inside a schedule for one pool, with its capacity.
+
+    Visit numbers of a band are the contiguous range [first_visit_no, first_visit_no + capacity).
+    """
+
+    __tablename__ = "slots"
+
+    schedule_id: Mapped[int] = mapped_column(BigId, ForeignKey("schedules.id", ondelete="CASCADE"), index=True)
+    hospital_id: Mapped[int] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="CASCADE"))
+    pool: Mapped[str] = mapped_column(String(20))
+    starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    capacity: Mapped[int] = mapped_column(Integer)
+    first_visit_no: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        CheckConstraint(f"pool IN {POOLS!r}", name="pool"),
+        CheckConstraint("capacity >= 0", name="capacity"),
+        CheckConstraint("first_visit_no >= 1", name="first_visit_no"),
+        Index("uq_slots_schedule_pool_start", "schedule_id", "pool", "starts_at", unique=True),
+    )

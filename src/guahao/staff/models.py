@@ -1,0 +1,44 @@
+"""Hospital staff and platform operators (username + argon2 password)."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
+
+ROLES = ("platform_operator", "hospital_admin", "scheduler", "front_desk")
+
+
+class StaffUser(IdMixin, Base):
+    __tablename__ = "staff_users"
+
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    display_name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(30))
+    hospital_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="CASCADE"), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint(f"role IN {ROLES!r}", name="role"),
+        # the operator is platform-wide; every other role belongs to exactly one hospital
+        CheckConstraint("(role = 'platform_operator') = (hospital_id IS NULL)", name="role_scope"),
+    )
+
+
+class AuditEntry(IdMixin, Base):
+    """Who did what to which object: rule edits, reveals, exports, restriction lifts."""
+
+    __tablename__ = "audit_log"
+
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    staff_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("staff_users.id", ondelete="SET NULL"))
+    account_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("accounts.id", ondelete="SET NULL"))
+    hospital_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="SET NULL"), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(40))
+    object_id: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str] = mapped_column(String(1000), default="")
