@@ -12,7 +12,7 @@ from guahao.core.crypto import lookup_hash
 from guahao.staff.models import StaffUser
 
 _seq = itertools.count(1)
-TTL = dt.timedelta(hours=1)
+TTL = dt.timedelta(days=30)
 
 
 async def make_hospital(db, now: dt.datetime, *, name: str = "测试医院", city: str = "北京市",

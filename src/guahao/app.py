@@ -34,17 +34,23 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.limiter = RateLimiter(settings.redis_url)
     app.state.sms = _sms_provider(settings)
     app.state.face_check = _face_check_provider(settings)
+    from guahao.booking.gate import SoldOutGate
+
+    app.state.gate = SoldOutGate(settings.redis_url)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
 
     from guahao.accounts.router import router as accounts_router
+    from guahao.booking.router import router as booking_router
+    from guahao.booking.staff_router import router as booking_staff_router
     from guahao.catalog.router import router as catalog_router
     from guahao.ops.router import router as ops_router
     from guahao.patients.router import router as patients_router
     from guahao.scheduling.router import router as scheduling_router
     from guahao.staff.router import router as staff_router
 
-    for router in (ops_router, accounts_router, catalog_router, scheduling_router, patients_router, staff_router):
+    for router in (ops_router, accounts_router, catalog_router, scheduling_router, patients_router, staff_router,
+                   booking_router, booking_staff_router):
         app.include_router(router)
     return app
 

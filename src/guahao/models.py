@@ -5,3 +5,5 @@ from guahao.core.db import Base  # noqa: F401
 from guahao.patients.models import Patient, Person  # noqa: F401
 from guahao.scheduling.models import Schedule, ScheduleTemplate, Slot  # noqa: F401
 from guahao.staff.models import AuditEntry, StaffUser  # noqa: F401
+from guahao.booking.models import Booking, BookingEvent, IdempotencyKey, Restriction, SlotPosition  # noqa: F401,E402
+from guahao.outbox.models import OutboxMessage  # noqa: F401,E402

@@ -1,0 +1,92 @@
+"""What a hold needs to know about a slot, read in one round trip.
+
+The hold is the hottest path of the platform, so instead of asking catalog and scheduling
+for slot, schedule, department, doctor and rules one by one, it reads them in one joined
+SELECT. Only reads happen here; every write goes through the owning feature.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guahao.catalog.models import Department, Doctor, Hospital, HospitalRules
+from guahao.scheduling.models import Schedule, Slot
+
+
+@dataclass(frozen=True)
+class SlotContext:
+    slot_id: int
+    pool: str
+    slot_starts_at: dt.datetime
+    slot_ends_at: dt.datetime
+    schedule_id: int
+    schedule_status: str
+    visit_date: dt.date
+    period: str
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    release_at: dt.datetime
+    registration_fee: int
+    consultation_fee: int
+    hospital_id: int
+    hospital_name: str
+    timezone: str
+    his_mode: str
+    department_id: int
+    department_name: str
+    department_location: str
+    min_age: int | None
+    max_age: int | None
+    allowed_sex: str | None
+    doctor_id: int | None
+    doctor_name: str | None
+    rules: HospitalRules
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def closes_at(self) -> dt.datetime:
+        return self.starts_at - dt.timedelta(minutes=self.rules.close_minutes_before_start)
+
+    @property
+    def cancel_deadline(self) -> dt.datetime:
+        midnight = dt.datetime.combine(self.visit_date, dt.time(0, 0), tzinfo=self.zone)
+        return (midnight - dt.timedelta(minutes=self.rules.cancel_minutes_before_visit_day)).astimezone(dt.timezone.utc)
+
+    def local(self, instant: dt.datetime) -> str:
+        return instant.astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
+
+
+async def load_slot_context(session: AsyncSession, slot_id: int) -> SlotContext | None:
+    row = (await session.execute(
+        select(Slot, Schedule, Hospital.name, Hospital.timezone, Hospital.his_mode, Department, Doctor.name, HospitalRules)
+        .join(Schedule, Schedule.id == Slot.schedule_id)
+        .join(Hospital, Hospital.id == Schedule.hospital_id)
+        .join(HospitalRules, HospitalRules.hospital_id == Hospital.id)
+        .join(Department, Department.id == Schedule.department_id)
+        .outerjoin(Doctor, Doctor.id == Schedule.doctor_id)
+        .where(Slot.id == slot_id)
+    )).first()
+    if row is None:
+        return None
+    slot, schedule, hospital_name, tz, his_mode, department, doctor_name, rules = row
+    return SlotContext(
+        slot_id=slot.id, pool=slot.pool, slot_starts_at=slot.starts_at, slot_ends_at=slot.ends_at,
+        schedule_id=schedule.id, schedule_status=schedule.status, visit_date=schedule.date, period=schedule.period,
+        starts_at=schedule.starts_at, ends_at=schedule.ends_at, release_at=schedule.release_at,
+        registration_fee=schedule.registration_fee, consultation_fee=schedule.consultation_fee,
+        hospital_id=schedule.hospital_id, hospital_name=hospital_name, timezone=tz, his_mode=his_mode,
+        department_id=department.id, department_name=department.name, department_location=department.location,
+        min_age=department.min_age, max_age=department.max_age, allowed_sex=department.allowed_sex,
+        doctor_id=schedule.doctor_id, doctor_name=doctor_name, rules=rules,
+    )
+
+
+async def load_rules(session: AsyncSession, hospital_id: int) -> HospitalRules:
+    return await session.get_one(HospitalRules, hospital_id)

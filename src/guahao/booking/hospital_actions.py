@@ -1,0 +1,104 @@
+"""Hospital-side booking changes: 停诊 (suspension), check-in, completion, no-shows."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guahao.booking import errors, inventory, lifecycle, notices, restrictions
+from guahao.booking.context import load_rules
+from guahao.booking.lifecycle import Actor
+from guahao.booking.models import Booking
+from guahao.catalog.models import Hospital
+from guahao.core.errors import NotFound
+from guahao.scheduling.models import Schedule
+
+
+async def do_suspend(session: AsyncSession, *, schedule_id: int, hospital_id: int | None, reason: str,
+                     actor: Actor, now: dt.datetime) -> list[Booking]:
+    """停诊: the schedule stops selling and every live booking becomes revoked, with refund and
+    notification messages in the outbox. Returns the revoked bookings."""
+    schedule = await session.scalar(select(Schedule).where(Schedule.id == schedule_id).with_for_update())
+    if schedule is None or (hospital_id is not None and schedule.hospital_id != hospital_id):
+        raise NotFound("schedule")
+    if schedule.status == "suspended":
+        return []
+    await session.execute(
+        update(Schedule).where(Schedule.id == schedule.id)
+        .values(status="suspended", suspended_reason=reason, updated_at=now)
+    )
+    his_mode = await session.scalar(select(Hospital.his_mode).where(Hospital.id == schedule.hospital_id))
+    live = list(await session.scalars(
+        select(Booking).where(Booking.schedule_id == schedule.id, Booking.state.in_(("held", "confirmed")))
+        .order_by(Booking.id)
+    ))
+    ids = [b.id for b in live]
+    await inventory.lock_seats_of(session, ids)
+    revoked = []
+    for booking in live:
+        if booking.state == "held" and booking.hold_expires_at is not None and booking.hold_expires_at <= now:
+            await lifecycle.apply(session, booking, "expire", actor=Actor.system(), now=now, reason="hold_deadline")
+            await notices.after_transition(session, booking, now=now, his_mode=his_mode)
+            continue
+        was_paid = booking.state == "confirmed"
+        await lifecycle.apply(session, booking, "suspend", actor=actor, now=now, reason=reason)
+        await notices.after_transition(session, booking, now=now, his_mode=his_mode, was_paid=was_paid)
+        revoked.append(booking)
+    await inventory.release(session, ids)
+    return revoked
+
+
+async def find_for_hospital(session: AsyncSession, *, hospital_id: int | None, booking_id: int | None = None,
+                            booking_code: str | None = None) -> Booking:
+    query = select(Booking)
+    if booking_id is not None:
+        query = query.where(Booking.id == booking_id)
+    if booking_code is not None:
+        if hospital_id is None:
+            raise NotFound("booking")
+        query = query.where(Booking.booking_code == booking_code)
+    if hospital_id is not None:
+        query = query.where(Booking.hospital_id == hospital_id)
+    booking = await session.scalar(query)
+    if booking is None:
+        raise NotFound("booking")
+    return booking
+
+
+async def do_check_in(session: AsyncSession, booking: Booking, *, actor: Actor, now: dt.datetime) -> Booking:
+    """签到: a confirmed booking, on its visit day (hospital time), before its period ends."""
+    schedule = await session.get_one(Schedule, booking.schedule_id)
+    zone = await _zone(session, booking.hospital_id)
+    if booking.state != "confirmed" or now.astimezone(zone).date() != booking.visit_date or now >= schedule.ends_at:
+        raise errors.CheckInRefused()
+    await lifecycle.apply(session, booking, "check_in", actor=actor, now=now)
+    return booking
+
+
+async def do_complete(session: AsyncSession, booking: Booking, *, actor: Actor, now: dt.datetime) -> Booking:
+    await lifecycle.apply(session, booking, "complete", actor=actor, now=now)
+    return booking
+
+
+async def do_mark_no_shows(session: AsyncSession, *, now: dt.datetime, limit: int = 500) -> int:
+    """爽约: confirmed bookings whose period is over without a check-in. Each is a strike."""
+    due = list(await session.scalars(
+        select(Booking).join(Schedule, Schedule.id == Booking.schedule_id)
+        .where(Booking.state == "confirmed", Schedule.ends_at <= now).order_by(Booking.id).limit(limit)
+    ))
+    for booking in due:
+        await lifecycle.apply(session, booking, "miss", actor=Actor.system(), now=now, reason="not_checked_in",
+                              strike_at=now)
+        his_mode = await session.scalar(select(Hospital.his_mode).where(Hospital.id == booking.hospital_id))
+        await notices.after_transition(session, booking, now=now, his_mode=his_mode)
+        rules = await load_rules(session, booking.hospital_id)
+        await restrictions.after_strike(session, person_id=booking.person_id, hospital_id=booking.hospital_id,
+                                        rules=rules, now=now)
+    return len(due)
+
+
+async def _zone(session: AsyncSession, hospital_id: int):
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(await session.scalar(select(Hospital.timezone).where(Hospital.id == hospital_id)))

@@ -1,0 +1,108 @@
+"""Seats (visit-number positions) of slots: creation, claim, release and live counts.
+
+Concurrency story. A hold claims the lowest free seat of a slot with
+`SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL: concurrent claimers never wait on each
+other's seats, each locks a different row, and the row lock lasts only until the claim
+transaction commits (the claim is the last step before commit). On SQLite every write
+transaction is already exclusive (BEGIN IMMEDIATE), so the same statement without the lock
+clause is enough. A seat is free when it has no booking or its hold deadline has passed; the
+claimer that takes over a lapsed seat also marks the lapsed booking expired, in the same
+transaction. Lock order everywhere: person row, then seat rows, then booking rows.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guahao.booking.models import SlotPosition
+
+
+def _free(now: dt.datetime):
+    return or_(SlotPosition.booking_id.is_(None), SlotPosition.hold_expires_at <= now)
+
+
+def _taken(now: dt.datetime):
+    return and_(SlotPosition.booking_id.is_not(None),
+                or_(SlotPosition.hold_expires_at.is_(None), SlotPosition.hold_expires_at > now))
+
+
+async def do_create_positions(session: AsyncSession, slots: Iterable) -> None:
+    """One seat row per visit number of each slot (both pools; only `platform` is sold here)."""
+    rows = [
+        {"hospital_id": s.hospital_id, "schedule_id": s.schedule_id, "slot_id": s.id, "visit_no": s.first_visit_no + i}
+        for s in slots for i in range(s.capacity)
+    ]
+    if rows:
+        await session.execute(SlotPosition.__table__.insert(), rows)
+
+
+async def do_delete_positions(session: AsyncSession, slot_ids: list[int]) -> None:
+    if slot_ids:
+        await session.execute(delete(SlotPosition).where(SlotPosition.slot_id.in_(slot_ids)))
+
+
+async def claim(session: AsyncSession, *, slot_id: int, booking_id: int, hold_until: dt.datetime | None,
+                now: dt.datetime) -> tuple[int, int | None] | None:
+    """Give the lowest free seat of `slot_id` to `booking_id`.
+
+    Returns (visit_no, lapsed_booking_id) or None when the slot is full. `lapsed_booking_id`
+    is the expired hold this seat was taken from; the caller marks it expired.
+    `hold_until` None means the booking is confirmed at once (free registration).
+    """
+    row = (await session.execute(
+        select(SlotPosition.id, SlotPosition.visit_no, SlotPosition.booking_id)
+        .where(SlotPosition.slot_id == slot_id, _free(now))
+        .order_by(SlotPosition.visit_no)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )).first()
+    if row is None:
+        return None
+    await session.execute(
+        update(SlotPosition).where(SlotPosition.id == row.id)
+        .values(booking_id=booking_id, hold_expires_at=hold_until)
+    )
+    return row.visit_no, row.booking_id
+
+
+async def make_permanent(session: AsyncSession, booking_id: int, now: dt.datetime) -> bool:
+    """Confirm a held seat: only while its hold is still running. False = the hold lapsed."""
+    result = await session.execute(
+        update(SlotPosition)
+        .where(SlotPosition.booking_id == booking_id, SlotPosition.hold_expires_at > now)
+        .values(hold_expires_at=None)
+    )
+    return result.rowcount == 1
+
+
+async def release(session: AsyncSession, booking_ids: list[int]) -> None:
+    """Free the seats of bookings that left the live states."""
+    if booking_ids:
+        await session.execute(
+            update(SlotPosition).where(SlotPosition.booking_id.in_(booking_ids))
+            .values(booking_id=None, hold_expires_at=None)
+        )
+
+
+async def lock_seats_of(session: AsyncSession, booking_ids: list[int]) -> None:
+    """Take the seat row locks of these bookings first, to keep the lock order."""
+    if booking_ids:
+        await session.execute(
+            select(SlotPosition.id).where(SlotPosition.booking_id.in_(booking_ids))
+            .order_by(SlotPosition.id).with_for_update()
+        )
+
+
+async def taken_counts(session: AsyncSession, slot_ids: list[int], now: dt.datetime) -> dict[int, int]:
+    """Seats in use per slot right now: confirmed ones and holds that have not lapsed."""
+    if not slot_ids:
+        return {}
+    rows = await session.execute(
+        select(SlotPosition.slot_id, func.count())
+        .where(SlotPosition.slot_id.in_(slot_ids), _taken(now))
+        .group_by(SlotPosition.slot_id)
+    )
+    return {slot_id: count for slot_id, count in rows}

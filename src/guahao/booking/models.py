@@ -1,0 +1,127 @@
+"""Bookings (挂号单), their visit-number positions, events, idempotency keys and restrictions.
+
+Capacity is rows, not a counter: every platform/onsite seat of a slot is one `SlotPosition`
+with its visit number. A hold writes the booking id and the hold deadline onto a free
+position; a position whose hold deadline has passed counts as free to every query, so
+capacity returns the instant a hold expires, with no job running (I4). Uniqueness of visit
+numbers (I2) is the unique key (schedule_id, visit_no); capacity (I1) is the number of rows.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, CheckConstraint, Date, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
+
+STATES = ("held", "confirmed", "checked_in", "completed", "cancelled", "expired", "revoked", "no_show")
+LIVE_STATES = ("held", "confirmed", "checked_in", "completed")
+_LIVE_SQL = "state IN ('held', 'confirmed', 'checked_in', 'completed')"
+
+
+class SlotPosition(IdMixin, Base):
+    __tablename__ = "slot_positions"
+
+    hospital_id: Mapped[int] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="CASCADE"))
+    schedule_id: Mapped[int] = mapped_column(BigId, ForeignKey("schedules.id", ondelete="CASCADE"))
+    slot_id: Mapped[int] = mapped_column(BigId, ForeignKey("slots.id", ondelete="CASCADE"))
+    visit_no: Mapped[int] = mapped_column(Integer)
+    # the booking occupying this seat; with hold_expires_at set it is a hold that lapses by time
+    booking_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("bookings.id", ondelete="SET NULL"))
+    hold_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("schedule_id", "visit_no"),
+        # the claim scans a slot's seats in visit-number order
+        Index("ix_slot_positions_slot_visit_no", "slot_id", "visit_no"),
+        Index("ix_slot_positions_booking_id", "booking_id"),
+    )
+
+
+class Booking(IdMixin, Base):
+    __tablename__ = "bookings"
+
+    hospital_id: Mapped[int] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="CASCADE"))
+    department_id: Mapped[int] = mapped_column(BigId, ForeignKey("departments.id"))
+    doctor_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("doctors.id"))
+    schedule_id: Mapped[int] = mapped_column(BigId, ForeignKey("schedules.id"))
+    slot_id: Mapped[int] = mapped_column(BigId, ForeignKey("slots.id"))
+    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id"))
+    patient_id: Mapped[int] = mapped_column(BigId, ForeignKey("patients.id"))
+    person_id: Mapped[int] = mapped_column(BigId, ForeignKey("persons.id"))
+    visit_date: Mapped[dt.date] = mapped_column(Date)
+    visit_no: Mapped[int | None] = mapped_column(Integer)
+    booking_code: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(20))
+    registration_fee: Mapped[int] = mapped_column(Integer)
+    consultation_fee: Mapped[int] = mapped_column(Integer)
+    amount_due: Mapped[int] = mapped_column(Integer)
+    hold_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # set when a cancellation of a confirmed booking or a no-show counts toward the blacklist
+    strike_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    state_reason: Mapped[str | None] = mapped_column(String(400))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        CheckConstraint(f"state IN {STATES!r}", name="state"),
+        CheckConstraint("amount_due = registration_fee + consultation_fee", name="amount"),
+        UniqueConstraint("hospital_id", "booking_code"),
+        # I2 backstop: a visit number belongs to one live booking of a schedule
+        Index("uq_bookings_schedule_visit_no_live", "schedule_id", "visit_no", unique=True,
+              sqlite_where=text(_LIVE_SQL), postgresql_where=text(_LIVE_SQL)),
+        # I3: one live booking per real person, hospital, department and day
+        Index("uq_bookings_person_department_day_live", "person_id", "hospital_id", "department_id", "visit_date",
+              unique=True, sqlite_where=text(_LIVE_SQL), postgresql_where=text(_LIVE_SQL)),
+        Index("ix_bookings_account_id", "account_id", "created_at"),
+        Index("ix_bookings_schedule_state", "schedule_id", "state"),
+        Index("ix_bookings_person_hospital", "person_id", "hospital_id", "state"),
+        Index("ix_bookings_state_hold_expires", "state", "hold_expires_at"),
+    )
+
+
+class BookingEvent(IdMixin, Base):
+    """One row per state transition: who, when, why."""
+
+    __tablename__ = "booking_events"
+
+    booking_id: Mapped[int] = mapped_column(BigId, ForeignKey("bookings.id", ondelete="CASCADE"), index=True)
+    hospital_id: Mapped[int] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="CASCADE"))
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    actor_type: Mapped[str] = mapped_column(String(20))  # account | staff | system
+    actor_id: Mapped[int | None] = mapped_column(BigId)
+    reason: Mapped[str | None] = mapped_column(String(400))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class IdempotencyKey(IdMixin, Base):
+    """The first answer to a client write, replayed for retries with the same key (I7)."""
+
+    __tablename__ = "idempotency_keys"
+
+    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(100))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("account_id", "key"),)
+
+
+class Restriction(IdMixin, Base):
+    """黑名单: a person barred from online booking at a hospital until a time."""
+
+    __tablename__ = "restrictions"
+
+    person_id: Mapped[int] = mapped_column(BigId, ForeignKey("persons.id"), index=True)
+    hospital_id: Mapped[int] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="CASCADE"))
+    starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    until: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(400))
+    strikes: Mapped[int] = mapped_column(Integer)
+    lifted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lifted_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("staff_users.id"))
+    lift_reason: Mapped[str | None] = mapped_column(String(400))

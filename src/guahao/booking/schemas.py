@@ -1,0 +1,98 @@
+"""Booking API shapes. Personal data appears only masked."""
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, Field
+
+
+class BookingCreate(BaseModel):
+    slot_id: int = Field(gt=0)
+    patient_id: int = Field(gt=0)
+
+
+class BookingCancel(BaseModel):
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class PatientBrief(BaseModel):
+    id: int
+    name: str  # masked
+    id_type: str
+    id_number: str  # masked
+
+
+class BookingRead(BaseModel):
+    id: int
+    state: str
+    fhir_status: str
+    hospital_id: int
+    hospital_name: str
+    department_id: int
+    department_name: str
+    location: str
+    doctor_id: int | None
+    doctor_name: str | None
+    schedule_id: int
+    slot_id: int
+    visit_date: dt.date
+    period: str
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    visit_no: int | None
+    booking_code: str
+    registration_fee: int
+    consultation_fee: int
+    amount_due: int
+    hold_expires_at: dt.datetime | None
+    cancel_deadline: dt.datetime
+    state_reason: str | None
+    patient: PatientBrief
+    allowed_actions: list[str]
+    created_at: dt.datetime
+
+
+class BookingPage(BaseModel):
+    items: list[BookingRead]
+    total: int
+
+
+class BookingEventRead(BaseModel):
+    from_state: str | None
+    to_state: str
+    actor_type: str
+    reason: str | None
+    at: dt.datetime
+
+
+class SuspendRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=400)
+
+
+class CheckInByCode(BaseModel):
+    booking_code: str = Field(pattern=r"^\d{8}$")
+
+
+class LiftRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=400)
+
+
+class RestrictionRead(BaseModel):
+    id: int
+    person_id: int
+    hospital_id: int
+    starts_at: dt.datetime
+    until: dt.datetime
+    strikes: int
+    reason: str
+    lifted_at: dt.datetime | None
+    lift_reason: str | None
+
+
+class RosterEntry(BaseModel):
+    booking_id: int
+    visit_no: int | None
+    booking_code: str
+    state: str
+    patient_name: str  # masked
+    starts_at: dt.datetime

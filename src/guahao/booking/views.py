@@ -1,0 +1,48 @@
+"""Read models: a booking as the patient or the front desk sees it."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guahao.booking.context import load_slot_context
+from guahao.booking.lifecycle import FHIR_STATUS
+from guahao.booking.models import Booking
+from guahao.booking.schemas import BookingRead, PatientBrief
+from guahao.core.crypto import mask_id_number, mask_name
+from guahao.patients.models import Patient
+
+
+def allowed_actions(booking: Booking, cancel_deadline: dt.datetime, now: dt.datetime) -> list[str]:
+    if booking.state == "held" and booking.hold_expires_at is not None and booking.hold_expires_at > now:
+        return ["pay", "cancel"]
+    if booking.state == "confirmed" and now < cancel_deadline:
+        return ["cancel"]
+    return []
+
+
+def effective_state(booking: Booking, now: dt.datetime) -> str:
+    """A hold past its deadline is expired whether or not the sweeper has recorded it."""
+    if booking.state == "held" and booking.hold_expires_at is not None and booking.hold_expires_at <= now:
+        return "expired"
+    return booking.state
+
+
+async def booking_read(session: AsyncSession, booking: Booking, now: dt.datetime) -> BookingRead:
+    ctx = await load_slot_context(session, booking.slot_id)
+    patient = await session.get_one(Patient, booking.patient_id)
+    state = effective_state(booking, now)
+    return BookingRead(
+        id=booking.id, state=state, fhir_status=FHIR_STATUS[state], hospital_id=booking.hospital_id,
+        hospital_name=ctx.hospital_name, department_id=booking.department_id, department_name=ctx.department_name,
+        location=ctx.department_location, doctor_id=booking.doctor_id, doctor_name=ctx.doctor_name,
+        schedule_id=booking.schedule_id, slot_id=booking.slot_id, visit_date=booking.visit_date, period=ctx.period,
+        starts_at=ctx.slot_starts_at, ends_at=ctx.slot_ends_at, visit_no=booking.visit_no if state != "expired" else None,
+        booking_code=booking.booking_code, registration_fee=booking.registration_fee,
+        consultation_fee=booking.consultation_fee, amount_due=booking.amount_due,
+        hold_expires_at=booking.hold_expires_at, cancel_deadline=ctx.cancel_deadline,
+        state_reason=booking.state_reason,
+        patient=PatientBrief(id=patient.id, name=mask_name(patient.name), id_type=patient.id_type,
+                             id_number=mask_id_number(patient.id_number)),
+        allowed_actions=allowed_actions(booking, ctx.cancel_deadline, now), created_at=booking.created_at,
+    )
