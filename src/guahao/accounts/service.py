@@ -1,15 +1,197 @@
-"""Accounts: SMS-code login and server-side sessions."""
+"""Accounts: SMS-code login and server-side sessions.
+
+Codes. A code is six random digits; only a keyed hash bound to the phone number is stored.
+Only the newest code of a number counts (issuing one expires the older ones). Checking a code
+never reads-then-writes without a guard: a wrong try is `attempts = attempts + 1 WHERE
+attempts < max`, a right one is `used_at = now WHERE used_at IS NULL AND attempts < max AND
+expires_at > now`, and the rowcount decides. Under concurrency (PostgreSQL READ COMMITTED
+re-checks the WHERE after the row lock is released; SQLite serialises writers with BEGIN
+IMMEDIATE) exactly one login consumes a code and no more than `max` wrong tries are counted.
+"""
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import secrets
+from dataclasses import dataclass
 
+import phonenumbers
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.accounts.models import AuthSession
+from guahao.accounts.errors import (
+    CodeAttemptsExceeded,
+    CodeExpired,
+    CodeInvalid,
+    CodeNotRequested,
+    CodeUsed,
+    InvalidPhone,
+)
+from guahao.accounts.models import Account, AuthSession, SmsCode
+from guahao.core.crypto import lookup_hash
+from guahao.core.errors import GuahaoError
 
+LOGIN = "login"
+LOCALES = ("zh-CN", "en")
+_MOBILE_TYPES = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+
+
+# --- phone numbers --------------------------------------------------------------------------
+
+def normalize_mobile(raw: str) -> str:
+    """A mainland China mobile number in E.164 ("+8613812345678"), or InvalidPhone.
+
+    Accepts "13812345678", "+8613812345678", "138 1234 5678", "+86 138-1234-5678".
+    """
+    try:
+        number = phonenumbers.parse(raw, "CN")
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhone() from exc
+    if (not phonenumbers.is_valid_number(number) or phonenumbers.region_code_for_number(number) != "CN"
+            or phonenumbers.number_type(number) not in _MOBILE_TYPES):
+        raise InvalidPhone()
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone_hash(phone_e164: str) -> str:
+    return lookup_hash("phone", phone_e164)
+
+
+# --- SMS codes ------------------------------------------------------------------------------
+
+def _code_hash(phone_e164: str, code: str) -> str:
+    # keyed and bound to the number: a leaked table reveals neither codes nor which are valid
+    return lookup_hash("sms_code", f"{phone_e164}:{code}")
+
+
+def new_code() -> str:
+    return f"{secrets.randbelow(10**6):06d}"
+
+
+async def do_issue_code(session: AsyncSession, phone_e164: str, *, now: dt.datetime, ttl: dt.timedelta,
+                        purpose: str = LOGIN) -> str:
+    """Store a fresh code (hashed) for the number, supersede older unused ones, return the code.
+
+    The caller sends it only after the transaction commits.
+    """
+    key = phone_hash(phone_e164)
+    await session.execute(
+        update(SmsCode)
+        .where(SmsCode.phone_hash == key, SmsCode.purpose == purpose, SmsCode.used_at.is_(None),
+               SmsCode.expires_at > now)
+        .values(expires_at=now)
+    )
+    code = new_code()
+    session.add(SmsCode(phone_hash=key, code_hash=_code_hash(phone_e164, code), purpose=purpose,
+                        created_at=now, expires_at=now + ttl, attempts=0))
+    await session.flush()
+    return code
+
+
+async def do_consume_code(session: AsyncSession, phone_e164: str, code: str, *, now: dt.datetime,
+                          max_attempts: int, purpose: str = LOGIN) -> GuahaoError | None:
+    """Check `code` against the newest code of the number. None when it is right (and now used).
+
+    A refusal is *returned*, not raised, because a wrong try must be committed: the caller
+    commits the unit of work and raises afterwards.
+    """
+    row = await session.scalar(
+        select(SmsCode)
+        .where(SmsCode.phone_hash == phone_hash(phone_e164), SmsCode.purpose == purpose)
+        .order_by(SmsCode.created_at.desc(), SmsCode.id.desc())
+        .limit(1)
+    )
+    if row is None:
+        return CodeNotRequested()
+    if row.used_at is not None:
+        return CodeUsed()
+    if row.attempts >= max_attempts:
+        return CodeAttemptsExceeded()
+    if row.expires_at <= now:
+        return CodeExpired()
+
+    guard = (SmsCode.id == row.id, SmsCode.used_at.is_(None), SmsCode.attempts < max_attempts)
+    if not hmac.compare_digest(row.code_hash, _code_hash(phone_e164, code)):
+        attempts = await session.scalar(
+            update(SmsCode).where(*guard).values(attempts=SmsCode.attempts + 1).returning(SmsCode.attempts)
+        )
+        if attempts is None:  # a concurrent request used or killed the code meanwhile
+            return CodeAttemptsExceeded()
+        left = max_attempts - attempts
+        return CodeInvalid(attempts_left=left) if left > 0 else CodeAttemptsExceeded()
+
+    result = await session.execute(
+        update(SmsCode).where(*guard, SmsCode.expires_at > now).values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return CodeUsed()  # lost the race against a concurrent login with the same code
+    return None
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+async def get(session: AsyncSession, account_id: int) -> Account | None:
+    return await session.get(Account, account_id)
+
+
+async def get_by_phone(session: AsyncSession, phone_e164: str) -> Account | None:
+    return await session.scalar(select(Account).where(Account.phone_hash == phone_hash(phone_e164)))
+
+
+async def do_get_or_create_account(session: AsyncSession, phone_e164: str, *, now: dt.datetime) -> Account:
+    """The account of a number, created on first login.
+
+    INSERT ... ON CONFLICT DO NOTHING on the unique phone_hash, then read: two first logins of
+    the same number at once end with one account, and neither fails.
+    """
+    key = phone_hash(phone_e164)
+    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+    await session.execute(
+        dialect.insert(Account)
+        .values(phone=phone_e164, phone_hash=key, locale="zh-CN", created_at=now)
+        .on_conflict_do_nothing(index_elements=["phone_hash"])
+    )
+    account = await session.scalar(select(Account).where(Account.phone_hash == key))
+    assert account is not None
+    account.last_login_at = now
+    return account
+
+
+async def do_set_locale(session: AsyncSession, account_id: int, locale: str) -> Account:
+    if locale not in LOCALES:
+        raise ValueError(f"unsupported locale {locale!r}")
+    account = await session.get(Account, account_id)
+    assert account is not None
+    account.locale = locale
+    await session.flush()
+    return account
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    account: Account
+    token: str
+    expires_at: dt.datetime
+
+
+async def do_login(session: AsyncSession, phone_e164: str, code: str, *, now: dt.datetime,
+                   max_attempts: int, session_ttl: dt.timedelta) -> LoginResult | GuahaoError:
+    """Consume the code, get or create the account, open a session.
+
+    Returns the refusal instead of raising it (see `do_consume_code`).
+    """
+    refusal = await do_consume_code(session, phone_e164, code, now=now, max_attempts=max_attempts)
+    if refusal is not None:
+        return refusal
+    account = await do_get_or_create_account(session, phone_e164, now=now)
+    token = await do_create_session(session, now=now, ttl=session_ttl, account_id=account.id)
+    return LoginResult(account=account, token=token, expires_at=now + session_ttl)
+
+
+# --- sessions -------------------------------------------------------------------------------
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()

@@ -167,7 +167,7 @@ async def do_confirm(session: AsyncSession, booking_id: int, *, now: dt.datetime
     # the seat row first (lock order), and only if our hold on it has not lapsed
     if not await inventory.make_permanent(session, booking.id, now):
         raise errors.HoldExpired()
-    await lifecycle.apply(session, booking, "pay", actor=actor or Actor.system(), now=now, hold_expires_at=None)
+    await lifecycle.apply(session, booking, "pay", actor=actor or Actor.system(), now=now)
     his_mode = (await load_slot_context(session, booking.slot_id)).his_mode
     await notices.after_transition(session, booking, now=now, his_mode=his_mode)
     return booking

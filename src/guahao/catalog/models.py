@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, CheckConstraint, Float, ForeignKey, Integer, String, Text, Time, UniqueConstraint
+from sqlalchemy import (Boolean, CheckConstraint, Float, ForeignKey, Integer, String, Text, Time, UniqueConstraint,
+                        event)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
@@ -133,3 +134,17 @@ class FeeRule(IdMixin, Base):
     )
 
 
+
+
+@event.listens_for(Hospital, "before_insert")
+@event.listens_for(Hospital, "before_update")
+@event.listens_for(Department, "before_insert")
+@event.listens_for(Department, "before_update")
+@event.listens_for(Doctor, "before_insert")
+@event.listens_for(Doctor, "before_update")
+def _refresh_search_keys(_mapper, _connection, target) -> None:
+    """A safety net behind the service functions: every ORM write of a name (builders, the
+    demo seeder, admin tools) refreshes its search keys. Bulk UPDATE statements bypass it."""
+    from guahao.catalog.search import apply_search_keys  # search imports these models
+
+    apply_search_keys(target)

@@ -1,6 +1,73 @@
-"""HTTP routes of the patients feature."""
+"""HTTP routes of the patients feature: the logged-in account's 就诊人.
+
+Each state change runs in one transaction (`db.begin()`), and the response is built after
+the block has committed, so a 2xx answer means the row is durable (I7).
+"""
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-router = APIRouter(tags=["patients"])
+from fastapi import APIRouter, Path, Request, Response, status
+
+from guahao.core.deps import ClockDep, CurrentAccount, Db
+from guahao.patients import service
+from guahao.patients.schemas import PatientCreate, PatientPage, PatientRead, PatientUpdate, VerifyRequest
+
+router = APIRouter(prefix="/api/v1/me/patients", tags=["patients"])
+# Bounded so that an absurd id is a validation error, not a BIGINT overflow in the database.
+PatientId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=PatientRead)
+async def add_patient(body: PatientCreate, request: Request, account: CurrentAccount, db: Db,
+                      clock: ClockDep) -> PatientRead:
+    now = clock.now()
+    max_patients = request.app.state.settings.max_patients_per_account
+    async with db.begin() as session:
+        patient = await service.do_add_patient(session, account_id=account.account_id, data=body,
+                                               max_patients=max_patients, now=now)
+    return PatientRead.from_patient(patient, today=service.local_today(now))
+
+
+@router.get("", response_model=PatientPage)
+async def list_patients(request: Request, account: CurrentAccount, db: Db, clock: ClockDep) -> PatientPage:
+    async with db.read() as session:
+        patients = await service.list_for_account(session, account.account_id)
+    today = service.local_today(clock.now())
+    return PatientPage(items=[PatientRead.from_patient(p, today=today) for p in patients], total=len(patients),
+                       max_patients=request.app.state.settings.max_patients_per_account)
+
+
+@router.get("/{patient_id}", response_model=PatientRead)
+async def get_patient(patient_id: PatientId, account: CurrentAccount, db: Db, clock: ClockDep) -> PatientRead:
+    async with db.read() as session:
+        patient = await service.get_or_raise(session, account.account_id, patient_id)
+    return PatientRead.from_patient(patient, today=service.local_today(clock.now()))
+
+
+@router.patch("/{patient_id}", response_model=PatientRead)
+async def update_patient(patient_id: PatientId, body: PatientUpdate, account: CurrentAccount, db: Db,
+                         clock: ClockDep) -> PatientRead:
+    now = clock.now()
+    async with db.begin() as session:
+        patient = await service.do_update_patient(session, account_id=account.account_id, patient_id=patient_id,
+                                                  data=body, now=now)
+    return PatientRead.from_patient(patient, today=service.local_today(now))
+
+
+@router.delete("/{patient_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_patient(patient_id: PatientId, account: CurrentAccount, db: Db, clock: ClockDep) -> Response:
+    async with db.begin() as session:
+        await service.do_remove_patient(session, account_id=account.account_id, patient_id=patient_id,
+                                        now=clock.now())
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{patient_id}/verify", response_model=PatientRead)
+async def verify_patient(patient_id: PatientId, body: VerifyRequest, request: Request, account: CurrentAccount,
+                         db: Db, clock: ClockDep) -> PatientRead:
+    # No transaction here: the service reads, calls the provider with none open, then writes.
+    patient = await service.verify_identity(db, request.app.state.face_check, request.app.state.limiter, clock,
+                                            account_id=account.account_id, patient_id=patient_id,
+                                            liveness_token=body.liveness_token)
+    return PatientRead.from_patient(patient, today=service.local_today(clock.now()))

@@ -26,7 +26,8 @@ class ScheduleTemplate(IdMixin, Base):
     registration_level: Mapped[str] = mapped_column(String(20))
     platform_capacity: Mapped[int] = mapped_column(Integer)
     onsite_capacity: Mapped[int] = mapped_column(Integer, default=0)
-    # time bands as [["08:00", "08:30"], ...]; empty = one slot for the whole period
+    # time bands as [["08:00", "08:30"], ...], used when the hospital books by time band;
+    # empty = 30-minute bands across the period
     bands: Mapped[list] = mapped_column(JSON, default=list)
     active: Mapped[bool] = mapped_column(default=True)
 

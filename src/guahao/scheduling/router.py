@@ -1,6 +1,201 @@
-"""HTTP routes of the scheduling feature."""
+"""HTTP routes of the scheduling feature: staff templates and schedules, public availability.
+
+Staff see only their hospital: a hospital route of another hospital is 404 hospital, an
+object of another hospital is 404 template / schedule (the same answer as a missing id).
+Writes need hospital_admin or scheduler (the operator may do anything); front_desk reads.
+"""
 from __future__ import annotations
 
-from fastapi import APIRouter
+import datetime as dt
+
+from fastapi import APIRouter, Query, Response
+
+from guahao.core.deps import ClockDep, CurrentStaff, Db, StaffPrincipal
+from guahao.core.errors import InvalidRequest
+from guahao.scheduling import availability, service, templates
+from guahao.scheduling.models import Schedule
+from guahao.scheduling.schemas import (
+    Availability,
+    GenerateRequest,
+    GenerateResult,
+    ScheduleDetail,
+    ScheduleRead,
+    ScheduleUpdate,
+    SlotRead,
+    Status,
+    TemplateCreate,
+    TemplateRead,
+    TemplateUpdate,
+)
 
 router = APIRouter(tags=["scheduling"])
+WRITERS = ("hospital_admin", "scheduler")
+READERS = ("hospital_admin", "scheduler", "front_desk")
+MAX_LIST_DAYS = 62
+
+
+def _scope(staff: StaffPrincipal) -> int | None:
+    """The hospital a staff member is confined to; None for the platform operator."""
+    return None if staff.is_operator else staff.hospital_id
+
+
+async def _hospital_in_scope(db: Db, staff: StaffPrincipal, hospital_id: int) -> None:
+    staff.ensure_hospital(hospital_id)
+    async with db.read() as session:
+        await service.load_rules(session, hospital_id)  # 404 hospital when it does not exist
+
+
+# --- templates --------------------------------------------------------------------------
+
+@router.get("/api/v1/staff/hospitals/{hospital_id}/schedule-templates", response_model=list[TemplateRead])
+async def list_templates(hospital_id: int, staff: CurrentStaff, db: Db, department_id: int | None = None,
+                         doctor_id: int | None = None):
+    staff.require(*READERS)
+    await _hospital_in_scope(db, staff, hospital_id)
+    async with db.read() as session:
+        return await templates.list_templates(session, hospital_id, department_id=department_id,
+                                              doctor_id=doctor_id)
+
+
+@router.post("/api/v1/staff/hospitals/{hospital_id}/schedule-templates", response_model=TemplateRead,
+             status_code=201)
+async def create_template(hospital_id: int, body: TemplateCreate, staff: CurrentStaff, db: Db, clock: ClockDep):
+    staff.require(*WRITERS)
+    staff.ensure_hospital(hospital_id)
+    async with db.begin() as session:
+        await service.load_rules(session, hospital_id)
+        template = await templates.do_create_template(session, hospital_id, body, now=clock.now(),
+                                                      actor_id=staff.staff_id)
+    return template
+
+
+@router.get("/api/v1/staff/schedule-templates/{template_id}", response_model=TemplateRead)
+async def get_template(template_id: int, staff: CurrentStaff, db: Db):
+    staff.require(*READERS)
+    async with db.read() as session:
+        return await templates.get_template_or_raise(session, template_id, hospital_id=_scope(staff))
+
+
+@router.patch("/api/v1/staff/schedule-templates/{template_id}", response_model=TemplateRead)
+async def update_template(template_id: int, body: TemplateUpdate, staff: CurrentStaff, db: Db, clock: ClockDep):
+    staff.require(*WRITERS)
+    async with db.begin() as session:
+        template = await templates.do_update_template(session, template_id, body, now=clock.now(),
+                                                      hospital_id=_scope(staff), actor_id=staff.staff_id)
+    return template
+
+
+@router.delete("/api/v1/staff/schedule-templates/{template_id}", status_code=204)
+async def delete_template(template_id: int, staff: CurrentStaff, db: Db, clock: ClockDep):
+    staff.require(*WRITERS)
+    async with db.begin() as session:
+        await templates.do_delete_template(session, template_id, now=clock.now(), hospital_id=_scope(staff),
+                                           actor_id=staff.staff_id)
+    return Response(status_code=204)
+
+
+# --- schedules --------------------------------------------------------------------------
+
+@router.post("/api/v1/staff/hospitals/{hospital_id}/schedules/generate", response_model=GenerateResult)
+async def generate_schedules(hospital_id: int, body: GenerateRequest, staff: CurrentStaff, db: Db,
+                             clock: ClockDep):
+    staff.require(*WRITERS)
+    staff.ensure_hospital(hospital_id)
+    async with db.begin() as session:
+        outcome = await service.do_generate(session, hospital_id, body.from_date, body.to_date, body.publish,
+                                            clock.now(), actor_id=staff.staff_id)
+    return GenerateResult(created=outcome.created, skipped=outcome.skipped, schedule_ids=outcome.schedule_ids)
+
+
+@router.get("/api/v1/staff/hospitals/{hospital_id}/schedules", response_model=list[ScheduleRead])
+async def list_schedules(hospital_id: int, staff: CurrentStaff, db: Db,
+                         from_date: dt.date = Query(alias="from"), to_date: dt.date = Query(alias="to"),
+                         department_id: int | None = None, doctor_id: int | None = None,
+                         status: Status | None = None):
+    staff.require(*READERS)
+    staff.ensure_hospital(hospital_id)
+    if to_date < from_date or (to_date - from_date).days >= MAX_LIST_DAYS:
+        raise InvalidRequest(max_days=MAX_LIST_DAYS)
+    async with db.read() as session:
+        rules = await service.load_rules(session, hospital_id)
+        schedules = await service.list_schedules(session, hospital_id, from_date, to_date,
+                                                 department_id=department_id, doctor_id=doctor_id, status=status)
+        totals = await service.pool_totals(session, [s.id for s in schedules])
+    return [_schedule_read(s, rules, totals[s.id]) for s in schedules]
+
+
+@router.get("/api/v1/staff/schedules/{schedule_id}", response_model=ScheduleDetail)
+async def get_schedule(schedule_id: int, staff: CurrentStaff, db: Db):
+    staff.require(*READERS)
+    async with db.read() as session:
+        return await _detail(session, schedule_id, _scope(staff))
+
+
+@router.patch("/api/v1/staff/schedules/{schedule_id}", response_model=ScheduleDetail)
+async def update_schedule(schedule_id: int, body: ScheduleUpdate, staff: CurrentStaff, db: Db, clock: ClockDep):
+    staff.require(*WRITERS)
+    async with db.begin() as session:
+        await service.do_update_schedule(session, schedule_id, now=clock.now(), hospital_id=_scope(staff),
+                                         platform_capacity=body.platform_capacity,
+                                         onsite_capacity=body.onsite_capacity, bands=body.bands,
+                                         actor_id=staff.staff_id)
+    async with db.read() as session:
+        return await _detail(session, schedule_id, _scope(staff))
+
+
+@router.post("/api/v1/staff/schedules/{schedule_id}/publish", response_model=ScheduleDetail)
+async def publish_schedule(schedule_id: int, staff: CurrentStaff, db: Db, clock: ClockDep):
+    staff.require(*WRITERS)
+    async with db.begin() as session:
+        await service.do_publish(session, schedule_id, now=clock.now(), hospital_id=_scope(staff),
+                                 actor_id=staff.staff_id)
+    async with db.read() as session:
+        return await _detail(session, schedule_id, _scope(staff))
+
+
+async def _detail(session, schedule_id: int, hospital_id: int | None) -> ScheduleDetail:
+    schedule = await service.get_schedule_or_raise(session, schedule_id, hospital_id=hospital_id)
+    rules = await service.load_rules(session, schedule.hospital_id)
+    slots = await service.list_slots(session, schedule.id)
+    totals = {"platform": 0, "onsite": 0}
+    for slot in slots:
+        totals[slot.pool] += slot.capacity
+    read = _schedule_read(schedule, rules, totals)
+    slot_reads = [SlotRead(id=s.id, pool=s.pool, starts_at=s.starts_at.astimezone(rules.tz),
+                           ends_at=s.ends_at.astimezone(rules.tz), capacity=s.capacity,
+                           first_visit_no=s.first_visit_no) for s in slots]
+    return ScheduleDetail(**read.model_dump(), slots=slot_reads)
+
+
+def _schedule_read(schedule: Schedule, rules, totals: dict[str, int]) -> ScheduleRead:
+    tz = rules.tz
+    return ScheduleRead(
+        id=schedule.id, hospital_id=schedule.hospital_id, department_id=schedule.department_id,
+        doctor_id=schedule.doctor_id, template_id=schedule.template_id, date=schedule.date,
+        period=schedule.period, starts_at=schedule.starts_at.astimezone(tz), ends_at=schedule.ends_at.astimezone(tz),
+        registration_level=schedule.registration_level, registration_fee=schedule.registration_fee,
+        consultation_fee=schedule.consultation_fee,
+        total_fee=schedule.registration_fee + schedule.consultation_fee, status=schedule.status,
+        suspended_reason=schedule.suspended_reason, release_at=schedule.release_at.astimezone(tz),
+        closes_at=service.closes_at(schedule, rules).astimezone(tz),
+        platform_capacity=totals["platform"], onsite_capacity=totals["onsite"])
+
+
+# --- public availability ----------------------------------------------------------------
+
+@router.get("/api/v1/departments/{department_id}/availability", response_model=Availability)
+async def department_availability(department_id: int, db: Db, clock: ClockDep,
+                                  from_date: dt.date | None = Query(None, alias="from"),
+                                  days: int | None = Query(None, ge=1, le=availability.MAX_DAYS)):
+    async with db.read() as session:
+        return await availability.department_availability(session, department_id, now=clock.now(),
+                                                          from_date=from_date, days=days)
+
+
+@router.get("/api/v1/doctors/{doctor_id}/availability", response_model=Availability)
+async def doctor_availability(doctor_id: int, db: Db, clock: ClockDep,
+                              from_date: dt.date | None = Query(None, alias="from"),
+                              days: int | None = Query(None, ge=1, le=availability.MAX_DAYS)):
+    async with db.read() as session:
+        return await availability.doctor_availability(session, doctor_id, now=clock.now(),
+                                                      from_date=from_date, days=days)

@@ -1,6 +1,145 @@
-"""HTTP routes of the staff feature."""
+"""HTTP routes of the staff feature: login, staff users, hospital rules, the audit log.
+
+Authorisation: every route takes `CurrentStaff`; routes on a hospital call
+`ensure_hospital` first (staff of another hospital get 404, as if it did not exist) and the
+role check second (staff of this hospital without the role get 403).
+"""
 from __future__ import annotations
 
-from fastapi import APIRouter
+import structlog
+from fastapi import APIRouter, Query, Request, Response, status
 
-router = APIRouter(tags=["staff"])
+from guahao.accounts import service as accounts_service
+from guahao.accounts.cookies import clear_session_cookie, set_session_cookie
+from guahao.core.deps import ClockDep, CurrentStaff, Db, Limiter
+from guahao.core.errors import Forbidden, NotFound
+from guahao.staff import audit
+from guahao.staff import rules as staff_rules
+from guahao.staff import service as staff_service
+from guahao.staff.schemas import (
+    AuditPage,
+    AuditRead,
+    HospitalRulesRead,
+    HospitalRulesUpdate,
+    StaffLogin,
+    StaffLoginRead,
+    StaffUserCreate,
+    StaffUserRead,
+)
+
+router = APIRouter(prefix="/api/v1/staff", tags=["staff"])
+log = structlog.get_logger("guahao.staff")
+LOGIN_LIMIT = "5/minute"
+ADMIN_CREATABLE_ROLES = (staff_service.SCHEDULER, staff_service.FRONT_DESK)
+
+
+@router.post("/auth/login", response_model=StaffLoginRead)
+async def login(body: StaffLogin, request: Request, response: Response, db: Db, clock: ClockDep,
+                limiter: Limiter) -> StaffLoginRead:
+    """Log in with username and password; the token also comes back as an HttpOnly cookie."""
+    client = request.client.host if request.client else "unknown"
+    await limiter.hit(LOGIN_LIMIT, "staff-login", staff_service.normalize_username(body.username), client)
+    async with db.read() as session:
+        user = await staff_service.authenticate(session, body.username, body.password)
+    now = clock.now()
+    async with db.begin() as session:
+        token = await staff_service.do_open_session(session, user, now=now, password=body.password)
+    set_session_cookie(response, token, settings=request.app.state.settings, ttl=staff_service.SESSION_TTL)
+    log.info("staff_login", staff_id=user.id)
+    return StaffLoginRead(token=token, expires_at=now + staff_service.SESSION_TTL,
+                          staff=StaffUserRead.model_validate(user))
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(staff: CurrentStaff, request: Request, db: Db, clock: ClockDep) -> Response:
+    async with db.begin() as session:
+        await accounts_service.do_revoke_session(session, staff.session_id, now=clock.now())
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    clear_session_cookie(response, settings=request.app.state.settings)
+    return response
+
+
+@router.get("/me", response_model=StaffUserRead)
+async def read_me(staff: CurrentStaff, db: Db) -> StaffUserRead:
+    async with db.read() as session:
+        user = await staff_service.get(session, staff.staff_id)
+    if user is None:
+        raise NotFound("staff")
+    return StaffUserRead.model_validate(user)
+
+
+# --- staff users ----------------------------------------------------------------------------
+
+@router.post("/users", status_code=status.HTTP_201_CREATED, response_model=StaffUserRead)
+async def create_user(body: StaffUserCreate, staff: CurrentStaff, db: Db, clock: ClockDep) -> StaffUserRead:
+    """Operators create any staff user; a hospital admin creates schedulers and front-desk
+    users of their own hospital."""
+    hospital_id = body.hospital_id
+    if not staff.is_operator:
+        staff.require(staff_service.HOSPITAL_ADMIN)
+        hospital_id = staff.hospital_id if hospital_id is None else hospital_id
+        staff.ensure_hospital(hospital_id)
+        if body.role not in ADMIN_CREATABLE_ROLES:
+            raise Forbidden()
+    async with db.begin() as session:
+        user = await staff_service.do_create_staff(
+            session, username=body.username, password=body.password, role=body.role, hospital_id=hospital_id,
+            display_name=body.display_name, now=clock.now(), actor_staff_id=staff.staff_id)
+    return StaffUserRead.model_validate(user)
+
+
+@router.get("/users", response_model=list[StaffUserRead])
+async def list_users(staff: CurrentStaff, db: Db, hospital_id: int | None = None) -> list[StaffUserRead]:
+    """Operators see everyone (or one hospital's staff); a hospital admin sees their hospital's."""
+    if not staff.is_operator:
+        staff.require(staff_service.HOSPITAL_ADMIN)
+        hospital_id = staff.hospital_id if hospital_id is None else hospital_id
+        staff.ensure_hospital(hospital_id)
+    async with db.read() as session:
+        users = await staff_service.list_staff(session, hospital_id=hospital_id)
+    return [StaffUserRead.model_validate(u) for u in users]
+
+
+# --- hospital rules -------------------------------------------------------------------------
+
+@router.get("/hospitals/{hospital_id}/rules", response_model=HospitalRulesRead)
+async def read_rules(hospital_id: int, staff: CurrentStaff, db: Db) -> HospitalRulesRead:
+    """Any staff user of the hospital may read its rules (they explain them to patients)."""
+    staff.ensure_hospital(hospital_id)
+    async with db.read() as session:
+        rules = await staff_rules.get_rules(session, hospital_id)
+    return HospitalRulesRead.model_validate(rules)
+
+
+@router.put("/hospitals/{hospital_id}/rules", response_model=HospitalRulesRead)
+async def replace_rules(hospital_id: int, body: HospitalRulesUpdate, staff: CurrentStaff, db: Db,
+                        clock: ClockDep) -> HospitalRulesRead:
+    """Replace the hospital's rules (every field); the change is written to the audit log."""
+    staff.ensure_hospital(hospital_id)
+    staff.require(staff_service.HOSPITAL_ADMIN)
+    async with db.begin() as session:
+        rules = await staff_rules.do_update_rules(session, hospital_id, body, now=clock.now(),
+                                                  staff_id=staff.staff_id)
+    return HospitalRulesRead.model_validate(rules)
+
+
+# --- audit log ------------------------------------------------------------------------------
+
+@router.get("/audit", response_model=AuditPage)
+async def list_audit(staff: CurrentStaff, db: Db, hospital_id: int | None = None,
+                     before_id: int | None = Query(default=None, ge=1),
+                     limit: int = Query(default=50, ge=1, le=200),
+                     action: str | None = Query(default=None, max_length=64)) -> AuditPage:
+    """Newest first. Hospital admins see their hospital's entries; operators everyone's."""
+    if not staff.is_operator:
+        hospital_id = staff.hospital_id if hospital_id is None else hospital_id
+        staff.ensure_hospital(hospital_id)
+        staff.require(staff_service.HOSPITAL_ADMIN)
+    async with db.read() as session:
+        entries = await audit.list_entries(session, hospital_id=hospital_id, limit=limit + 1,
+                                           before_id=before_id, action=action)
+    page = entries[:limit]
+    items = [AuditRead(id=e.id, at=e.at, staff_id=e.staff_id, account_id=e.account_id, hospital_id=e.hospital_id,
+                       action=e.action, object_type=e.object_type, object_id=e.object_id,
+                       detail=audit.load_detail(e)) for e in page]
+    return AuditPage(items=items, next_cursor=page[-1].id if len(entries) > limit else None)

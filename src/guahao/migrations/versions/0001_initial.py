@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 22:18:32.849351
+Create Date: 2026-11-21 22:23:40.330957
 """
 from alembic import op
 import sqlalchemy as sa
@@ -132,6 +132,38 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['hospital_id'], ['hospitals.id'], name=op.f('fk_hospital_rules_hospital_id_hospitals'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('hospital_id', name=op.f('pk_hospital_rules'))
     )
+    op.create_table('idempotency_keys',
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('key', sa.String(length=100), nullable=False),
+    sa.Column('request_hash', sa.String(length=64), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=False),
+    sa.Column('response', sa.JSON(), nullable=False),
+    sa.Column('created_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_idempotency_keys_account_id_accounts'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_idempotency_keys')),
+    sa.UniqueConstraint('account_id', 'key', name=op.f('uq_idempotency_keys_account_id_key'))
+    )
+    op.create_table('outbox',
+    sa.Column('hospital_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('topic', sa.String(length=60), nullable=False),
+    sa.Column('dedupe_key', sa.String(length=200), nullable=False),
+    sa.Column('payload', sa.JSON(), nullable=False),
+    sa.Column('state', sa.String(length=20), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('available_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('locked_until', guahao.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.String(length=1000), nullable=True),
+    sa.Column('created_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('done_at', guahao.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.ForeignKeyConstraint(['hospital_id'], ['hospitals.id'], name=op.f('fk_outbox_hospital_id_hospitals'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
+    sa.UniqueConstraint('dedupe_key', name=op.f('uq_outbox_dedupe_key'))
+    )
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.create_index('ix_outbox_state_available_at', ['state', 'available_at'], unique=False)
+
     op.create_table('patients',
     sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('person_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -240,6 +272,25 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_doctors_department_id'), ['department_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_doctors_hospital_id'), ['hospital_id'], unique=False)
 
+    op.create_table('restrictions',
+    sa.Column('person_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('hospital_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('starts_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('until', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('reason', sa.String(length=400), nullable=False),
+    sa.Column('strikes', sa.Integer(), nullable=False),
+    sa.Column('lifted_at', guahao.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('lifted_by', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('lift_reason', sa.String(length=400), nullable=True),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.ForeignKeyConstraint(['hospital_id'], ['hospitals.id'], name=op.f('fk_restrictions_hospital_id_hospitals'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['lifted_by'], ['staff_users.id'], name=op.f('fk_restrictions_lifted_by_staff_users')),
+    sa.ForeignKeyConstraint(['person_id'], ['persons.id'], name=op.f('fk_restrictions_person_id_persons')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_restrictions'))
+    )
+    with op.batch_alter_table('restrictions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_restrictions_person_id'), ['person_id'], unique=False)
+
     op.create_table('schedule_templates',
     sa.Column('hospital_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('department_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -317,11 +368,108 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_slots_schedule_id'), ['schedule_id'], unique=False)
         batch_op.create_index('uq_slots_schedule_pool_start', ['schedule_id', 'pool', 'starts_at'], unique=True)
 
+    op.create_table('bookings',
+    sa.Column('hospital_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('department_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('doctor_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('schedule_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('slot_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('patient_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('person_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('visit_date', sa.Date(), nullable=False),
+    sa.Column('visit_no', sa.Integer(), nullable=True),
+    sa.Column('booking_code', sa.String(length=8), nullable=False),
+    sa.Column('state', sa.String(length=20), nullable=False),
+    sa.Column('registration_fee', sa.Integer(), nullable=False),
+    sa.Column('consultation_fee', sa.Integer(), nullable=False),
+    sa.Column('amount_due', sa.Integer(), nullable=False),
+    sa.Column('hold_expires_at', guahao.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('strike_at', guahao.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('state_reason', sa.String(length=400), nullable=True),
+    sa.Column('created_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.CheckConstraint("state IN ('held', 'confirmed', 'checked_in', 'completed', 'cancelled', 'expired', 'revoked', 'no_show')", name=op.f('ck_bookings_state')),
+    sa.CheckConstraint('amount_due = registration_fee + consultation_fee', name=op.f('ck_bookings_amount')),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_bookings_account_id_accounts')),
+    sa.ForeignKeyConstraint(['department_id'], ['departments.id'], name=op.f('fk_bookings_department_id_departments')),
+    sa.ForeignKeyConstraint(['doctor_id'], ['doctors.id'], name=op.f('fk_bookings_doctor_id_doctors')),
+    sa.ForeignKeyConstraint(['hospital_id'], ['hospitals.id'], name=op.f('fk_bookings_hospital_id_hospitals'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_bookings_patient_id_patients')),
+    sa.ForeignKeyConstraint(['person_id'], ['persons.id'], name=op.f('fk_bookings_person_id_persons')),
+    sa.ForeignKeyConstraint(['schedule_id'], ['schedules.id'], name=op.f('fk_bookings_schedule_id_schedules')),
+    sa.ForeignKeyConstraint(['slot_id'], ['slots.id'], name=op.f('fk_bookings_slot_id_slots')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_bookings')),
+    sa.UniqueConstraint('hospital_id', 'booking_code', name=op.f('uq_bookings_hospital_id_booking_code'))
+    )
+    with op.batch_alter_table('bookings', schema=None) as batch_op:
+        batch_op.create_index('ix_bookings_account_id', ['account_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_bookings_person_hospital', ['person_id', 'hospital_id', 'state'], unique=False)
+        batch_op.create_index('ix_bookings_schedule_state', ['schedule_id', 'state'], unique=False)
+        batch_op.create_index('ix_bookings_state_hold_expires', ['state', 'hold_expires_at'], unique=False)
+        batch_op.create_index('uq_bookings_person_department_day_live', ['person_id', 'hospital_id', 'department_id', 'visit_date'], unique=True, sqlite_where=sa.text("state IN ('held', 'confirmed', 'checked_in', 'completed')"), postgresql_where=sa.text("state IN ('held', 'confirmed', 'checked_in', 'completed')"))
+        batch_op.create_index('uq_bookings_schedule_visit_no_live', ['schedule_id', 'visit_no'], unique=True, sqlite_where=sa.text("state IN ('held', 'confirmed', 'checked_in', 'completed')"), postgresql_where=sa.text("state IN ('held', 'confirmed', 'checked_in', 'completed')"))
+
+    op.create_table('booking_events',
+    sa.Column('booking_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('hospital_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('from_state', sa.String(length=20), nullable=True),
+    sa.Column('to_state', sa.String(length=20), nullable=False),
+    sa.Column('actor_type', sa.String(length=20), nullable=False),
+    sa.Column('actor_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('reason', sa.String(length=400), nullable=True),
+    sa.Column('at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.ForeignKeyConstraint(['booking_id'], ['bookings.id'], name=op.f('fk_booking_events_booking_id_bookings'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['hospital_id'], ['hospitals.id'], name=op.f('fk_booking_events_hospital_id_hospitals'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_booking_events'))
+    )
+    with op.batch_alter_table('booking_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_booking_events_booking_id'), ['booking_id'], unique=False)
+
+    op.create_table('slot_positions',
+    sa.Column('hospital_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('schedule_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('slot_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('visit_no', sa.Integer(), nullable=False),
+    sa.Column('booking_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('hold_expires_at', guahao.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.ForeignKeyConstraint(['booking_id'], ['bookings.id'], name=op.f('fk_slot_positions_booking_id_bookings'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['hospital_id'], ['hospitals.id'], name=op.f('fk_slot_positions_hospital_id_hospitals'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['schedule_id'], ['schedules.id'], name=op.f('fk_slot_positions_schedule_id_schedules'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['slot_id'], ['slots.id'], name=op.f('fk_slot_positions_slot_id_slots'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_slot_positions')),
+    sa.UniqueConstraint('schedule_id', 'visit_no', name=op.f('uq_slot_positions_schedule_id_visit_no'))
+    )
+    with op.batch_alter_table('slot_positions', schema=None) as batch_op:
+        batch_op.create_index('ix_slot_positions_booking_id', ['booking_id'], unique=False)
+        batch_op.create_index('ix_slot_positions_slot_visit_no', ['slot_id', 'visit_no'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('slot_positions', schema=None) as batch_op:
+        batch_op.drop_index('ix_slot_positions_slot_visit_no')
+        batch_op.drop_index('ix_slot_positions_booking_id')
+
+    op.drop_table('slot_positions')
+    with op.batch_alter_table('booking_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_booking_events_booking_id'))
+
+    op.drop_table('booking_events')
+    with op.batch_alter_table('bookings', schema=None) as batch_op:
+        batch_op.drop_index('uq_bookings_schedule_visit_no_live', sqlite_where=sa.text("state IN ('held', 'confirmed', 'checked_in', 'completed')"), postgresql_where=sa.text("state IN ('held', 'confirmed', 'checked_in', 'completed')"))
+        batch_op.drop_index('uq_bookings_person_department_day_live', sqlite_where=sa.text("state IN ('held', 'confirmed', 'checked_in', 'completed')"), postgresql_where=sa.text("state IN ('held', 'confirmed', 'checked_in', 'completed')"))
+        batch_op.drop_index('ix_bookings_state_hold_expires')
+        batch_op.drop_index('ix_bookings_schedule_state')
+        batch_op.drop_index('ix_bookings_person_hospital')
+        batch_op.drop_index('ix_bookings_account_id')
+
+    op.drop_table('bookings')
     with op.batch_alter_table('slots', schema=None) as batch_op:
         batch_op.drop_index('uq_slots_schedule_pool_start')
         batch_op.drop_index(batch_op.f('ix_slots_schedule_id'))
@@ -338,6 +486,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_schedule_templates_hospital_id'))
 
     op.drop_table('schedule_templates')
+    with op.batch_alter_table('restrictions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_restrictions_person_id'))
+
+    op.drop_table('restrictions')
     with op.batch_alter_table('doctors', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_doctors_hospital_id'))
         batch_op.drop_index(batch_op.f('ix_doctors_department_id'))
@@ -363,6 +515,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_patients_account_id'))
 
     op.drop_table('patients')
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_state_available_at')
+
+    op.drop_table('outbox')
+    op.drop_table('idempotency_keys')
     op.drop_table('hospital_rules')
     op.drop_table('fee_rules')
     with op.batch_alter_table('departments', schema=None) as batch_op:

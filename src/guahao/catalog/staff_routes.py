@@ -1,0 +1,173 @@
+"""Catalog management for staff: the operator onboards hospitals; a hospital admin keeps the
+departments, doctors and fees of their own hospital (the operator may act on any).
+
+Every write is one unit of work; the response is built after it committed (I7). Staff of
+another hospital get 404 for its objects, the same answer as for a missing id (I8).
+"""
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from guahao.catalog import service, views
+from guahao.catalog.models import Department, Doctor, Hospital
+from guahao.catalog.schemas import (DepartmentCreate, DepartmentRead, DepartmentUpdate, DoctorCreate, DoctorDetail,
+                                    DoctorUpdate, FeeRuleIn, FeeRuleRead, HospitalCreate, HospitalStaffRead,
+                                    HospitalUpdate)
+from guahao.core.deps import ClockDep, CurrentStaff, Db, Locale, StaffPrincipal
+from guahao.core.errors import Forbidden, NotFound
+from guahao.staff import audit as staff_audit
+
+router = APIRouter(prefix="/api/v1/staff", tags=["catalog: staff"])
+
+OPERATOR = "platform_operator"
+ADMIN = "hospital_admin"
+
+
+def _own(staff: StaffPrincipal, hospital_id: int, what: str) -> None:
+    if not staff.is_operator and staff.hospital_id != hospital_id:
+        raise NotFound(what)
+
+
+async def _audit(session, staff: StaffPrincipal, clock, action: str, object_type: str, object_id: int,
+                 hospital_id: int, detail: dict) -> None:
+    """The audit row commits with the change (catalog data is public: no personal values)."""
+    await staff_audit.do_record(session, now=clock.now(), action=action, object_type=object_type,
+                                object_id=object_id, hospital_id=hospital_id, staff_id=staff.staff_id,
+                                detail=detail)
+
+
+# --- hospitals ------------------------------------------------------------------------------
+
+@router.post("/hospitals", response_model=HospitalStaffRead, status_code=status.HTTP_201_CREATED)
+async def create_hospital(data: HospitalCreate, staff: CurrentStaff, db: Db, clock: ClockDep,
+                          locale: Locale) -> HospitalStaffRead:
+    staff.require(OPERATOR)
+    async with db.begin() as session:
+        hospital = await service.do_create_hospital(session, data, clock.now())
+        await _audit(session, staff, clock, "hospital.create", "hospital", hospital.id, hospital.id,
+                     {"name": hospital.name, "his_mode": hospital.his_mode})
+    return views.hospital_staff_read(hospital, locale)
+
+
+@router.get("/hospitals/{hospital_id}", response_model=HospitalStaffRead)
+async def get_hospital(hospital_id: int, staff: CurrentStaff, db: Db, locale: Locale) -> HospitalStaffRead:
+    staff.ensure_hospital(hospital_id)
+    async with db.read() as session:
+        hospital = await service.get_hospital_or_raise(session, hospital_id, include_inactive=True)
+    return views.hospital_staff_read(hospital, locale)
+
+
+@router.patch("/hospitals/{hospital_id}", response_model=HospitalStaffRead)
+async def update_hospital(hospital_id: int, data: HospitalUpdate, staff: CurrentStaff, db: Db, clock: ClockDep,
+                          locale: Locale) -> HospitalStaffRead:
+    """The operator edits anything (HIS mode, activation, grading); a hospital admin only the
+    descriptive fields of their own hospital."""
+    staff.require(ADMIN)
+    staff.ensure_hospital(hospital_id)
+    if not staff.is_operator and not data.model_fields_set <= HospitalUpdate.ADMIN_FIELDS:
+        raise Forbidden()
+    async with db.begin() as session:
+        hospital = await service.get_hospital_or_raise(session, hospital_id, include_inactive=True)
+        await service.do_update_hospital(session, hospital, data)
+        await _audit(session, staff, clock, "hospital.update", "hospital", hospital.id, hospital.id, data.changes())
+    return views.hospital_staff_read(hospital, locale)
+
+
+# --- departments ----------------------------------------------------------------------------
+
+async def _department_read(session, department: Department, locale: str) -> DepartmentRead:
+    hospital = await session.get(Hospital, department.hospital_id)
+    siblings = await service.list_departments(session, department.hospital_id)
+    parent = next((d for d in siblings if d.id == department.parent_id), None)
+    children = [d for d in siblings if d.parent_id == department.id]
+    return views.department_read(department, hospital, parent, children, locale)
+
+
+@router.post("/hospitals/{hospital_id}/departments", response_model=DepartmentRead,
+             status_code=status.HTTP_201_CREATED)
+async def create_department(hospital_id: int, data: DepartmentCreate, staff: CurrentStaff, db: Db,
+                            clock: ClockDep, locale: Locale) -> DepartmentRead:
+    staff.require(ADMIN)
+    staff.ensure_hospital(hospital_id)
+    async with db.begin() as session:
+        department = await service.do_create_department(session, hospital_id, data)
+        await _audit(session, staff, clock, "department.create", "department", department.id, hospital_id,
+                     {"name": department.name, "parent_id": department.parent_id})
+        body = await _department_read(session, department, locale)
+    return body
+
+
+@router.patch("/departments/{department_id}", response_model=DepartmentRead)
+async def update_department(department_id: int, data: DepartmentUpdate, staff: CurrentStaff, db: Db,
+                            clock: ClockDep, locale: Locale) -> DepartmentRead:
+    staff.require(ADMIN)
+    async with db.begin() as session:
+        department = await service.get_department_or_raise(session, department_id, include_inactive=True)
+        _own(staff, department.hospital_id, "department")
+        await service.do_update_department(session, department, data)
+        await _audit(session, staff, clock, "department.update", "department", department.id,
+                     department.hospital_id, data.changes())
+        body = await _department_read(session, department, locale)
+    return body
+
+
+# --- doctors --------------------------------------------------------------------------------
+
+async def _doctor_detail(session, doctor: Doctor, locale: str) -> DoctorDetail:
+    hospital = await session.get(Hospital, doctor.hospital_id)
+    department = await session.get(Department, doctor.department_id)
+    fees = await service.fee_table(session, doctor.hospital_id)
+    return views.doctor_detail(doctor, department.name, hospital.name,
+                               fees.get((doctor.registration_level, doctor.title)), locale)
+
+
+@router.post("/hospitals/{hospital_id}/doctors", response_model=DoctorDetail, status_code=status.HTTP_201_CREATED)
+async def create_doctor(hospital_id: int, data: DoctorCreate, staff: CurrentStaff, db: Db, clock: ClockDep,
+                        locale: Locale) -> DoctorDetail:
+    staff.require(ADMIN)
+    staff.ensure_hospital(hospital_id)
+    async with db.begin() as session:
+        await service.get_hospital_or_raise(session, hospital_id, include_inactive=True)
+        doctor = await service.do_create_doctor(session, hospital_id, data)
+        await _audit(session, staff, clock, "doctor.create", "doctor", doctor.id, hospital_id,
+                     {"name": doctor.name, "department_id": doctor.department_id})
+        body = await _doctor_detail(session, doctor, locale)
+    return body
+
+
+@router.patch("/doctors/{doctor_id}", response_model=DoctorDetail)
+async def update_doctor(doctor_id: int, data: DoctorUpdate, staff: CurrentStaff, db: Db, clock: ClockDep,
+                        locale: Locale) -> DoctorDetail:
+    staff.require(ADMIN)
+    async with db.begin() as session:
+        doctor = await service.get_doctor_or_raise(session, doctor_id, include_inactive=True)
+        _own(staff, doctor.hospital_id, "doctor")
+        await service.do_update_doctor(session, doctor, data)
+        await _audit(session, staff, clock, "doctor.update", "doctor", doctor.id, doctor.hospital_id, data.changes())
+        body = await _doctor_detail(session, doctor, locale)
+    return body
+
+
+# --- fees -----------------------------------------------------------------------------------
+
+@router.get("/hospitals/{hospital_id}/fees", response_model=list[FeeRuleRead])
+async def get_fees(hospital_id: int, staff: CurrentStaff, db: Db, locale: Locale) -> list[FeeRuleRead]:
+    staff.ensure_hospital(hospital_id)
+    async with db.read() as session:
+        await service.get_hospital_or_raise(session, hospital_id, include_inactive=True)
+        rules = service.sort_fee_rules((await service.fee_table(session, hospital_id)).values())
+    return [views.fee_rule_read(r, locale) for r in rules]
+
+
+@router.put("/hospitals/{hospital_id}/fees", response_model=list[FeeRuleRead])
+async def set_fees(hospital_id: int, rows: list[FeeRuleIn], staff: CurrentStaff, db: Db, clock: ClockDep,
+                   locale: Locale) -> list[FeeRuleRead]:
+    """Replaces the hospital's whole fee table (integer fen)."""
+    staff.require(ADMIN)
+    staff.ensure_hospital(hospital_id)
+    async with db.begin() as session:
+        rules = await service.do_set_fees(session, hospital_id, rows)
+        await _audit(session, staff, clock, "fees.set", "hospital", hospital_id, hospital_id,
+                     {"rules": [[r.registration_level, r.title, r.registration_fee, r.consultation_fee]
+                                for r in rules]})
+    return [views.fee_rule_read(r, locale) for r in rules]

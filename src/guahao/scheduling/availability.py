@@ -1,0 +1,120 @@
+"""Public availability of a department or a doctor: days -> periods -> schedules -> slots.
+
+Read-only, unauthenticated. Only published and suspended schedules appear (drafts never),
+only the platform pool is shown, and every state is computed against the caller's `now`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guahao.catalog.models import Department, Doctor, Hospital
+from guahao.core.errors import NotFound
+from guahao.scheduling import domain, service
+from guahao.scheduling.models import Schedule, Slot
+from guahao.scheduling.schemas import (
+    Availability,
+    AvailableDay,
+    AvailablePeriod,
+    AvailableSchedule,
+    AvailableSlot,
+    DoctorBrief,
+)
+
+MAX_DAYS = 31
+PUBLIC_STATUSES = ("published", "suspended")
+
+
+async def department_availability(session: AsyncSession, department_id: int, *, now: dt.datetime,
+                                  from_date: dt.date | None = None, days: int | None = None) -> Availability:
+    """A department's schedules, its sub-departments' included (the tree has two levels)."""
+    department = await session.get(Department, department_id)
+    if department is None or not await _hospital_active(session, department.hospital_id):
+        raise NotFound("department")
+    children = select(Department.id).where(Department.parent_id == department_id)
+    where = or_(Schedule.department_id == department_id, Schedule.department_id.in_(children))
+    return await _availability(session, department.hospital_id, where, now, from_date, days)
+
+
+async def doctor_availability(session: AsyncSession, doctor_id: int, *, now: dt.datetime,
+                              from_date: dt.date | None = None, days: int | None = None) -> Availability:
+    doctor = await session.get(Doctor, doctor_id)
+    if doctor is None or not doctor.active or not await _hospital_active(session, doctor.hospital_id):
+        raise NotFound("doctor")
+    return await _availability(session, doctor.hospital_id, Schedule.doctor_id == doctor_id, now, from_date, days)
+
+
+async def _hospital_active(session: AsyncSession, hospital_id: int) -> bool:
+    hospital = await session.get(Hospital, hospital_id)
+    return hospital is not None and hospital.active
+
+
+def window(now: dt.datetime, rules: domain.TimeRules, from_date: dt.date | None,
+           days: int | None) -> tuple[dt.date, dt.date]:
+    """Default: today in the hospital's zone through release_days_ahead days later, at most 31 days."""
+    start = from_date or domain.local_today(now, rules.tz)
+    count = min(days or rules.release_days_ahead + 1, MAX_DAYS)
+    return start, start + dt.timedelta(days=count - 1)
+
+
+async def _availability(session: AsyncSession, hospital_id: int, where, now: dt.datetime,
+                        from_date: dt.date | None, days: int | None) -> Availability:
+    rules = await service.load_rules(session, hospital_id)
+    first, last = window(now, rules, from_date, days)
+    schedules = list((await session.scalars(
+        select(Schedule).where(where, Schedule.hospital_id == hospital_id, Schedule.date >= first,
+                               Schedule.date <= last, Schedule.status.in_(PUBLIC_STATUSES))
+        .order_by(Schedule.date, Schedule.starts_at, Schedule.doctor_id.is_(None), Schedule.id))).all())
+    ids = [s.id for s in schedules]
+    slots_by_schedule: dict[int, list[Slot]] = {i: [] for i in ids}
+    if ids:
+        for slot in (await session.scalars(
+                select(Slot).where(Slot.schedule_id.in_(ids), Slot.pool == "platform", Slot.capacity > 0)
+                .order_by(Slot.starts_at))).all():
+            slots_by_schedule[slot.schedule_id].append(slot)
+    counts = await service.live_counts(session, [s.id for v in slots_by_schedule.values() for s in v], now)
+    doctor_ids = {s.doctor_id for s in schedules if s.doctor_id is not None}
+    doctors = {d.id: d for d in (await session.scalars(select(Doctor).where(Doctor.id.in_(doctor_ids)))).all()} \
+        if doctor_ids else {}
+
+    by_day: dict[dt.date, dict[str, list[AvailableSchedule]]] = {}
+    for schedule in schedules:
+        item = _schedule_view(schedule, slots_by_schedule[schedule.id], counts, doctors, rules, now)
+        by_day.setdefault(schedule.date, {}).setdefault(schedule.period, []).append(item)
+    result_days = []
+    for offset in range((last - first).days + 1):
+        day = first + dt.timedelta(days=offset)
+        periods = by_day.get(day, {})
+        result_days.append(AvailableDay(date=day, weekday=day.weekday(), periods=[
+            AvailablePeriod(period=p, schedules=periods[p]) for p in domain.PERIOD_ORDER if p in periods]))
+    return Availability(hospital_id=hospital_id, timezone=str(rules.tz), from_date=first, to_date=last,
+                        days=result_days)
+
+
+def _schedule_view(schedule: Schedule, slots: list[Slot], counts: dict[int, int], doctors: dict[int, Doctor],
+                   rules: domain.TimeRules, now: dt.datetime) -> AvailableSchedule:
+    tz = rules.tz
+    closes = service.closes_at(schedule, rules)
+    views = []
+    for slot in slots:
+        remaining = max(0, slot.capacity - counts.get(slot.id, 0))
+        state = domain.slot_state(now, schedule.status, schedule.release_at, closes, remaining)
+        views.append(AvailableSlot(
+            slot_id=slot.id, starts_at=slot.starts_at.astimezone(tz), ends_at=slot.ends_at.astimezone(tz),
+            capacity=slot.capacity, remaining=remaining, state=state,
+            release_at=schedule.release_at.astimezone(tz) if state == "not_yet_released" else None))
+    if views:
+        state = domain.schedule_state([v.state for v in views])
+    else:  # no platform seats at all: the schedule's own state with nothing remaining
+        state = domain.slot_state(now, schedule.status, schedule.release_at, closes, 0)
+    doctor = doctors.get(schedule.doctor_id) if schedule.doctor_id is not None else None
+    return AvailableSchedule(
+        schedule_id=schedule.id, department_id=schedule.department_id,
+        doctor=DoctorBrief(id=doctor.id, name=doctor.name, title=doctor.title) if doctor is not None else None,
+        registration_level=schedule.registration_level, registration_fee=schedule.registration_fee,
+        consultation_fee=schedule.consultation_fee,
+        total_fee=schedule.registration_fee + schedule.consultation_fee, state=state,
+        release_at=schedule.release_at.astimezone(tz) if state == "not_yet_released" else None,
+        closes_at=closes.astimezone(tz), remaining=sum(v.remaining for v in views), slots=views)

@@ -1,0 +1,311 @@
+"""Dated schedules and their slots: generation from templates, edits, publication, lookups.
+
+Every `do_*` function runs inside the caller's unit of work (`async with db.begin()`) and
+never commits. The booking feature uses `get_schedule_or_raise`, `get_slot_or_raise`,
+`list_slots`, `load_rules`, `closes_at` and `domain.slot_state`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guahao.catalog.models import Doctor, FeeRule, Hospital
+from guahao.core.errors import NotFound
+from guahao.scheduling import domain
+from guahao.scheduling.errors import (
+    BandsNotUsed,
+    FeeNotConfigured,
+    ScheduleHasBookings,
+    ScheduleNotDraft,
+    ScheduleNotEditable,
+    ScheduleRangeInvalid,
+)
+from guahao.scheduling.models import Schedule, ScheduleTemplate, Slot
+from guahao.staff import audit as staff_audit
+from guahao.staff import rules as staff_rules
+
+MAX_GENERATE_DAYS = 60
+
+
+@dataclass(frozen=True)
+class GenerateOutcome:
+    created: int
+    skipped: int
+    schedule_ids: list[int]
+
+
+# --- lookups ----------------------------------------------------------------------------
+
+async def load_rules(session: AsyncSession, hospital_id: int) -> domain.TimeRules:
+    """The hospital's zone and release/close rules (its defaults if never edited)."""
+    rules = await staff_rules.get_rules(session, hospital_id)  # NotFound("hospital") when unknown
+    zone = await session.scalar(select(Hospital.timezone).where(Hospital.id == hospital_id))
+    return domain.TimeRules(tz=ZoneInfo(zone or "Asia/Shanghai"), release_days_ahead=rules.release_days_ahead,
+                            release_time=rules.release_time,
+                            close_minutes_before_start=rules.close_minutes_before_start,
+                            slot_granularity=rules.slot_granularity)
+
+
+def closes_at(schedule: Schedule, rules: domain.TimeRules) -> dt.datetime:
+    """Booking closes at the period start minus the hospital's current close_minutes_before_start."""
+    return domain.closing_instant(schedule.starts_at, rules.close_minutes_before_start)
+
+
+async def get_schedule_or_raise(session: AsyncSession, schedule_id: int, *, hospital_id: int | None = None,
+                                for_update: bool = False) -> Schedule:
+    """A schedule, or NotFound("schedule") when missing or (with hospital_id) of another hospital.
+
+    for_update takes the schedule's row lock on PostgreSQL (SQLite writers are already serial).
+    """
+    stmt = select(Schedule).where(Schedule.id == schedule_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    schedule = (await session.execute(stmt)).scalar_one_or_none()
+    if schedule is None or (hospital_id is not None and schedule.hospital_id != hospital_id):
+        raise NotFound("schedule")
+    return schedule
+
+
+async def get_slot_or_raise(session: AsyncSession, slot_id: int, *, hospital_id: int | None = None,
+                            for_update: bool = False) -> Slot:
+    stmt = select(Slot).where(Slot.id == slot_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    slot = (await session.execute(stmt)).scalar_one_or_none()
+    if slot is None or (hospital_id is not None and slot.hospital_id != hospital_id):
+        raise NotFound("slot")
+    return slot
+
+
+async def list_slots(session: AsyncSession, schedule_id: int, *, pool: str | None = None) -> list[Slot]:
+    """A schedule's slots in time order, platform before onsite inside a band."""
+    stmt = select(Slot).where(Slot.schedule_id == schedule_id)
+    if pool is not None:
+        stmt = stmt.where(Slot.pool == pool)
+    return list((await session.scalars(stmt.order_by(Slot.starts_at, Slot.first_visit_no))).all())
+
+
+async def pool_totals(session: AsyncSession, schedule_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Capacity per pool of each schedule: {schedule_id: {"platform": n, "onsite": m}}."""
+    totals: dict[int, dict[str, int]] = defaultdict(lambda: {"platform": 0, "onsite": 0})
+    if not schedule_ids:
+        return totals
+    rows = await session.execute(
+        select(Slot.schedule_id, Slot.pool, func.sum(Slot.capacity))
+        .where(Slot.schedule_id.in_(schedule_ids)).group_by(Slot.schedule_id, Slot.pool))
+    for schedule_id, pool, total in rows:
+        totals[schedule_id][pool] = int(total or 0)
+    return totals
+
+
+async def list_schedules(session: AsyncSession, hospital_id: int, from_date: dt.date, to_date: dt.date, *,
+                         department_id: int | None = None, doctor_id: int | None = None,
+                         status: str | None = None) -> list[Schedule]:
+    stmt = select(Schedule).where(Schedule.hospital_id == hospital_id, Schedule.date >= from_date,
+                                  Schedule.date <= to_date)
+    if department_id is not None:
+        stmt = stmt.where(Schedule.department_id == department_id)
+    if doctor_id is not None:
+        stmt = stmt.where(Schedule.doctor_id == doctor_id)
+    if status is not None:
+        stmt = stmt.where(Schedule.status == status)
+    return list((await session.scalars(stmt.order_by(Schedule.date, Schedule.starts_at, Schedule.id))).all())
+
+
+async def live_counts(session: AsyncSession, slot_ids: list[int], now: dt.datetime) -> dict[int, int]:
+    """Live bookings per slot (held and unexpired, confirmed, checked_in, completed).
+
+    Bookings arrive in issue 3: the booking issue replaces this body with its count. Until
+    then nothing is booked, so every slot counts zero.
+    """
+    return {slot_id: 0 for slot_id in slot_ids}
+
+
+async def _has_bookings(session: AsyncSession, schedule_id: int) -> bool:
+    # bookings arrive in issue 3; the booking feature replaces this check
+    return False
+
+
+# --- writing slots ----------------------------------------------------------------------
+
+def _slot_rows(schedule_id: int, hospital_id: int, day: dt.date, plans: list[domain.SlotPlan],
+               tz: dt.tzinfo) -> list[dict]:
+    rows = []
+    for plan in plans:
+        starts, ends = domain.band_bounds(day, domain.Band(plan.start, plan.end), tz)
+        rows.append({"schedule_id": schedule_id, "hospital_id": hospital_id, "pool": plan.pool,
+                     "starts_at": starts, "ends_at": ends, "capacity": plan.capacity,
+                     "first_visit_no": plan.first_visit_no})
+    return rows
+
+
+async def _write_slots(session: AsyncSession, rows: list[dict]) -> list[int]:
+    """Insert slot rows (any number of schedules) in one batched statement; their new ids.
+
+    The one place slots come into being: generation and schedule edits both call it.
+    """
+    if not rows:
+        return []
+    result = await session.execute(insert(Slot.__table__).returning(Slot.__table__.c.id), rows)
+    return [row[0] for row in result]
+
+
+def _current_bands(slots: list[Slot], tz: dt.tzinfo) -> list[domain.Band]:
+    starts = sorted({(s.starts_at, s.ends_at) for s in slots})
+    return [domain.Band(a.astimezone(tz).time(), b.astimezone(tz).time()) for a, b in starts]
+
+
+# --- generation -------------------------------------------------------------------------
+
+def _insert_ignoring_duplicates(session: AsyncSession, keys: list[str], where: str):
+    """INSERT ... ON CONFLICT (keys) WHERE <partial index predicate> DO NOTHING RETURNING.
+
+    The partial unique indexes on schedules decide what already exists, so two generations
+    racing over the same dates create each schedule once (PostgreSQL waits on the other
+    inserter and then skips; SQLite writers are serial).
+    """
+    dialect = session.get_bind().dialect.name
+    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = Schedule.__table__
+    return (insert_fn(table).on_conflict_do_nothing(index_elements=keys, index_where=text(where))
+            .returning(table.c.id, table.c.doctor_id, table.c.department_id, table.c.date, table.c.period))
+
+
+async def do_generate(session: AsyncSession, hospital_id: int, from_date: dt.date, to_date: dt.date,
+                      publish: bool, now: dt.datetime, *, actor_id: int | None = None) -> GenerateOutcome:
+    """Dated schedules and slots from the hospital's active templates, idempotently.
+
+    A date and period that already has a schedule for the doctor (or general clinic) is
+    skipped, whoever created it. Fees are fixed now from the fee rules; release_at from the
+    current rules (publication recomputes it).
+    """
+    rules = await load_rules(session, hospital_id)
+    span = (to_date - from_date).days + 1
+    if from_date < domain.local_today(now, rules.tz) or span < 1 or span > MAX_GENERATE_DAYS:
+        raise ScheduleRangeInvalid(max_days=MAX_GENERATE_DAYS)
+    rows = (await session.execute(
+        select(ScheduleTemplate, Doctor).outerjoin(Doctor, Doctor.id == ScheduleTemplate.doctor_id)
+        .where(ScheduleTemplate.hospital_id == hospital_id, ScheduleTemplate.active.is_(True))
+        .order_by(ScheduleTemplate.id))).all()
+    templates = [(t, d) for t, d in rows if d is None or d.active]
+    fees = {(f.registration_level, f.title): f for f in (await session.scalars(
+        select(FeeRule).where(FeeRule.hospital_id == hospital_id))).all()}
+    by_weekday: dict[int, list] = defaultdict(list)
+    for template, doctor in templates:
+        by_weekday[template.weekday].append((template, doctor))
+
+    candidates: dict[tuple, tuple[dict, ScheduleTemplate]] = {}
+    for offset in range(span):
+        day = from_date + dt.timedelta(days=offset)
+        for template, doctor in by_weekday[day.weekday()]:
+            title = doctor.title if doctor is not None else "none"
+            fee = fees.get((template.registration_level, title))
+            if fee is None:
+                raise FeeNotConfigured(registration_level=template.registration_level, title=title)
+            starts, ends = domain.period_bounds(day, template.period, rules.tz)
+            row = {"hospital_id": hospital_id, "department_id": template.department_id,
+                   "doctor_id": template.doctor_id, "template_id": template.id, "date": day,
+                   "period": template.period, "starts_at": starts, "ends_at": ends,
+                   "registration_level": template.registration_level,
+                   "registration_fee": fee.registration_fee, "consultation_fee": fee.consultation_fee,
+                   "status": "published" if publish else "draft",
+                   "release_at": domain.release_instant(day, rules), "created_at": now, "updated_at": now}
+            key = (("doctor", template.doctor_id) if template.doctor_id is not None
+                   else ("clinic", template.department_id), day, template.period)
+            candidates.setdefault(key, (row, template))  # two templates, one clinic: the first wins
+
+    doctor_rows = [row for (who, _, _), (row, _) in candidates.items() if who[0] == "doctor"]
+    clinic_rows = [row for (who, _, _), (row, _) in candidates.items() if who[0] == "clinic"]
+    created: list = []
+    if doctor_rows:
+        stmt = _insert_ignoring_duplicates(session, ["doctor_id", "date", "period"], "doctor_id IS NOT NULL")
+        created += (await session.execute(stmt, doctor_rows)).all()
+    if clinic_rows:
+        stmt = _insert_ignoring_duplicates(session, ["department_id", "date", "period"], "doctor_id IS NULL")
+        created += (await session.execute(stmt, clinic_rows)).all()
+
+    slot_rows: list[dict] = []
+    for schedule_id, doctor_id, department_id, day, period in created:
+        who = ("doctor", doctor_id) if doctor_id is not None else ("clinic", department_id)
+        _, template = candidates[(who, day, period)]
+        bands = domain.bands_for(period, rules.slot_granularity, template.bands)
+        plans = domain.plan_slots(bands, template.platform_capacity, template.onsite_capacity)
+        slot_rows += _slot_rows(schedule_id, hospital_id, day, plans, rules.tz)
+    await _write_slots(session, slot_rows)
+    ids = sorted(row[0] for row in created)
+    await record_audit(session, now, actor_id, hospital_id, "schedules.generate", "hospital", hospital_id,
+                       {"from": from_date.isoformat(), "to": to_date.isoformat(), "publish": publish,
+                        "created": len(ids)})
+    return GenerateOutcome(created=len(ids), skipped=len(candidates) - len(ids), schedule_ids=ids)
+
+
+# --- edits and publication --------------------------------------------------------------
+
+async def do_update_schedule(session: AsyncSession, schedule_id: int, *, now: dt.datetime,
+                             hospital_id: int | None = None, platform_capacity: int | None = None,
+                             onsite_capacity: int | None = None, bands: list | None = None,
+                             actor_id: int | None = None) -> Schedule:
+    """New capacities and/or bands for one schedule: its slots are rebuilt and renumbered.
+
+    Only while nobody has booked it: the schedule row is locked first, so a booking that
+    locks the schedule (or inserts against its slots) cannot slip in between the check and
+    the rebuild. `bands=[]` means the default 30-minute bands.
+    """
+    schedule = await get_schedule_or_raise(session, schedule_id, hospital_id=hospital_id, for_update=True)
+    if schedule.status == "suspended":
+        raise ScheduleNotEditable()
+    if await _has_bookings(session, schedule.id):
+        raise ScheduleHasBookings()
+    rules = await load_rules(session, schedule.hospital_id)
+    slots = await list_slots(session, schedule.id)
+    totals = {"platform": 0, "onsite": 0}
+    for slot in slots:
+        totals[slot.pool] += slot.capacity
+    if bands is not None:
+        if rules.slot_granularity != "time_band":
+            raise BandsNotUsed(granularity=rules.slot_granularity)
+        new_bands = domain.bands_for(schedule.period, "time_band", bands)
+    elif slots:
+        new_bands = _current_bands(slots, rules.tz)
+    else:
+        new_bands = domain.bands_for(schedule.period, rules.slot_granularity)
+    platform = totals["platform"] if platform_capacity is None else platform_capacity
+    onsite = totals["onsite"] if onsite_capacity is None else onsite_capacity
+    plans = domain.plan_slots(new_bands, platform, onsite)
+    await session.execute(delete(Slot).where(Slot.schedule_id == schedule.id))
+    await _write_slots(session, _slot_rows(schedule.id, schedule.hospital_id, schedule.date, plans, rules.tz))
+    schedule.updated_at = now
+    await record_audit(session, now, actor_id, schedule.hospital_id, "schedule.update", "schedule", schedule.id,
+                       {"platform_capacity": platform, "onsite_capacity": onsite,
+                        "bands": [b.as_strings() for b in new_bands]})
+    await session.flush()
+    return schedule
+
+
+async def do_publish(session: AsyncSession, schedule_id: int, *, now: dt.datetime,
+                     hospital_id: int | None = None, actor_id: int | None = None) -> Schedule:
+    """draft -> published; the release instant is fixed from the hospital's rules of now."""
+    schedule = await get_schedule_or_raise(session, schedule_id, hospital_id=hospital_id, for_update=True)
+    if schedule.status != "draft":
+        raise ScheduleNotDraft()
+    rules = await load_rules(session, schedule.hospital_id)
+    schedule.status = "published"
+    schedule.release_at = domain.release_instant(schedule.date, rules)
+    schedule.updated_at = now
+    await record_audit(session, now, actor_id, schedule.hospital_id, "schedule.publish", "schedule", schedule.id,
+                       {"release_at": schedule.release_at.isoformat()})
+    await session.flush()
+    return schedule
+
+
+async def record_audit(session: AsyncSession, now: dt.datetime, actor_id: int | None, hospital_id: int,
+                       action: str, object_type: str, object_id: int, detail: dict) -> None:
+    """One audit row in the same unit of work as the change (ids and numbers only)."""
+    await staff_audit.do_record(session, now=now, action=action, object_type=object_type, object_id=object_id,
+                                hospital_id=hospital_id, staff_id=actor_id, detail=detail)

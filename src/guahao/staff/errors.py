@@ -1,0 +1,40 @@
+"""Refusals of the staff feature: stable codes, zh-CN and English messages."""
+from __future__ import annotations
+
+from guahao.core.errors import GuahaoError
+
+
+class InvalidCredentials(GuahaoError):
+    code, status = "invalid_credentials", 401
+    zh = "用户名或密码不正确,请检查后重试。"
+    en = "Wrong username or password; check them and try again."
+
+
+class UsernameTaken(GuahaoError):
+    code, status = "username_taken", 409
+    zh = "用户名“{username}”已被使用,请换一个。"
+    en = "The username “{username}” is taken; choose another."
+
+
+class WeakPassword(GuahaoError):
+    code, status = "weak_password", 422
+    zh = "密码至少需要{min_length}个字符。"
+    en = "The password needs at least {min_length} characters."
+
+
+class InvalidRole(GuahaoError):
+    code, status = "invalid_role", 422
+    zh = "未知的角色“{role}”;可选:platform_operator、hospital_admin、scheduler、front_desk。"
+    en = "Unknown role “{role}”; use platform_operator, hospital_admin, scheduler or front_desk."
+
+
+class RoleScope(GuahaoError):
+    code, status = "role_scope", 422
+    zh = "平台运营人员不属于任何医院;其他角色必须指定所属医院。"
+    en = "A platform operator belongs to no hospital; every other role needs a hospital."
+
+
+class InvalidUsername(GuahaoError):
+    code, status = "invalid_username", 422
+    zh = "用户名需为3-64个字符,只能包含字母、数字、点、下划线和连字符。"
+    en = "A username has 3-64 characters: letters, digits, dots, underscores and hyphens."
