@@ -30,10 +30,16 @@ def _taken(now: dt.datetime):
 
 
 async def do_create_positions(session: AsyncSession, slots: Iterable) -> None:
-    """One seat row per visit number of each slot (both pools; only `platform` is sold here)."""
+    """One seat row per visit number of each slot (both pools; only `platform` is sold here).
+
+    `slots` are Slot rows or dicts with the same keys."""
+    def get(s, key):
+        return s[key] if isinstance(s, dict) else getattr(s, key)
+
     rows = [
-        {"hospital_id": s.hospital_id, "schedule_id": s.schedule_id, "slot_id": s.id, "visit_no": s.first_visit_no + i}
-        for s in slots for i in range(s.capacity)
+        {"hospital_id": get(s, "hospital_id"), "schedule_id": get(s, "schedule_id"), "slot_id": get(s, "id"),
+         "visit_no": get(s, "first_visit_no") + i}
+        for s in slots for i in range(get(s, "capacity"))
     ]
     if rows:
         await session.execute(SlotPosition.__table__.insert(), rows)

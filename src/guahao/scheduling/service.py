@@ -15,6 +15,8 @@ from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guahao.booking import inventory
+from guahao.booking import queries as booking_queries
 from guahao.catalog.models import Doctor, FeeRule, Hospital
 from guahao.core.errors import NotFound
 from guahao.scheduling import domain
@@ -119,17 +121,14 @@ async def list_schedules(session: AsyncSession, hospital_id: int, from_date: dt.
 
 
 async def live_counts(session: AsyncSession, slot_ids: list[int], now: dt.datetime) -> dict[int, int]:
-    """Live bookings per slot (held and unexpired, confirmed, checked_in, completed).
-
-    Bookings arrive in issue 3: the booking issue replaces this body with its count. Until
-    then nothing is booked, so every slot counts zero.
-    """
-    return {slot_id: 0 for slot_id in slot_ids}
+    """Seats in use per slot right now (confirmed, checked in, and holds not yet lapsed)."""
+    taken = await inventory.taken_counts(session, slot_ids, now)
+    return {slot_id: taken.get(slot_id, 0) for slot_id in slot_ids}
 
 
 async def _has_bookings(session: AsyncSession, schedule_id: int) -> bool:
-    # bookings arrive in issue 3; the booking feature replaces this check
-    return False
+    """Any booking at all, in any state, pins the schedule's slots (bookings reference them)."""
+    return await booking_queries.schedule_has_bookings(session, schedule_id)
 
 
 # --- writing slots ----------------------------------------------------------------------
@@ -152,8 +151,12 @@ async def _write_slots(session: AsyncSession, rows: list[dict]) -> list[int]:
     """
     if not rows:
         return []
-    result = await session.execute(insert(Slot.__table__).returning(Slot.__table__.c.id), rows)
-    return [row[0] for row in result]
+    result = await session.execute(
+        insert(Slot.__table__).returning(Slot.__table__.c.id, sort_by_parameter_order=True), rows)
+    ids = [row[0] for row in result]
+    # every seat of every slot is a row with its visit number (see booking/inventory.py)
+    await inventory.do_create_positions(session, [{**row, "id": slot_id} for row, slot_id in zip(rows, ids)])
+    return ids
 
 
 def _current_bands(slots: list[Slot], tz: dt.tzinfo) -> list[domain.Band]:
