@@ -7,3 +7,5 @@ from guahao.scheduling.models import Schedule, ScheduleTemplate, Slot  # noqa: F
 from guahao.staff.models import AuditEntry, StaffUser  # noqa: F401
 from guahao.booking.models import Booking, BookingEvent, IdempotencyKey, Restriction, SlotPosition  # noqa: F401,E402
 from guahao.outbox.models import OutboxMessage  # noqa: F401,E402
+import guahao.notifications.models  # noqa: F401,E402
+import guahao.payments.models  # noqa: F401,E402

@@ -1,0 +1,2 @@
+"""Tables of the notifications feature."""
+from __future__ import annotations
