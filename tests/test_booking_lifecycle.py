@@ -229,3 +229,9 @@ async def test_no_shows_count_toward_a_restriction_that_staff_can_lift(client, d
     assert (await _hold(client, world["token"], slots[0], world["patient"])).status_code == 201
     async with db.read() as s:
         assert await s.scalar(select(Restriction.lift_reason)) == "已核实为系统误判"
+
+
+async def test_patient_with_a_live_booking_cannot_be_removed(client, world):
+    await _hold(client, world["token"], world["slot"], world["patient"])
+    r = await client.delete(f"/api/v1/me/patients/{world['patient']}", headers=auth(world["token"]))
+    assert r.status_code == 409 and r.json()["code"] == "patient_has_bookings"

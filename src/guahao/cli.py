@@ -74,10 +74,15 @@ def seed(demo: bool = typer.Option(False, "--demo", help="load the demo data set
 def create_staff(username: str, role: str, password: str = typer.Option(..., prompt=True, hide_input=True),
                  hospital_id: Optional[int] = None, display_name: Optional[str] = None) -> None:
     """Create a staff user (platform_operator, hospital_admin, scheduler, front_desk)."""
+    from guahao.core.errors import GuahaoError
     from guahao.staff.service import create_staff_cli
 
-    staff_id = asyncio.run(create_staff_cli(get_settings(), username=username, role=role, password=password,
-                                            hospital_id=hospital_id, display_name=display_name or username))
+    try:
+        staff_id = asyncio.run(create_staff_cli(get_settings(), username=username, role=role, password=password,
+                                                hospital_id=hospital_id, display_name=display_name or username))
+    except GuahaoError as exc:
+        typer.echo(f"{exc.code}: {exc.message('zh-CN')} / {exc.message('en')}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"created staff user {username} (id {staff_id})")
 
 

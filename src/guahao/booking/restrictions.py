@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.booking.models import Booking, Restriction
 from guahao.core.errors import NotFound
 from guahao.outbox import service as outbox
-from guahao.staff.models import AuditEntry
+from guahao.staff import audit as staff_audit
 
 
 async def active_until(session: AsyncSession, *, person_id: int, hospital_id: int, now: dt.datetime) -> dt.datetime | None:
@@ -64,7 +64,7 @@ async def do_lift(session: AsyncSession, *, restriction_id: int, staff_id: int, 
         raise NotFound("restriction")
     if restriction.lifted_at is None:
         restriction.lifted_at, restriction.lifted_by, restriction.lift_reason = now, staff_id, reason
-        session.add(AuditEntry(at=now, staff_id=staff_id, hospital_id=restriction.hospital_id,
-                               action="restriction.lift", object_type="restriction",
-                               object_id=str(restriction.id), detail=reason[:1000]))
+        await staff_audit.do_record(session, now=now, action="restriction.lift", object_type="restriction",
+                                    object_id=restriction.id, hospital_id=restriction.hospital_id,
+                                    staff_id=staff_id, detail={"reason": reason})
     return restriction

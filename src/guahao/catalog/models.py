@@ -70,6 +70,12 @@ class HospitalRules(Base):
         CheckConstraint("release_days_ahead BETWEEN 1 AND 90", name="release_days_ahead"),
         CheckConstraint(f"slot_granularity IN {GRANULARITIES!r}", name="slot_granularity"),
         CheckConstraint(f"record_requirement IN {RECORD_REQUIREMENTS!r}", name="record_requirement"),
+        CheckConstraint("close_minutes_before_start BETWEEN 0 AND 1440", name="close_minutes_before_start"),
+        CheckConstraint("max_live_bookings_per_person BETWEEN 1 AND 20", name="max_live_bookings_per_person"),
+        CheckConstraint("cancel_minutes_before_visit_day BETWEEN 0 AND 10080", name="cancel_minutes_before_visit_day"),
+        CheckConstraint("restriction_threshold BETWEEN 1 AND 100", name="restriction_threshold"),
+        CheckConstraint("restriction_window_days BETWEEN 1 AND 365", name="restriction_window_days"),
+        CheckConstraint("restriction_days BETWEEN 1 AND 365", name="restriction_days"),
     )
 
 

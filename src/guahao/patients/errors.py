@@ -85,3 +85,9 @@ class IdentityCheckUnavailable(PatientError):
     code, status = "identity_check_unavailable", 503
     zh = "实名认证服务暂时不可用,请稍后重试。"
     en = "The identity verification service is unavailable right now; please try again shortly."
+
+
+class PatientHasBookings(GuahaoError):
+    code, status = "patient_has_bookings", 409
+    zh = "该就诊人还有未完成的预约,请先取消或完成就诊后再删除。"
+    en = "This patient still has active bookings; cancel them or attend the visits before removing the patient."

@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.accounts.models import Account
+from guahao.booking import queries as booking_queries
 from guahao.core.clock import SHANGHAI, Clock
 from guahao.core.crypto import lookup_hash
 from guahao.core.db import Database
@@ -228,6 +229,8 @@ async def do_remove_patient(session: AsyncSession, *, account_id: int, patient_i
     """Soft removal: bookings and history keep pointing at the row; the person may be re-added."""
     await _lock_account(session, account_id)
     patient = await get_or_raise(session, account_id, patient_id, for_update=True)
+    if await booking_queries.patient_has_live_bookings(session, patient.id):
+        raise errors.PatientHasBookings()
     patient.removed_at = patient.updated_at = now
     await session.flush()
     log.info("patient_removed", account_id=account_id, patient_id=patient.id)

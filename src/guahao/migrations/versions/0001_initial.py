@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 22:23:40.330957
+Create Date: 2026-11-21 22:39:25.341728
 """
 from alembic import op
 import sqlalchemy as sa
@@ -127,8 +127,14 @@ def upgrade() -> None:
     sa.Column('updated_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("record_requirement IN ('none', 'existing_record_required', 'auto_create_in_his', 'create_at_hospital')", name=op.f('ck_hospital_rules_record_requirement')),
     sa.CheckConstraint("slot_granularity IN ('day', 'half_day', 'time_band')", name=op.f('ck_hospital_rules_slot_granularity')),
+    sa.CheckConstraint('cancel_minutes_before_visit_day BETWEEN 0 AND 10080', name=op.f('ck_hospital_rules_cancel_minutes_before_visit_day')),
+    sa.CheckConstraint('close_minutes_before_start BETWEEN 0 AND 1440', name=op.f('ck_hospital_rules_close_minutes_before_start')),
     sa.CheckConstraint('hold_minutes BETWEEN 5 AND 30', name=op.f('ck_hospital_rules_hold_minutes')),
+    sa.CheckConstraint('max_live_bookings_per_person BETWEEN 1 AND 20', name=op.f('ck_hospital_rules_max_live_bookings_per_person')),
     sa.CheckConstraint('release_days_ahead BETWEEN 1 AND 90', name=op.f('ck_hospital_rules_release_days_ahead')),
+    sa.CheckConstraint('restriction_days BETWEEN 1 AND 365', name=op.f('ck_hospital_rules_restriction_days')),
+    sa.CheckConstraint('restriction_threshold BETWEEN 1 AND 100', name=op.f('ck_hospital_rules_restriction_threshold')),
+    sa.CheckConstraint('restriction_window_days BETWEEN 1 AND 365', name=op.f('ck_hospital_rules_restriction_window_days')),
     sa.ForeignKeyConstraint(['hospital_id'], ['hospitals.id'], name=op.f('fk_hospital_rules_hospital_id_hospitals'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('hospital_id', name=op.f('pk_hospital_rules'))
     )
