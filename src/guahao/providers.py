@@ -8,11 +8,15 @@ from guahao.config import Settings
 
 def build_providers(settings: Settings) -> dict[str, Any]:
     from guahao.accounts import sms
+    from guahao.notifications import port as notifications_port
     from guahao.patients import face_check
     from guahao.payments import provider as payment_provider
 
     return {
         "sms": sms.RecordingSms() if settings.sms_provider == "recording" else sms.ConsoleSms(),
+        # booking messages carry our dedupe key (out_id) so a gateway can drop a repeat
+        "notifications": notifications_port.RecordingNotifier() if settings.sms_provider == "recording"
+        else notifications_port.ConsoleNotifier(),
         "face_check": face_check.SandboxFaceCheck(),
         "payments": payment_provider.build(settings),
     }

@@ -78,6 +78,7 @@ class Booking(IdMixin, Base):
         Index("ix_bookings_schedule_state", "schedule_id", "state"),
         Index("ix_bookings_person_hospital", "person_id", "hospital_id", "state"),
         Index("ix_bookings_state_hold_expires", "state", "hold_expires_at"),
+        Index("ix_bookings_hospital_visit_date_state", "hospital_id", "visit_date", "state"),
     )
 
 
