@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Optional
 
 import typer
@@ -12,6 +13,15 @@ from guahao.config import get_settings
 app = typer.Typer(help="guahao: online hospital appointment registration", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+
+
+def _add_bench() -> None:
+    from guahao.bench.cli import bench_app
+
+    app.add_typer(bench_app, name="bench", help="Benchmarks (release rush)")
+
+
+_add_bench()
 
 
 @db_app.command("upgrade")
@@ -65,7 +75,10 @@ def seed(demo: bool = typer.Option(False, "--demo", help="load the demo data set
     """Load data. `--demo` loads hospitals, doctors, schedules, a demo account and staff."""
     if not demo:
         raise typer.BadParameter("only --demo is supported")
+    from guahao.core.logging import configure_logging
     from guahao.demo.seed import run_seed
+
+    configure_logging(level=logging.WARNING)
 
     asyncio.run(run_seed(get_settings(), if_empty=if_empty))
 
@@ -92,6 +105,7 @@ def openapi() -> None:
     from guahao.app import create_app
 
     typer.echo(json.dumps(create_app().openapi(), ensure_ascii=False, indent=2))
+
 
 
 if __name__ == "__main__":

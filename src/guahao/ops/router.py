@@ -18,6 +18,12 @@ class NotReady(GuahaoError):
     en = "The service is not ready: {reason}"
 
 
+@router.get("/", include_in_schema=False)
+async def root() -> dict:
+    """Patient and staff pages arrive with the web issue; until then the API is the product."""
+    return {"service": "guahao", "docs": "/docs", "openapi": "/openapi.json", "health": "/healthz"}
+
+
 @router.get("/healthz")
 async def healthz() -> dict:
     return {"status": "ok"}
