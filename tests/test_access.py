@@ -33,6 +33,7 @@ from sqlalchemy import select
 
 from guahao.booking.models import Restriction
 from guahao.core import deps
+from guahao.outbox.models import OutboxMessage
 from guahao.patients.models import Patient
 from guahao.scheduling import templates
 from guahao.scheduling.schemas import TemplateCreate
@@ -217,9 +218,16 @@ async def world(client, db, clock):
         s.add(restriction)
         await s.flush()
         restriction_id = restriction.id
+        dead = OutboxMessage(hospital_id=x, topic="test.dead", dedupe_key="test.dead:1", payload={}, state="dead",
+                             attempts=8, available_at=now, created_at=now)
+        s.add(dead)
+        await s.flush()
+        message_id = dead.id
+    staff[("platform", "platform_operator")] = (await make_staff(db, now, role="platform_operator",
+                                                                 hospital_id=None))[1]
     ids = {"hospital_id": x, "department_id": department, "doctor_id": doctor, "template_id": template,
            "schedule_id": schedule, "slot_id": slots[0], "patient_id": patient, "booking_id": booking["id"],
-           "restriction_id": restriction_id}
+           "restriction_id": restriction_id, "message_id": message_id}
     return {"ids": ids, "booking_code": booking["booking_code"], "token_a": token_a, "token_b": token_b,
             "staff": staff}
 
@@ -277,7 +285,7 @@ def test_every_route_with_an_object_id_is_classified(app):
         "routes that name an object id but neither require an account or staff session nor are "
         f"allow-listed in PUBLIC: {unclassified}")
     known = {"hospital_id", "department_id", "doctor_id", "template_id", "schedule_id", "slot_id", "patient_id",
-             "booking_id", "restriction_id", *ID_ALIASES}
+             "booking_id", "restriction_id", "message_id", *ID_ALIASES}
     unknown = sorted({f"{n} ({e})" for e in id_endpoints(app) for n in e.id_params if n not in known})
     assert unknown == [], f"new id parameters: build the object in the `world` fixture and map its id: {unknown}"
     other = sorted({f"{n} ({e})" for e in endpoints(app) for n in e.path_params
@@ -340,7 +348,9 @@ async def test_owners_reach_their_objects(app, client, world):
             elif endpoint.kind == "account":
                 tokens = [world["token_a"]]
             else:
+                # the operator last: platform-wide routes (dead letters) admit only the operator
                 tokens = [world["staff"][("X", role)] for role in HOSPITAL_ROLES]
+                tokens.append(world["staff"][("platform", "platform_operator")])
             for token in tokens:  # staff: the first role the route admits
                 r = await send(client, call, token)
                 if r.status_code != 403:

@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     max_patients_per_account: int = 5
     default_timezone: str = "Asia/Shanghai"
     run_jobs_in_process: bool = True
+    # job workers (guahao.jobs.runner)
+    job_lease_seconds: float = 60  # a dead worker's job runs again this long after its last heartbeat
+    job_max_attempts: int = 8
+    job_poll_seconds: float = 0.5
+    job_concurrency: int = 4
+    job_timeout_seconds: float = 300  # per handler run
+    job_plugins: str = ""  # extra handler modules, comma-separated (GUAHAO_JOB_PLUGINS)
     log_json: bool = False
     log_file: str | None = None  # also append log lines here (used by the privacy test)
     base_url: str = "http://127.0.0.1:8000"

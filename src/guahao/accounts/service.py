@@ -17,9 +17,9 @@ import secrets
 from dataclasses import dataclass
 
 import phonenumbers
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from guahao.accounts.errors import (
     CodeAttemptsExceeded,
@@ -32,6 +32,7 @@ from guahao.accounts.errors import (
 from guahao.accounts.models import Account, AuthSession, SmsCode
 from guahao.core.crypto import lookup_hash
 from guahao.core.errors import GuahaoError
+from guahao.core.idempotency import IdempotencyKey
 
 LOGIN = "login"
 LOCALES = ("zh-CN", "en")
@@ -212,6 +213,34 @@ async def resolve_session(session: AsyncSession, token: str, *, now: dt.datetime
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         return None
     return row
+
+
+def _token_statements():
+    t, k = AuthSession.__table__, IdempotencyKey.__table__
+    live = (t.c.token_hash == bindparam("token_hash"), t.c.revoked_at.is_(None), t.c.expires_at > bindparam("now"))
+    plain = select(t.c.id, t.c.account_id, t.c.staff_id).where(*live)
+    with_key = (select(t.c.id, t.c.account_id, t.c.staff_id, k.c.status_code, k.c.request_hash, k.c.response)
+                .outerjoin(k, (k.c.account_id == t.c.account_id) & (k.c.key == bindparam("key")))
+                .where(*live))
+    return plain, with_key
+
+
+# built once: on the hot path, constructing the expression cost more than running it
+_TOKEN_PLAIN, _TOKEN_WITH_KEY = _token_statements()
+
+
+async def resolve_token(conn: AsyncConnection, token: str, *, now: dt.datetime,
+                        idempotency_key: str | None = None):
+    """resolve_session for the hot path: one Core SELECT on a plain connection.
+
+    Returns a row with id, account_id, staff_id, or None. With `idempotency_key`, the same
+    statement also reads the account's stored answer for that key (status_code,
+    request_hash, response; NULL when none), so a write request pays one round trip for
+    authentication and replay detection together."""
+    params = {"token_hash": _token_hash(token), "now": now}
+    if idempotency_key is None:
+        return (await conn.execute(_TOKEN_PLAIN, params)).first()
+    return (await conn.execute(_TOKEN_WITH_KEY, {**params, "key": idempotency_key})).first()
 
 
 async def do_revoke_session(session: AsyncSession, session_id: int, *, now: dt.datetime) -> None:

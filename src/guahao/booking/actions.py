@@ -77,7 +77,7 @@ async def settle_lapsed_holds(session: AsyncSession, bookings: list[Booking], no
 
 
 async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, slot_id: int,
-                  now: dt.datetime) -> Booking:
+                  now: dt.datetime, with_context: bool = False):
     """Take a hold (锁号) on `slot_id` for one of the account's patients.
 
     Checks run in the order the product promises (each with its own code); the seat claim is
@@ -96,12 +96,13 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
     if ctx.rules.record_requirement == "existing_record_required":
         # medical records (建档) come from the HIS integration; none is known yet for anyone
         raise errors.RecordRequired()
-    until = await restrictions.active_until(session, person_id=patient.person_id, hospital_id=ctx.hospital_id, now=now)
+    # Serialise this person's bookings (across all accounts that hold them): lock order starts
+    # here. The same statement reads the person's restriction at this hospital.
+    until = await session.scalar(
+        select(restrictions.active_until_subquery(hospital_id=ctx.hospital_id, now=now))
+        .where(Person.id == patient.person_id).with_for_update(of=Person))
     if until is not None:
         raise errors.Restricted(until=until.isoformat(), until_local=ctx.local(until))
-
-    # Serialise this person's bookings (across all accounts that hold them): lock order starts here.
-    await session.execute(select(Person.id).where(Person.id == patient.person_id).with_for_update())
     live = list(await session.scalars(
         select(Booking).where(Booking.person_id == patient.person_id, Booking.hospital_id == ctx.hospital_id,
                               Booking.state.in_(("held", "confirmed")))
@@ -146,7 +147,7 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
     await session.flush()
     if booking.state == "confirmed":
         await notices.after_transition(session, booking, now=now, his_mode=ctx.his_mode)
-    return booking
+    return (booking, ctx, patient) if with_context else booking
 
 
 async def get_for_account(session: AsyncSession, account_id: int, booking_id: int) -> Booking:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from guahao.core.errors import GuahaoError
+from guahao.core.idempotency import IdempotencyKeyRequired, IdempotencyKeyReused  # noqa: F401
 
 
 class TransitionRefused(GuahaoError):
@@ -92,18 +93,6 @@ class CancelDeadlinePassed(GuahaoError):
     code, status = "cancel_deadline_passed", 409
     zh = "已过线上取消截止时间({deadline_local}),如需取消请联系医院。"
     en = "The online cancellation deadline ({deadline_local}) has passed; please contact the hospital."
-
-
-class IdempotencyKeyRequired(GuahaoError):
-    code, status = "idempotency_key_required", 400
-    zh = "缺少 Idempotency-Key 请求头,请为每次预约生成唯一键。"
-    en = "The Idempotency-Key header is required; send a unique key per booking attempt."
-
-
-class IdempotencyKeyReused(GuahaoError):
-    code, status = "idempotency_key_reused", 422
-    zh = "该 Idempotency-Key 已用于另一个不同的请求,请使用新的键。"
-    en = "This Idempotency-Key was used for a different request; use a new key."
 
 
 class CheckInRefused(GuahaoError):

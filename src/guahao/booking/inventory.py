@@ -58,20 +58,29 @@ async def claim(session: AsyncSession, *, slot_id: int, booking_id: int, hold_un
     is the expired hold this seat was taken from; the caller marks it expired.
     `hold_until` None means the booking is confirmed at once (free registration).
     """
-    row = (await session.execute(
-        select(SlotPosition.id, SlotPosition.visit_no, SlotPosition.booking_id)
-        .where(SlotPosition.slot_id == slot_id, _free(now))
-        .order_by(SlotPosition.visit_no)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )).first()
+    pick = (select(SlotPosition.id, SlotPosition.booking_id.label("lapsed"))
+            .where(SlotPosition.slot_id == slot_id, _free(now))
+            .order_by(SlotPosition.visit_no).limit(1)
+            .with_for_update(skip_locked=True))
+    if session.bind.dialect.name == "postgresql":
+        # one round trip: pick and take the seat in a single statement (the row lock is
+        # taken by the CTE's FOR UPDATE SKIP LOCKED and held to commit)
+        chosen = pick.cte("chosen")
+        row = (await session.execute(
+            update(SlotPosition).where(SlotPosition.id == chosen.c.id)
+            .values(booking_id=booking_id, hold_expires_at=hold_until)
+            .returning(SlotPosition.visit_no, chosen.c.lapsed)
+        )).first()
+        return None if row is None else (row.visit_no, row.lapsed)
+    # SQLite: the write transaction is exclusive already; two local statements
+    row = (await session.execute(pick.add_columns(SlotPosition.visit_no))).first()
     if row is None:
         return None
     await session.execute(
         update(SlotPosition).where(SlotPosition.id == row.id)
         .values(booking_id=booking_id, hold_expires_at=hold_until)
     )
-    return row.visit_no, row.booking_id
+    return row.visit_no, row.lapsed
 
 
 async def make_permanent(session: AsyncSession, booking_id: int, now: dt.datetime) -> bool:

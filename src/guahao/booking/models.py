@@ -14,6 +14,7 @@ from sqlalchemy import JSON, CheckConstraint, Date, ForeignKey, Index, Integer, 
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
+from guahao.core.idempotency import IdempotencyKey  # noqa: F401  (re-exported: the key table lives in core)
 
 STATES = ("held", "confirmed", "checked_in", "completed", "cancelled", "expired", "revoked", "no_show")
 LIVE_STATES = ("held", "confirmed", "checked_in", "completed")
@@ -95,21 +96,6 @@ class BookingEvent(IdMixin, Base):
     actor_id: Mapped[int | None] = mapped_column(BigId)
     reason: Mapped[str | None] = mapped_column(String(400))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-
-
-class IdempotencyKey(IdMixin, Base):
-    """The first answer to a client write, replayed for retries with the same key (I7)."""
-
-    __tablename__ = "idempotency_keys"
-
-    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id", ondelete="CASCADE"))
-    key: Mapped[str] = mapped_column(String(100))
-    request_hash: Mapped[str] = mapped_column(String(64))
-    status_code: Mapped[int] = mapped_column(Integer)
-    response: Mapped[dict] = mapped_column(JSON)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-
-    __table_args__ = (UniqueConstraint("account_id", "key"),)
 
 
 class Restriction(IdMixin, Base):

@@ -21,6 +21,16 @@ async def active_until(session: AsyncSession, *, person_id: int, hospital_id: in
     )
 
 
+def active_until_subquery(*, hospital_id: int, now: dt.datetime):
+    """The latest running restriction's end for the outer query's person (a scalar subquery)."""
+    from guahao.patients.models import Person
+
+    return (select(func.max(Restriction.until)).where(
+        Restriction.person_id == Person.id, Restriction.hospital_id == hospital_id,
+        Restriction.lifted_at.is_(None), Restriction.until > now)
+        .correlate(Person).scalar_subquery())
+
+
 async def after_strike(session: AsyncSession, *, person_id: int, hospital_id: int, rules, now: dt.datetime) -> Restriction | None:
     """Called in the transaction that recorded a strike: restrict when the threshold is reached.
 

@@ -7,7 +7,8 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
-from guahao.booking import actions, errors, idempotency
+from guahao.booking import actions, errors
+from guahao.core import idempotency
 from guahao.booking.lifecycle import Actor
 from guahao.booking.models import Booking, BookingEvent
 from guahao.booking.schemas import BookingCancel, BookingCreate, BookingEventRead, BookingPage, BookingRead
@@ -34,27 +35,39 @@ async def create_booking(request: Request, body: BookingCreate, account: Current
     gate = request.app.state.gate
     now = clock.now()
     req_hash = idempotency.request_hash("POST", request.url.path, body.model_dump())
-    stored = await idempotency.lookup(db, account.account_id, key, req_hash)
-    if stored is None and await gate.known_full(body.slot_id):
-        # answered before touching the database; nothing was booked, so nothing is stored
-        raise errors.SlotSoldOut()
-
-    async def work(session) -> dict:
-        booking = await actions.do_hold(session, account_id=account.account_id, patient_id=body.patient_id,
-                                        slot_id=body.slot_id, now=now)
-        return (await booking_read(session, booking, now)).model_dump(mode="json")
-
+    stored = await idempotency.lookup(db, account.account_id, key, req_hash,
+                                      prefetched=getattr(request.state, "idempotency_prefetch", None))
     if stored is None:
-        async with gate.slot_lane(body.slot_id):
-            status, payload = await idempotency.run(
-                db, account_id=account.account_id, key=key, req_hash=req_hash, now=now, work=work,
-                render_error=lambda exc: _problem_body(request, exc, locale))
-    else:
-        status, payload = stored
-    if payload.get("code") == "slot_sold_out":
-        await gate.mark_full(body.slot_id)
+        stored = await _hold_once(request, db, gate, account.account_id, key, req_hash, body, now, locale)
+    status, payload = stored
     media = PROBLEM_JSON if status >= 400 else "application/json"
     return JSONResponse(payload, status_code=status, media_type=media)
+
+
+async def _hold_once(request: Request, db, gate, account_id: int, key: str, req_hash: str, body: BookingCreate,
+                     now, locale: str) -> tuple[int, dict]:
+    """The first answer for this key. A slot known to be full is answered without a database
+    transaction, before queueing for the slot's lane and again after (the slot may have
+    filled while we waited); such answers are not stored, nothing was booked."""
+    sold_out = errors.SlotSoldOut()
+    if await gate.known_full(body.slot_id):
+        return sold_out.status, _problem_body(request, sold_out, locale)
+
+    async def work(session) -> dict:
+        booking, ctx, patient = await actions.do_hold(session, account_id=account_id, patient_id=body.patient_id,
+                                                      slot_id=body.slot_id, now=now, with_context=True)
+        return (await booking_read(session, booking, now, ctx=ctx, patient=patient)).model_dump(mode="json")
+
+    async with gate.slot_lane(body.slot_id):
+        if await gate.known_full(body.slot_id):
+            return sold_out.status, _problem_body(request, sold_out, locale)
+        status, payload = await idempotency.run(
+            db, account_id=account_id, key=key, req_hash=req_hash, now=now, work=work,
+            render_error=lambda exc: _problem_body(request, exc, locale),
+            remember_refusal=lambda exc: exc.code != "slot_sold_out")
+    if payload.get("code") == "slot_sold_out":
+        await gate.mark_full(body.slot_id)
+    return status, payload
 
 
 @router.get("", response_model=BookingPage)

@@ -5,7 +5,7 @@ import datetime as dt
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.booking.context import load_slot_context
+from guahao.booking.context import SlotContext, load_slot_context
 from guahao.booking.lifecycle import FHIR_STATUS
 from guahao.booking.models import Booking
 from guahao.booking.schemas import BookingRead, PatientBrief
@@ -28,9 +28,11 @@ def effective_state(booking: Booking, now: dt.datetime) -> str:
     return booking.state
 
 
-async def booking_read(session: AsyncSession, booking: Booking, now: dt.datetime) -> BookingRead:
-    ctx = await load_slot_context(session, booking.slot_id)
-    patient = await session.get_one(Patient, booking.patient_id)
+async def booking_read(session: AsyncSession, booking: Booking, now: dt.datetime, *,
+                       ctx: SlotContext | None = None, patient: Patient | None = None) -> BookingRead:
+    """`ctx` and `patient` may be passed by a caller that already loaded them (the hold)."""
+    ctx = ctx or await load_slot_context(session, booking.slot_id)
+    patient = patient or await session.get_one(Patient, booking.patient_id)
     state = effective_state(booking, now)
     return BookingRead(
         id=booking.id, state=state, fhir_status=FHIR_STATUS[state], hospital_id=booking.hospital_id,

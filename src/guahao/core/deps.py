@@ -14,20 +14,23 @@ from guahao.core.ratelimit import RateLimiter
 
 SESSION_COOKIE = "guahao_session"
 
+# Dependencies are `async def` even when they only read app state: FastAPI runs plain `def`
+# dependencies in a worker thread, three thread handoffs per request on the hottest path.
 
-def get_database(request: Request) -> Database:
+
+async def get_database(request: Request) -> Database:
     return request.app.state.db
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     return request.app.state.clock
 
 
-def get_limiter(request: Request) -> RateLimiter:
+async def get_limiter(request: Request) -> RateLimiter:
     return request.app.state.limiter
 
 
-def request_locale(request: Request) -> str:
+async def request_locale(request: Request) -> str:
     return negotiate(request.headers.get("accept-language"))
 
 
@@ -78,10 +81,15 @@ async def current_account(request: Request, db: Db, clock: ClockDep) -> AccountP
     token = bearer_or_cookie(request)
     if not token:
         raise Unauthenticated()
-    async with db.read() as session:
-        auth = await accounts_service.resolve_session(session, token, now=clock.now())
+    key = request.headers.get("idempotency-key")
+    key = key if key and len(key) <= 100 else None
+    async with db.peek() as conn:
+        auth = await accounts_service.resolve_token(conn, token, now=clock.now(), idempotency_key=key)
     if auth is None or auth.account_id is None:
         raise Unauthenticated()
+    if key is not None:
+        # the stored answer for this key, read in the same statement (see core/idempotency.py)
+        request.state.idempotency_prefetch = ((auth.account_id, key), auth)
     return AccountPrincipal(account_id=auth.account_id, session_id=auth.id)
 
 

@@ -38,22 +38,44 @@ HANDLERS: dict[str, Handler] = {}
 
 
 class RetryLater(Exception):
-    """The handler could not finish now (provider down, not yet due); try again later."""
+    """The handler could not finish now (provider down, not yet due); try again later.
 
-    def __init__(self, reason: str, *, delay: dt.timedelta | None = None) -> None:
+    `delay` replaces the exponential backoff. The attempt counts toward the dead-letter limit
+    unless `count_attempt=False` (for "not yet due": waiting is not failing).
+    """
+
+    def __init__(self, reason: str, *, delay: dt.timedelta | None = None, count_attempt: bool = True) -> None:
         super().__init__(reason)
         self.delay = delay
+        self.count_attempt = count_attempt
 
 
 class PermanentFailure(Exception):
     """Retrying cannot help (bad payload, refused by the provider): dead-letter at once."""
 
 
-def handler(topic: str) -> Callable[[Handler], Handler]:
+@dataclass(frozen=True)
+class HandlerOptions:
+    """Per-topic overrides of the worker settings (None: the settings' value)."""
+
+    max_attempts: int | None = None
+    timeout: dt.timedelta | None = None
+
+
+OPTIONS: dict[str, HandlerOptions] = {}
+
+
+def handler(topic: str, *, max_attempts: int | None = None,
+            timeout: dt.timedelta | None = None) -> Callable[[Handler], Handler]:
+    """Register the consumer of `topic`. `max_attempts` / `timeout` override the settings
+    for this topic (e.g. a HIS write-back that must outlast an hour of HIS downtime)."""
+
     def register(fn: Handler) -> Handler:
         if topic in HANDLERS and HANDLERS[topic] is not fn:
             raise RuntimeError(f"two handlers for topic {topic}")
         HANDLERS[topic] = fn
+        if max_attempts is not None or timeout is not None:
+            OPTIONS[topic] = HandlerOptions(max_attempts, timeout)
         return fn
 
     return register
@@ -72,4 +94,6 @@ PERIODIC: list[PeriodicJob] = []
 
 
 def periodic(topic: str, every: dt.timedelta) -> None:
-    PERIODIC.append(PeriodicJob(topic, every))
+    job = PeriodicJob(topic, every)
+    if job not in PERIODIC:
+        PERIODIC.append(job)

@@ -1,0 +1,85 @@
+"""`guahao bench ...`: benchmark commands (registered as a sub-app of the `guahao` CLI)."""
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+bench_app = typer.Typer(help="Benchmarks (results and how to read them: docs/BENCHMARKS.md)", no_args_is_help=True)
+
+
+class Backend(str, Enum):
+    postgresql = "postgresql"
+    sqlite = "sqlite"
+
+
+def _run_async(coro):
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        import asyncio
+
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+@bench_app.command("rush")
+def rush(
+    database: Backend = typer.Option(Backend.postgresql, help="database of the service (and of the references)"),
+    patients: int = typer.Option(5000, min=1, help="N: accounts, each with one verified patient; one hold each"),
+    slots: int = typer.Option(100, min=1, help="C: platform seats of the released schedule"),
+    connections: int = typer.Option(256, min=1, help="K: concurrent keep-alive HTTP/1.1 connections"),
+    workers: Optional[int] = typer.Option(None, min=1, help="W: uvicorn worker processes (default 2, SQLite 1)"),
+    target: Optional[str] = typer.Option(None, help="base URL of a running guahao; seeds its database "
+                                         "(--database-url or GUAHAO_DATABASE_URL, keys from GUAHAO_*)"),
+    database_url: Optional[str] = typer.Option(None, help="with --target: the target's database URL"),
+    redis: bool = typer.Option(False, "--redis/--no-redis", help="give guahao GUAHAO_REDIS_URL (shared sold-out gate)"),
+    redis_url: str = typer.Option("redis://127.0.0.1:6379/0", help="Redis for --redis"),
+    db_pool_size: Optional[int] = typer.Option(None, help="guahao's GUAHAO_DB_POOL_SIZE (default: product default)"),
+    bare_pool_size: int = typer.Option(5, help="asyncpg pool per worker of the bare endpoint"),
+    raw_pools: str = typer.Option("4,64", help="asyncpg pool sizes of the raw-driver references"),
+    references: bool = typer.Option(True, "--references/--no-references", help="also run the references"),
+    lead: float = typer.Option(3.0, help="seconds between publishing and the release instant T0"),
+    warmup: int = typer.Option(64, min=0, help="holds sent before T0 (answered not_yet_released) to warm workers"),
+    keep_logs: bool = typer.Option(False, help="keep the servers' logs and the SQLite files"),
+    json_out: Optional[Path] = typer.Option(None, help="also write the figures as JSON here"),
+) -> None:
+    """The 08:00 release rush: N patients press "book" at T0 for C seats of one doctor."""
+    from guahao.bench.report import table, target_lines
+    from guahao.bench.runner import RushOptions, machine, run
+
+    opts = RushOptions(
+        database=database.value, patients=patients, slots=slots, connections=connections,
+        workers=workers or (2 if database is Backend.postgresql else 1), target=target, database_url=database_url,
+        redis=redis, redis_url=redis_url, db_pool_size=db_pool_size, bare_pool_size=bare_pool_size,
+        raw_pools=[int(p) for p in raw_pools.split(",") if p.strip()], references=references, lead_seconds=lead,
+        warmup=warmup, keep_logs=keep_logs,
+    )
+    info = machine()
+    typer.echo(f"guahao bench rush: {opts.database}, {opts.workers} worker(s), {patients} patients, {slots} slots, "
+               f"{connections} connections, redis {'on' if redis else 'off'}"
+               + (f", target {target}" if target else ""))
+    typer.echo(f"machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory']}; {info['date']}")
+    outcome = _run_async(run(opts, lambda line: typer.echo(f"  . {line}", err=True)))
+    typer.echo("")
+    typer.echo(table(outcome.results))
+    guahao = outcome.results[0]
+    bare = next((r for r in outcome.results if r.label == "bare endpoint"), None)
+    for note in guahao.notes + outcome.notes:
+        typer.echo(f"note: {note}")
+    typer.echo("")
+    typer.echo("targets of issue 3 (goals at 5,000 patients / 100 slots / 256 connections / PostgreSQL / 2 workers):")
+    lines = target_lines(guahao, bare)
+    for line in lines:
+        typer.echo("  " + line)
+    if outcome.log_dir:
+        typer.echo(f"logs kept in {outcome.log_dir}")
+    if json_out:
+        json_out.write_text(json.dumps({"options": opts.__dict__, "machine": info, "targets": lines,
+                                        "results": [r.as_dict() for r in outcome.results]},
+                                       ensure_ascii=False, indent=2))
+    if not guahao.oversell_ok or guahao.http_5xx:
+        raise typer.Exit(1)

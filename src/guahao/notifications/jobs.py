@@ -1,0 +1,111 @@
+"""Notification jobs: one handler per `notify.*` outbox topic, and the two scans.
+
+Every handler may run any number of times for the same payload (at-least-once delivery,
+crashes, lapsed leases): `delivery.deliver` makes the SMS go out once per dedupe key.
+Provider trouble surfaces as RetryLater, so the runner backs off and dead-letters.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from guahao.jobs.registry import JobContext, PermanentFailure, RetryLater, handler, periodic
+from guahao.notifications import delivery, service
+
+periodic("notify.scan_expiring_holds", dt.timedelta(minutes=1))
+periodic("notify.scan_reminders", dt.timedelta(minutes=5))
+
+SCAN_BATCH = 500
+
+
+def _id(payload: dict[str, Any], name: str) -> int:
+    value = payload.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise PermanentFailure(f"payload lacks an integer {name}")
+    return value
+
+
+async def send_about_booking(ctx: JobContext, template: str, payload: dict[str, Any]) -> bool:
+    """Send `template` about the payload's booking once. True when this call sent it."""
+    booking_id = _id(payload, "booking_id")
+    if await delivery.already_sent(ctx, service.message_key(template, booking_id)):
+        return False
+    async with ctx.db.read() as session:
+        message = await service.compose_booking_message(session, template, booking_id, ctx.clock.now())
+    if message is None:
+        return False
+    return await delivery.deliver(ctx, message)
+
+
+@handler("notify.booking_confirmed")
+async def booking_confirmed(ctx: JobContext, payload: dict) -> None:
+    await send_about_booking(ctx, "booking_confirmed", payload)
+
+
+@handler("notify.booking_cancelled")
+async def booking_cancelled(ctx: JobContext, payload: dict) -> None:
+    await send_about_booking(ctx, "booking_cancelled", payload)
+
+
+@handler("notify.booking_expired")
+async def booking_expired(ctx: JobContext, payload: dict) -> None:
+    await send_about_booking(ctx, "booking_expired", payload)
+
+
+@handler("notify.booking_revoked")
+async def booking_revoked(ctx: JobContext, payload: dict) -> None:
+    await send_about_booking(ctx, "booking_revoked", payload)
+
+
+@handler("notify.hold_expiring")
+async def hold_expiring(ctx: JobContext, payload: dict) -> None:
+    await send_about_booking(ctx, "hold_expiring", payload)
+
+
+@handler("notify.reminder")
+async def reminder(ctx: JobContext, payload: dict) -> None:
+    await send_about_booking(ctx, "reminder", payload)
+
+
+@handler("notify.payment_late_refunded")
+async def payment_late_refunded(ctx: JobContext, payload: dict) -> None:
+    """Enqueued by payments when a payment arrived after its hold had ended: {booking_id}."""
+    await send_about_booking(ctx, "payment_late_refunded", payload)
+
+
+@handler("notify.restriction_applied")
+async def restriction_applied(ctx: JobContext, payload: dict) -> None:
+    restriction_id = _id(payload, "restriction_id")
+    async with ctx.db.read() as session:
+        messages = await service.compose_restriction_messages(session, restriction_id)
+    failures: list[Exception] = []
+    for message in messages:  # one account's failure does not hold back the others
+        try:
+            await delivery.deliver(ctx, message)
+        except (RetryLater, PermanentFailure) as exc:
+            failures.append(exc)
+    # a retry re-runs them all; those already sent are no-ops
+    for kind in (RetryLater, PermanentFailure):
+        for exc in failures:
+            if isinstance(exc, kind):
+                raise exc
+
+
+async def _scan(ctx: JobContext, enqueue) -> None:
+    """Enqueue in batches, one short transaction each (a batch only finds rows not enqueued
+    yet, so the loop ends; overlapping scans are harmless thanks to the dedupe keys)."""
+    while True:
+        async with ctx.db.begin() as session:
+            found = await enqueue(session, now=ctx.clock.now(), limit=SCAN_BATCH)
+        if found < SCAN_BATCH:
+            return
+
+
+@handler("notify.scan_expiring_holds")
+async def scan_expiring_holds(ctx: JobContext, payload: dict) -> None:
+    await _scan(ctx, service.enqueue_hold_warnings)
+
+
+@handler("notify.scan_reminders")
+async def scan_reminders(ctx: JobContext, payload: dict) -> None:
+    await _scan(ctx, service.enqueue_reminders)

@@ -1,0 +1,214 @@
+"""What to send, to whom, in which language; and the scans that schedule messages nobody's
+state change writes (hold about to expire, the day-before reminder).
+
+Reads only: messages are composed from the booking as it is when the job runs, so a retry
+tells the same story, and a message that stopped being true (a reminder for a booking
+cancelled since, a hold warning after payment) is dropped instead of sent.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import String, and_, cast, exists, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guahao.accounts import service as accounts_service
+from guahao.booking.context import SlotContext, load_rules, load_slot_context
+from guahao.booking.models import Booking, BookingEvent, Restriction
+from guahao.catalog.models import Hospital, HospitalRules
+from guahao.core.crypto import mask_name
+from guahao.jobs.registry import PermanentFailure
+from guahao.notifications import templates
+from guahao.notifications.delivery import Outgoing
+from guahao.outbox import service as outbox
+from guahao.outbox.models import OutboxMessage
+from guahao.patients.models import Patient
+
+# a hold warning goes out at the first scan (every minute) that finds the deadline this close
+HOLD_WARNING_BEFORE = dt.timedelta(minutes=3)
+BOOKING_TEMPLATES = ("booking_confirmed", "booking_cancelled", "booking_expired", "booking_revoked",
+                     "hold_expiring", "reminder", "payment_late_refunded")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    account_id: int
+    phone: str
+    locale: str
+
+
+async def recipient(session: AsyncSession, account_id: int) -> Recipient:
+    """Messages go to the account holder's number, not to `Patient.phone`.
+
+    The account holder is the person who booked, paid and can cancel or rebook; their number
+    is proven by the SMS login code and they chose the language. A patient's own number is
+    declared, not verified, and is often a child's or an elderly parent's who cannot act on
+    "pay within 3 minutes" - and booking codes should not go to an unverified number.
+    """
+    account = await accounts_service.get(session, account_id)
+    if account is None:
+        raise PermanentFailure(f"account {account_id} not found")
+    return Recipient(account.id, account.phone, "en" if account.locale == "en" else "zh-CN")
+
+
+# --- booking messages --------------------------------------------------------------------------
+
+def message_key(template: str, subject_id: int, *more: int) -> str:
+    return ":".join([template, str(subject_id), *map(str, more)])
+
+
+def _still_true(template: str, booking: Booking, slot: SlotContext, now: dt.datetime) -> bool:
+    if template == "booking_confirmed":
+        return booking.state == "confirmed"
+    if template == "hold_expiring":
+        return booking.state == "held" and booking.hold_expires_at is not None and booking.hold_expires_at > now
+    if template == "reminder":  # says "tomorrow": only on the day before, hospital time
+        return booking.state == "confirmed" and now.astimezone(slot.zone).date() + dt.timedelta(days=1) == booking.visit_date
+    return True  # cancelled / expired / revoked / late refund: final facts
+
+
+async def _was_paid(session: AsyncSession, booking: Booking) -> bool:
+    """Did the booking enter its current (cancelled / revoked) state from `confirmed` with a fee?"""
+    from_state = await session.scalar(
+        select(BookingEvent.from_state)
+        .where(BookingEvent.booking_id == booking.id, BookingEvent.to_state == booking.state)
+        .order_by(BookingEvent.id.desc()).limit(1)
+    )
+    return from_state == "confirmed" and booking.amount_due > 0
+
+
+async def compose_booking_message(session: AsyncSession, template: str, booking_id: int,
+                                  now: dt.datetime) -> Outgoing | None:
+    """The message `template` about a booking, or None when it is no longer worth sending."""
+    if template not in BOOKING_TEMPLATES:
+        raise PermanentFailure(f"not a booking template: {template}")
+    booking = await session.get(Booking, booking_id)
+    if booking is None:
+        raise PermanentFailure(f"booking {booking_id} not found")
+    slot = await load_slot_context(session, booking.slot_id)
+    if not _still_true(template, booking, slot, now):
+        return None
+    to = await recipient(session, booking.account_id)
+    patient = await session.get_one(Patient, booking.patient_id)
+    loc = to.locale
+    values = {
+        "patient": mask_name(patient.name), "hospital": slot.hospital_name, "department": slot.department_name,
+        "doctor": slot.doctor_name or templates.general_clinic(loc),
+        "time": templates.visit_time(slot.slot_starts_at, slot.slot_ends_at, slot.period, slot.zone, loc),
+        "visit_no": str(booking.visit_no or ""), "code": booking.booking_code,
+        "location": slot.department_location or templates.default_location(loc),
+        "amount": templates.yuan(booking.amount_due),
+    }
+    if booking.hold_expires_at is not None:
+        values["deadline"] = templates.clock_time(booking.hold_expires_at, slot.zone)
+    if template in ("booking_cancelled", "booking_revoked"):
+        values["refund"] = templates.refund_status(await _was_paid(session, booking), loc)
+    return Outgoing(dedupe_key=message_key(template, booking.id), template=template, phone=to.phone, locale=loc,
+                    params=templates.pick_params(template, values), account_id=to.account_id,
+                    hospital_id=booking.hospital_id, booking_id=booking.id)
+
+
+# --- restriction messages ------------------------------------------------------------------------
+
+async def compose_restriction_messages(session: AsyncSession, restriction_id: int) -> list[Outgoing]:
+    """One message per account whose bookings of this person earned the strikes.
+
+    A restriction belongs to a person, who may be a patient of several accounts; those who
+    cancelled or missed the visits are the ones to tell (each with their own patient entry
+    and language). Another account holding the same person learns it when booking.
+    """
+    restriction = await session.get(Restriction, restriction_id)
+    if restriction is None:
+        raise PermanentFailure(f"restriction {restriction_id} not found")
+    if restriction.lifted_at is not None:
+        return []  # lifted by staff before we got to it
+    rules = await load_rules(session, restriction.hospital_id)
+    since = restriction.starts_at - dt.timedelta(days=rules.restriction_window_days)
+    rows = (await session.execute(
+        select(Booking.account_id, Booking.patient_id)
+        .where(Booking.person_id == restriction.person_id, Booking.hospital_id == restriction.hospital_id,
+               Booking.strike_at > since, Booking.strike_at <= restriction.starts_at)
+        .order_by(Booking.strike_at.desc(), Booking.id.desc())
+    )).all()
+    latest_patient: dict[int, int] = {}
+    for account_id, patient_id in rows:
+        latest_patient.setdefault(account_id, patient_id)
+    hospital_name, tz = (await session.execute(
+        select(Hospital.name, Hospital.timezone).where(Hospital.id == restriction.hospital_id))).one()
+    messages = []
+    for account_id, patient_id in sorted(latest_patient.items()):
+        to = await recipient(session, account_id)
+        patient = await session.get_one(Patient, patient_id)
+        values = {"patient": mask_name(patient.name), "hospital": hospital_name,
+                  "until": templates.date_time(restriction.until, ZoneInfo(tz), to.locale)}
+        messages.append(Outgoing(
+            dedupe_key=message_key("restriction_applied", restriction.id, account_id), template="restriction_applied",
+            phone=to.phone, locale=to.locale, params=templates.pick_params("restriction_applied", values),
+            account_id=account_id, hospital_id=restriction.hospital_id))
+    return messages
+
+
+# --- scans -------------------------------------------------------------------------------------
+
+def _not_enqueued(topic: str):
+    """No outbox row `<topic>:<booking id>` yet (the unique dedupe_key index answers this)."""
+    key = literal(f"{topic}:", String) + cast(Booking.id, String)
+    return ~exists().where(OutboxMessage.dedupe_key == key)
+
+
+async def _enqueue_each(session: AsyncSession, topic: str, rows, now: dt.datetime) -> int:
+    """Rows found; a row a concurrent scan enqueued first is skipped by the dedupe key."""
+    for booking_id, hospital_id in rows:
+        await outbox.enqueue_once(session, topic=topic, dedupe_key=f"{topic}:{booking_id}",
+                                  payload={"booking_id": booking_id, "hospital_id": hospital_id}, now=now,
+                                  hospital_id=hospital_id)
+    return len(rows)
+
+
+async def enqueue_hold_warnings(session: AsyncSession, *, now: dt.datetime, limit: int = 500) -> int:
+    """`notify.hold_expiring` for each running hold whose deadline is within the warning
+    window; at most one per booking ever (dedupe key `notify.hold_expiring:<booking id>`)."""
+    topic = "notify.hold_expiring"
+    rows = (await session.execute(
+        select(Booking.id, Booking.hospital_id)
+        .where(Booking.state == "held", Booking.hold_expires_at > now,
+               Booking.hold_expires_at <= now + HOLD_WARNING_BEFORE, _not_enqueued(topic))
+        .order_by(Booking.id).limit(limit)
+    )).all()
+    return await _enqueue_each(session, topic, rows, now)
+
+
+async def reminder_days(session: AsyncSession, now: dt.datetime) -> dict[dt.date, list[int]]:
+    """Visit date -> hospitals whose reminder time has passed today in their own zone
+    (their reminders are for tomorrow's visits, local date)."""
+    due: dict[dt.date, list[int]] = defaultdict(list)
+    rows = await session.execute(
+        select(Hospital.id, Hospital.timezone, HospitalRules.reminder_time)
+        .join(HospitalRules, HospitalRules.hospital_id == Hospital.id)
+    )
+    for hospital_id, tz, reminder_time in rows:
+        local = now.astimezone(ZoneInfo(tz))
+        if local.time() >= reminder_time:
+            due[local.date() + dt.timedelta(days=1)].append(hospital_id)
+    return due
+
+
+async def enqueue_reminders(session: AsyncSession, *, now: dt.datetime, limit: int = 500) -> int:
+    """`notify.reminder` for each confirmed booking of tomorrow at hospitals past their
+    reminder time; one per booking (dedupe key `notify.reminder:<booking id>`). A booking
+    made after the reminder time for tomorrow gets its reminder at the next scan."""
+    topic = "notify.reminder"
+    due = await reminder_days(session, now)
+    if not due:
+        return 0
+    rows = (await session.execute(
+        select(Booking.id, Booking.hospital_id)
+        .where(Booking.state == "confirmed",
+               or_(*(and_(Booking.visit_date == day, Booking.hospital_id.in_(ids)) for day, ids in due.items())),
+               _not_enqueued(topic))
+        .order_by(Booking.id).limit(limit)
+    )).all()
+    return await _enqueue_each(session, topic, rows, now)

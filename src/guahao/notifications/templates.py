@@ -1,0 +1,163 @@
+"""SMS templates: a code, its parameters, and the text in zh-CN and English.
+
+Mainland SMS gateways send only pre-approved templates: we pass the template's gateway id
+and its parameters, the gateway fills them in (and adds our signature 【...】). The texts
+here are the approved wording, used by the console provider to show what the patient reads
+and by tests. An English text is a template of its own at the gateway, hence its own id.
+
+Parameters carry no ID number and no phone number; the patient's name is always masked
+(`王小明` -> `王**`), so a rendered text is safe to print in development.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+LOCALES = ("zh-CN", "en")
+
+
+@dataclass(frozen=True)
+class Template:
+    code: str
+    params: tuple[str, ...]
+    zh: str
+    en: str
+
+    def text(self, locale: str) -> str:
+        return self.en if locale == "en" else self.zh
+
+
+_ALL = (
+    Template(
+        "booking_confirmed",
+        ("patient", "hospital", "department", "doctor", "time", "visit_no", "code", "location"),
+        "{patient}预约成功：{hospital} {department} {doctor}，{time}，就诊序号{visit_no}，取号码{code}。"
+        "请按时到{location}签到取号。",
+        "Booking confirmed for {patient}: {hospital}, {department}, {doctor}, {time}, visit no. {visit_no}, "
+        "booking code {code}. Please check in at {location} on time.",
+    ),
+    Template(
+        "hold_expiring",
+        ("patient", "hospital", "department", "time", "deadline"),
+        "您为{patient}锁定的{hospital} {department} {time}号源将于{deadline}释放，请尽快完成支付。",
+        "The slot held for {patient} at {hospital}, {department}, {time} will be released at {deadline}. "
+        "Please complete the payment before then.",
+    ),
+    Template(
+        "booking_cancelled",
+        ("patient", "hospital", "department", "time", "refund"),
+        "您为{patient}预约的{hospital} {department} {time}已取消，{refund}。",
+        "The booking for {patient} at {hospital}, {department}, {time} has been cancelled; {refund}.",
+    ),
+    Template(
+        "booking_expired",
+        ("patient", "hospital", "department", "time"),
+        "您为{patient}锁定的{hospital} {department} {time}号源因未在规定时间内支付已释放，如需就诊请重新预约。",
+        "The slot held for {patient} at {hospital}, {department}, {time} was released because the payment "
+        "was not completed in time. Please book again if you still need the visit.",
+    ),
+    Template(
+        "booking_revoked",
+        ("patient", "hospital", "department", "doctor", "time", "refund"),
+        "因医院停诊，您为{patient}预约的{hospital} {department} {doctor} {time}已取消，{refund}。"
+        "给您带来不便，敬请谅解。",
+        "The hospital has suspended the clinic: the booking for {patient} at {hospital}, {department}, {doctor}, "
+        "{time} has been cancelled; {refund}. We apologise for the inconvenience.",
+    ),
+    Template(
+        "reminder",
+        ("patient", "hospital", "department", "doctor", "time", "visit_no", "location"),
+        "就诊提醒：{patient}明天在{hospital} {department} {doctor}就诊，{time}，就诊序号{visit_no}。"
+        "请按时到{location}签到取号。",
+        "Reminder: {patient} has a visit tomorrow at {hospital}, {department}, {doctor}, {time}, "
+        "visit no. {visit_no}. Please check in at {location} on time.",
+    ),
+    Template(
+        "restriction_applied",
+        ("patient", "hospital", "until"),
+        "因多次取消预约或爽约，{patient}在{hospital}的网上预约已暂停至{until}，如有疑问请联系医院。",
+        "Because of repeated cancellations or missed visits, online booking for {patient} at {hospital} "
+        "is suspended until {until}. Please contact the hospital with any questions.",
+    ),
+    Template(
+        "payment_late_refunded",
+        ("patient", "hospital", "department", "time", "amount"),
+        "您为{patient}支付的{hospital} {department} {time}挂号费{amount}元到账时锁号已超时，预约未成功，"
+        "费用将原路退回。",
+        "The payment of CNY {amount} for {patient} at {hospital}, {department}, {time} arrived after the hold "
+        "had expired, so no booking was made; the fee will be refunded to the original payment method.",
+    ),
+)
+TEMPLATES: dict[str, Template] = {t.code: t for t in _ALL}
+
+
+def gateway_id(code: str, locale: str) -> str:
+    """The template id registered at the gateway: one per approved text, so one per language."""
+    if code not in TEMPLATES:
+        raise KeyError(f"unknown SMS template {code!r}")
+    return f"{code}_en" if locale == "en" else code
+
+
+def pick_params(code: str, available: dict[str, str]) -> dict[str, str]:
+    """Exactly the template's parameters, in its order (gateways refuse unknown ones)."""
+    template = TEMPLATES[code]
+    missing = [p for p in template.params if p not in available]
+    if missing:
+        raise KeyError(f"template {code} lacks parameters {missing}")
+    return {p: str(available[p]) for p in template.params}
+
+
+def render(code: str, params: dict[str, str], locale: str) -> str:
+    return TEMPLATES[code].text(locale).format_map(params)
+
+
+# --- parameter values in the reader's language ----------------------------------------------
+
+_PERIODS = {"morning": ("上午", "morning"), "afternoon": ("下午", "afternoon"),
+            "evening": ("晚上", "evening"), "all_day": ("全天", "all day")}
+_MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _en(locale: str) -> bool:
+    return locale == "en"
+
+
+def visit_time(starts_at: dt.datetime, ends_at: dt.datetime, period: str, zone: dt.tzinfo, locale: str) -> str:
+    """`11月21日 上午 08:00-08:30` / `21 Nov, morning, 08:00-08:30`, in the hospital's zone."""
+    start, end = starts_at.astimezone(zone), ends_at.astimezone(zone)
+    zh_period, en_period = _PERIODS.get(period, (period, period))
+    band = f"{start:%H:%M}-{end:%H:%M}"
+    if _en(locale):
+        return f"{start.day} {_MONTHS_EN[start.month - 1]}, {en_period}, {band}"
+    return f"{start.month}月{start.day}日 {zh_period} {band}"
+
+
+def clock_time(instant: dt.datetime, zone: dt.tzinfo) -> str:
+    return f"{instant.astimezone(zone):%H:%M}"
+
+
+def date_time(instant: dt.datetime, zone: dt.tzinfo, locale: str) -> str:
+    """`2026年12月19日 10:00` / `19 Dec 2026, 10:00`."""
+    local = instant.astimezone(zone)
+    if _en(locale):
+        return f"{local.day} {_MONTHS_EN[local.month - 1]} {local.year}, {local:%H:%M}"
+    return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
+
+
+def yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"
+
+
+def refund_status(paid: bool, locale: str) -> str:
+    if paid:
+        return "the fee will be refunded to the original payment method" if _en(locale) else "费用将原路退回"
+    return "no fee was charged" if _en(locale) else "未产生费用"
+
+
+def general_clinic(locale: str) -> str:
+    """The 'doctor' of a department's general clinic, which has none."""
+    return "General clinic" if _en(locale) else "普通门诊"
+
+
+def default_location(locale: str) -> str:
+    return "the department's triage desk" if _en(locale) else "科室分诊台"
