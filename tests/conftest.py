@@ -114,6 +114,7 @@ def settings(database_url) -> Settings:
         index_key=TEST_INDEX_KEY,
         secret_key=secrets.token_urlsafe(32),
         sms_provider="recording",
+        payment_provider="fake",
         log_file=str(LOG_FILE),
         db_pool_size=5,
     )

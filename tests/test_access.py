@@ -63,7 +63,7 @@ NOT_OBJECT_IDS = {"before_id"}
 # id parameters named after their role rather than their kind
 ID_ALIASES = {"parent_id": "department_id"}
 # Path parameters that are not ids, with every value to try
-PATH_VALUES: dict[str, tuple[str, ...]] = {"action": ("check-in", "complete")}
+PATH_VALUES: dict[str, tuple[str, ...]] = {"action": ("check-in", "complete"), "provider": ("paysim",)}
 # Query parameters a route needs besides the ids (filled from the world automatically)
 QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("GET", "/api/v1/search"): {"q": "内科"},

@@ -107,7 +107,7 @@ async def run_often(handler, ctx, payload) -> None:
 def test_every_notify_topic_has_a_handler_and_the_scans_are_periodic():
     for topic in ("notify.booking_confirmed", "notify.booking_cancelled", "notify.booking_revoked",
                   "notify.booking_expired", "notify.restriction_applied", "notify.hold_expiring",
-                  "notify.reminder", "notify.payment_late_refunded", "notify.scan_expiring_holds",
+                  "notify.reminder", "notify.payment_late_refund", "notify.scan_expiring_holds",
                   "notify.scan_reminders"):
         assert HANDLERS[topic].__module__ == "guahao.notifications.jobs", topic
     every = {job.topic: job.every for job in PERIODIC}

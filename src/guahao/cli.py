@@ -57,8 +57,41 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
 
     if migrate:
         db_upgrade()
-    uvicorn.run("guahao.asgi:app", host=host, port=port, workers=workers, log_level="warning",
-                proxy_headers=True)
+    sandbox = _start_embedded_paysim()
+    try:
+        uvicorn.run("guahao.asgi:app", host=host, port=port, workers=workers, log_level="warning",
+                    proxy_headers=True)
+    finally:
+        if sandbox is not None:
+            sandbox.terminate()
+            sandbox.wait(timeout=10)
+
+
+def _start_embedded_paysim():
+    """On the embedded default the payment sandbox runs beside the service as its own
+    process (it is a separate system in production: the provider), started here so that the
+    README's single run command gives a working payment flow."""
+    import subprocess
+    import sys
+    from urllib.parse import urlparse
+
+    settings = get_settings()
+    target = urlparse(settings.paysim_url)
+    if not (settings.paysim_embedded and settings.env == "development" and settings.payment_provider == "paysim"
+            and target.hostname in ("127.0.0.1", "localhost")):
+        return None
+    typer.echo(f"payment sandbox (paysim) on {settings.paysim_url}")
+    return subprocess.Popen([sys.executable, "-m", "guahao.cli", "paysim", "--host", target.hostname,
+                             "--port", str(target.port or 80)])
+
+
+@app.command()
+def paysim(host: str = "127.0.0.1", port: int = 8100, db_path: str = "./paysim.db",
+           retry_scale: float = typer.Option(1.0, help="shorten the notification retry schedule")) -> None:
+    """Run the sandbox payment provider (its own process, ledger and cashier page)."""
+    from guahao.payments.paysim import main
+
+    main(host=host, port=port, db_path=db_path, key=get_settings().paysim_key, retry_scale=retry_scale)
 
 
 @app.command()

@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     sms_send_limit_per_client: str = "20/hour"
     session_ttl_hours: int = 24 * 30
     max_patients_per_account: int = 5
+    # payments: "paysim" = the sandbox process (`guahao paysim`), "fake" = in-memory (tests), "none"
+    payment_provider: Literal["paysim", "fake", "none"] = "paysim"
+    paysim_url: str = "http://127.0.0.1:8100"
+    paysim_key: str = "paysim-dev-key"  # HMAC key shared with the sandbox
+    payment_timeout_seconds: float = 5.0
+    payment_notify_base_url: str | None = None  # how the provider reaches us; default base_url
+    # `guahao serve` starts the sandbox as a child process on the embedded default
+    paysim_embedded: bool = True
     default_timezone: str = "Asia/Shanghai"
     run_jobs_in_process: bool = True
     # job workers (guahao.jobs.runner)
@@ -65,6 +73,8 @@ class Settings(BaseSettings):
             bad = [n for n in ("data_key", "index_key", "secret_key") if getattr(self, n) in PLACEHOLDERS]
             if bad:
                 raise ValueError(f"placeholder secrets refused in {self.env}: {', '.join(bad)}")
+        if self.env == "production" and self.payment_provider != "none" and self.payment_provider != "paysim":
+            raise ValueError("the in-memory fake payment provider is refused in production")
         return self
 
     @property

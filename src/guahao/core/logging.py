@@ -8,8 +8,9 @@ import sys
 
 import structlog
 
-_ID_RE = re.compile(r"(?<!\d)(\d{6})(\d{8})(\d{3}[\dXx])(?!\d)")
-_PHONE_RE = re.compile(r"(?<!\d)(\+?86)?(1\d{2})(\d{4})(\d{4})(?!\d)")
+# bounded by non-alphanumerics, so hex request ids that happen to hold 11 digits stay intact
+_ID_RE = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[\dXx])(?![0-9A-Za-z])")
+_PHONE_RE = re.compile(r"(?<![0-9A-Za-z])(\+?86)?(1\d{2})(\d{4})(\d{4})(?![0-9A-Za-z])")
 
 
 def scrub(text: str) -> str:

@@ -67,9 +67,9 @@ async def reminder(ctx: JobContext, payload: dict) -> None:
     await send_about_booking(ctx, "reminder", payload)
 
 
-@handler("notify.payment_late_refunded")
+@handler("notify.payment_late_refund")
 async def payment_late_refunded(ctx: JobContext, payload: dict) -> None:
-    """Enqueued by payments when a payment arrived after its hold had ended: {booking_id}."""
+    """Enqueued by payments when a payment arrived after its hold had ended ({booking_id, payment_id, ...})."""
     await send_about_booking(ctx, "payment_late_refunded", payload)
 
 

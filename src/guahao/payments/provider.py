@@ -1,8 +1,40 @@
-"""Payment provider selection (the payments feature fills this in)."""
+"""Payment provider selection.
+
+Settings read here (through getattr, so that this works before and after they exist in
+config.py): `payment_provider` ("paysim" | "fake" | "none"), `paysim_url`, `paysim_key`,
+`payment_timeout_seconds`, `payment_notify_base_url`. "paysim" is the sandbox process
+(`guahao paysim`, the embedded default); "fake" the in-memory provider for tests (as
+`sms_provider = "recording"`). Real providers (WeChat Pay, Alipay) plug in here behind the
+same port.
+"""
 from __future__ import annotations
 
 from guahao.config import Settings
+from guahao.payments.port import PaymentPort
+
+DEV_PAYSIM_KEY = "paysim-dev-key"
+DEFAULT_PAYSIM_URL = "http://127.0.0.1:8100"
 
 
-def build(settings: Settings):
+def build(settings: Settings) -> PaymentPort | None:
+    kind = getattr(settings, "payment_provider", None) or ("paysim" if getattr(settings, "paysim_url", None) else None)
+    key = getattr(settings, "paysim_key", None) or DEV_PAYSIM_KEY
+    if kind == "fake":
+        from guahao.payments.fake import InMemoryPayments
+
+        return InMemoryPayments(key=key)
+    if kind == "paysim":
+        from guahao.payments.paysim_client import SandboxPayments
+
+        return SandboxPayments(getattr(settings, "paysim_url", None) or DEFAULT_PAYSIM_URL, key,
+                               timeout=float(getattr(settings, "payment_timeout_seconds", None) or 5.0))
     return None
+
+
+def notify_url(settings: Settings, provider_name: str) -> str:
+    base = getattr(settings, "payment_notify_base_url", None) or settings.base_url
+    return f"{base.rstrip('/')}/api/v1/payments/notify/{provider_name}"
+
+
+def return_url(settings: Settings, booking_id: int) -> str:
+    return f"{settings.base_url.rstrip('/')}/bookings/{booking_id}"

@@ -1,6 +1,71 @@
-"""HTTP routes of the payments feature."""
+"""HTTP routes of the payments feature: a patient pays for a hold and sees the payment; the
+provider notifies us; staff and operators see the money (staff_router, included here)."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from guahao.booking import actions as booking_actions
+from guahao.core.deps import ClockDep, CurrentAccount, Db
+from guahao.core.errors import NotFound
+from guahao.payments import errors, reports, service
+from guahao.payments.schemas import PaymentRead, PaymentStarted
+from guahao.payments.staff_router import router as staff_router
 
 router = APIRouter(tags=["payments"])
+router.include_router(staff_router)
+
+# what the provider gets back for a notification we have acted on (WeChat Pay's format)
+ACK = {"code": "SUCCESS", "message": "成功"}
+MAX_NOTIFICATION_BYTES = 64 * 1024
+REFUSED = {"amount_mismatch": errors.AmountMismatch, "unknown_payment": errors.UnknownPayment}
+
+
+def _flights(request: Request) -> service.SingleFlight:
+    flights = getattr(request.app.state, "payment_notification_flights", None)
+    if flights is None:
+        flights = request.app.state.payment_notification_flights = service.SingleFlight()
+    return flights
+
+
+def payment_port(request: Request):
+    return request.app.state.providers.get("payments")
+
+
+@router.post("/api/v1/bookings/{booking_id}/payments", response_model=PaymentStarted, status_code=201,
+             responses={200: {"description": "the booking's open payment, again"},
+                        409: {"description": "not payable (problem+json)"},
+                        503: {"description": "provider unavailable; retry"}})
+async def start_payment(request: Request, booking_id: int, account: CurrentAccount, db: Db, clock: ClockDep):
+    """Pay for a hold (锁号): returns the provider's pay URL. The amount is the booking's fee;
+    repeating the request returns the same open payment."""
+    started = await service.start_payment(db, payment_port(request), request.app.state.settings,
+                                          account_id=account.account_id, booking_id=booking_id, now=clock.now())
+    p = started.payment
+    body = PaymentStarted(payment_id=p.id, booking_id=p.booking_id, pay_url=p.pay_url, amount=p.amount,
+                          state=p.state, expires_at=started.hold_expires_at)
+    return JSONResponse(body.model_dump(mode="json"), status_code=201 if started.created else 200)
+
+
+@router.get("/api/v1/bookings/{booking_id}/payments", response_model=list[PaymentRead])
+async def list_payments(booking_id: int, account: CurrentAccount, db: Db) -> list[PaymentRead]:
+    async with db.read() as session:
+        await booking_actions.get_for_account(session, account.account_id, booking_id)
+        return await reports.payments_of(session, booking_id)
+
+
+@router.post("/api/v1/payments/notify/{provider}", include_in_schema=False)
+async def notify(request: Request, provider: str, db: Db, clock: ClockDep):
+    """The provider's asynchronous payment notification. Verified before anything is read;
+    answered 2xx only after our transaction committed, so the provider retries otherwise."""
+    port = payment_port(request)
+    if port is None or port.name != provider:
+        raise NotFound("page")
+    body = await request.body()
+    if len(body) > MAX_NOTIFICATION_BYTES:
+        raise errors.NotificationMalformed()
+    outcome = await service.take_notification(db, port, request.headers, body, now=clock.now(),
+                                              flights=_flights(request))
+    if outcome in REFUSED:
+        raise REFUSED[outcome]()
+    return JSONResponse(ACK)

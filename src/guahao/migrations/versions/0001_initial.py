@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-21 22:39:25.341728
+Create Date: 2026-11-21 23:40:48.310811
 """
 from alembic import op
 import sqlalchemy as sa
@@ -159,10 +159,12 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('available_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('locked_until', guahao.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('lease_token', sa.String(length=32), nullable=True),
     sa.Column('last_error', sa.String(length=1000), nullable=True),
     sa.Column('created_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('done_at', guahao.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.CheckConstraint("state IN ('pending', 'in_progress', 'done', 'dead')", name=op.f('ck_outbox_state')),
     sa.ForeignKeyConstraint(['hospital_id'], ['hospitals.id'], name=op.f('fk_outbox_hospital_id_hospitals'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
     sa.UniqueConstraint('dedupe_key', name=op.f('uq_outbox_dedupe_key'))
@@ -411,6 +413,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('bookings', schema=None) as batch_op:
         batch_op.create_index('ix_bookings_account_id', ['account_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_bookings_hospital_visit_date_state', ['hospital_id', 'visit_date', 'state'], unique=False)
         batch_op.create_index('ix_bookings_person_hospital', ['person_id', 'hospital_id', 'state'], unique=False)
         batch_op.create_index('ix_bookings_schedule_state', ['schedule_id', 'state'], unique=False)
         batch_op.create_index('ix_bookings_state_hold_expires', ['state', 'hold_expires_at'], unique=False)
@@ -434,6 +437,65 @@ def upgrade() -> None:
     with op.batch_alter_table('booking_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_booking_events_booking_id'), ['booking_id'], unique=False)
 
+    op.create_table('payments',
+    sa.Column('hospital_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('booking_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('provider', sa.String(length=20), nullable=False),
+    sa.Column('out_trade_no', sa.String(length=32), nullable=False),
+    sa.Column('amount', sa.Integer(), nullable=False),
+    sa.Column('state', sa.String(length=20), nullable=False),
+    sa.Column('pay_url', sa.String(length=500), nullable=True),
+    sa.Column('provider_txn_id', sa.String(length=64), nullable=True),
+    sa.Column('paid_at', guahao.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('settled_as', sa.String(length=20), nullable=True),
+    sa.Column('settled_at', guahao.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('flagged_reason', sa.String(length=40), nullable=True),
+    sa.Column('created_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.CheckConstraint("settled_as IS NULL OR settled_as IN ('booking', 'refund')", name=op.f('ck_payments_settled_as')),
+    sa.CheckConstraint("state IN ('created', 'paid', 'failed', 'closed')", name=op.f('ck_payments_state')),
+    sa.CheckConstraint('amount > 0', name=op.f('ck_payments_amount')),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_payments_account_id_accounts')),
+    sa.ForeignKeyConstraint(['booking_id'], ['bookings.id'], name=op.f('fk_payments_booking_id_bookings'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['hospital_id'], ['hospitals.id'], name=op.f('fk_payments_hospital_id_hospitals'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payments')),
+    sa.UniqueConstraint('out_trade_no', name=op.f('uq_payments_out_trade_no')),
+    sa.UniqueConstraint('provider_txn_id', name=op.f('uq_payments_provider_txn_id'))
+    )
+    with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.create_index('ix_payments_booking_id', ['booking_id'], unique=False)
+        batch_op.create_index('ix_payments_hospital_paid_at', ['hospital_id', 'paid_at'], unique=False)
+        batch_op.create_index('ix_payments_state_created_at', ['state', 'created_at'], unique=False)
+        batch_op.create_index('uq_payments_booking_fee', ['booking_id'], unique=True, sqlite_where=sa.text("settled_as = 'booking'"), postgresql_where=sa.text("settled_as = 'booking'"))
+        batch_op.create_index('uq_payments_booking_open', ['booking_id'], unique=True, sqlite_where=sa.text("state = 'created'"), postgresql_where=sa.text("state = 'created'"))
+
+    op.create_table('sent_messages',
+    sa.Column('dedupe_key', sa.String(length=200), nullable=False),
+    sa.Column('template', sa.String(length=40), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('hospital_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('booking_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('locale', sa.String(length=10), nullable=False),
+    sa.Column('state', sa.String(length=20), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('lease_until', guahao.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.String(length=500), nullable=True),
+    sa.Column('created_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', guahao.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.CheckConstraint("state IN ('sending', 'sent', 'failed')", name=op.f('ck_sent_messages_state')),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_sent_messages_account_id_accounts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['booking_id'], ['bookings.id'], name=op.f('fk_sent_messages_booking_id_bookings'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['hospital_id'], ['hospitals.id'], name=op.f('fk_sent_messages_hospital_id_hospitals'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sent_messages')),
+    sa.UniqueConstraint('dedupe_key', name=op.f('uq_sent_messages_dedupe_key'))
+    )
+    with op.batch_alter_table('sent_messages', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sent_messages_account_id'), ['account_id'], unique=False)
+
     op.create_table('slot_positions',
     sa.Column('hospital_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('schedule_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -453,16 +515,86 @@ def upgrade() -> None:
         batch_op.create_index('ix_slot_positions_booking_id', ['booking_id'], unique=False)
         batch_op.create_index('ix_slot_positions_slot_visit_no', ['slot_id', 'visit_no'], unique=False)
 
+    op.create_table('payment_notifications',
+    sa.Column('hospital_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('provider', sa.String(length=20), nullable=False),
+    sa.Column('notification_id', sa.String(length=64), nullable=True),
+    sa.Column('payment_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('body_sha256', sa.String(length=64), nullable=False),
+    sa.Column('verified', sa.Boolean(), nullable=False),
+    sa.Column('outcome', sa.String(length=30), nullable=False),
+    sa.Column('received_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.ForeignKeyConstraint(['hospital_id'], ['hospitals.id'], name=op.f('fk_payment_notifications_hospital_id_hospitals'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['payment_id'], ['payments.id'], name=op.f('fk_payment_notifications_payment_id_payments'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_payment_notifications'))
+    )
+    with op.batch_alter_table('payment_notifications', schema=None) as batch_op:
+        batch_op.create_index('ix_payment_notifications_payment_id', ['payment_id'], unique=False)
+        batch_op.create_index('ix_payment_notifications_received_at', ['received_at'], unique=False)
+        batch_op.create_index('uq_payment_notifications_verified_id', ['provider', 'notification_id'], unique=True, sqlite_where=sa.text('verified'), postgresql_where=sa.text('verified'))
+
+    op.create_table('refunds',
+    sa.Column('hospital_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('payment_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('booking_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('out_refund_no', sa.String(length=40), nullable=False),
+    sa.Column('amount', sa.Integer(), nullable=False),
+    sa.Column('state', sa.String(length=20), nullable=False),
+    sa.Column('reason', sa.String(length=40), nullable=False),
+    sa.Column('provider_refund_id', sa.String(length=64), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('last_error', sa.String(length=300), nullable=True),
+    sa.Column('created_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('succeeded_at', guahao.core.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('updated_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.CheckConstraint("state IN ('pending', 'succeeded', 'failed')", name=op.f('ck_refunds_state')),
+    sa.CheckConstraint('amount > 0', name=op.f('ck_refunds_amount')),
+    sa.ForeignKeyConstraint(['booking_id'], ['bookings.id'], name=op.f('fk_refunds_booking_id_bookings'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['hospital_id'], ['hospitals.id'], name=op.f('fk_refunds_hospital_id_hospitals'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['payment_id'], ['payments.id'], name=op.f('fk_refunds_payment_id_payments'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_refunds')),
+    sa.UniqueConstraint('out_refund_no', name=op.f('uq_refunds_out_refund_no')),
+    sa.UniqueConstraint('payment_id', name=op.f('uq_refunds_payment_id'))
+    )
+    with op.batch_alter_table('refunds', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_refunds_booking_id'), ['booking_id'], unique=False)
+        batch_op.create_index('ix_refunds_hospital_created_at', ['hospital_id', 'created_at'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('refunds', schema=None) as batch_op:
+        batch_op.drop_index('ix_refunds_hospital_created_at')
+        batch_op.drop_index(batch_op.f('ix_refunds_booking_id'))
+
+    op.drop_table('refunds')
+    with op.batch_alter_table('payment_notifications', schema=None) as batch_op:
+        batch_op.drop_index('uq_payment_notifications_verified_id', sqlite_where=sa.text('verified'), postgresql_where=sa.text('verified'))
+        batch_op.drop_index('ix_payment_notifications_received_at')
+        batch_op.drop_index('ix_payment_notifications_payment_id')
+
+    op.drop_table('payment_notifications')
     with op.batch_alter_table('slot_positions', schema=None) as batch_op:
         batch_op.drop_index('ix_slot_positions_slot_visit_no')
         batch_op.drop_index('ix_slot_positions_booking_id')
 
     op.drop_table('slot_positions')
+    with op.batch_alter_table('sent_messages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sent_messages_account_id'))
+
+    op.drop_table('sent_messages')
+    with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.drop_index('uq_payments_booking_open', sqlite_where=sa.text("state = 'created'"), postgresql_where=sa.text("state = 'created'"))
+        batch_op.drop_index('uq_payments_booking_fee', sqlite_where=sa.text("settled_as = 'booking'"), postgresql_where=sa.text("settled_as = 'booking'"))
+        batch_op.drop_index('ix_payments_state_created_at')
+        batch_op.drop_index('ix_payments_hospital_paid_at')
+        batch_op.drop_index('ix_payments_booking_id')
+
+    op.drop_table('payments')
     with op.batch_alter_table('booking_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_booking_events_booking_id'))
 
@@ -473,6 +605,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_bookings_state_hold_expires')
         batch_op.drop_index('ix_bookings_schedule_state')
         batch_op.drop_index('ix_bookings_person_hospital')
+        batch_op.drop_index('ix_bookings_hospital_visit_date_state')
         batch_op.drop_index('ix_bookings_account_id')
 
     op.drop_table('bookings')

@@ -1,0 +1,101 @@
+"""Payment API shapes. Money is integer fen."""
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel
+
+
+class PaymentStarted(BaseModel):
+    payment_id: int
+    booking_id: int
+    pay_url: str
+    amount: int
+    state: str
+    # the hold deadline: pay before it, or the seat is released
+    expires_at: dt.datetime
+
+
+class RefundRead(BaseModel):
+    id: int
+    out_refund_no: str
+    amount: int
+    state: str
+    reason: str
+    attempts: int
+    created_at: dt.datetime
+    succeeded_at: dt.datetime | None
+
+
+class PaymentRead(BaseModel):
+    id: int
+    booking_id: int
+    out_trade_no: str
+    amount: int
+    state: str
+    pay_url: str | None
+    provider: str
+    provider_txn_id: str | None
+    paid_at: dt.datetime | None
+    settled_as: str | None
+    flagged_reason: str | None
+    created_at: dt.datetime
+    refund: RefundRead | None
+
+
+class BookingMoney(BaseModel):
+    booking_id: int
+    hospital_id: int
+    booking_state: str
+    amount_due: int
+    paid: int
+    refunded: int
+    refund_pending: int
+    payments: list[PaymentRead]
+
+
+class DailyTotal(BaseModel):
+    date: dt.date
+    hospital_id: int
+    paid: int
+    payments: int
+    refunded: int
+    refunds: int
+    refund_pending: int
+
+
+class MoneyTotals(BaseModel):
+    date_from: dt.date
+    date_to: dt.date
+    timezone: str
+    rows: list[DailyTotal]
+    paid: int
+    refunded: int
+    refund_pending: int
+
+
+class Difference(BaseModel):
+    kind: str
+    out_trade_no: str
+    out_refund_no: str | None = None
+    ours: int | None = None
+    provider: int | None = None
+    payment_id: int | None = None
+    booking_id: int | None = None
+    hospital_id: int | None = None
+
+
+class LedgerSide(BaseModel):
+    payments: int
+    paid: int
+    refunds: int
+    refunded: int
+
+
+class ReconciliationReport(BaseModel):
+    date: dt.date
+    provider: str
+    ours: LedgerSide
+    theirs: LedgerSide
+    differences: list[Difference]
+    balanced: bool

@@ -1,0 +1,64 @@
+"""Money views for staff and operators (included by payments.router)."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from guahao.booking.models import Booking
+from guahao.core.deps import ClockDep, CurrentStaff, Db
+from guahao.core.errors import NotFound
+from guahao.payments import errors, reports
+from guahao.payments.port import ProviderError, ProviderRefused
+from guahao.payments.schemas import BookingMoney, MoneyTotals, ReconciliationReport
+
+router = APIRouter(prefix="/api/v1/staff", tags=["staff payments"])
+HOSPITAL_ROLES = ("hospital_admin", "scheduler", "front_desk")
+MAX_RANGE_DAYS = 92
+
+
+@router.get("/bookings/{booking_id}/payments", response_model=BookingMoney)
+async def booking_payments(booking_id: int, staff: CurrentStaff, db: Db) -> BookingMoney:
+    """A booking's payments and refunds, for staff of its hospital."""
+    staff.require(*HOSPITAL_ROLES)
+    async with db.read() as session:
+        booking = await session.get(Booking, booking_id)
+        if booking is None or (not staff.is_operator and booking.hospital_id != staff.hospital_id):
+            raise NotFound("booking")
+        return await reports.booking_money(session, booking)
+
+
+@router.get("/payments/totals", response_model=MoneyTotals)
+async def money_totals(staff: CurrentStaff, db: Db, clock: ClockDep,
+                       date_from: Annotated[dt.date | None, Query(alias="from")] = None,
+                       date_to: Annotated[dt.date | None, Query(alias="to")] = None,
+                       hospital_id: int | None = None) -> MoneyTotals:
+    """Per day (China time) and hospital: paid, refunded, refund pending; the last 7 days
+    unless `from` / `to` say otherwise. Operators see every hospital; a hospital admin their own."""
+    staff.require("hospital_admin")
+    date_to = date_to or reports.local_day(clock.now())
+    date_from = date_from or date_to - dt.timedelta(days=6)
+    if hospital_id is not None:
+        staff.ensure_hospital(hospital_id)
+    elif not staff.is_operator:
+        hospital_id = staff.hospital_id
+    if date_to < date_from or (date_to - date_from).days >= MAX_RANGE_DAYS:
+        raise errors.ReportRangeTooLong(days=MAX_RANGE_DAYS)
+    async with db.read() as session:
+        return await reports.totals(session, first=date_from, last=date_to, hospital_id=hospital_id)
+
+
+@router.get("/payments/reconciliation", response_model=ReconciliationReport)
+async def reconciliation(request: Request, staff: CurrentStaff, db: Db, date: dt.date) -> ReconciliationReport:
+    """The day's ledger against the provider's bill (对账), with every difference. Operators."""
+    staff.require("platform_operator")
+    port = request.app.state.providers.get("payments")
+    if port is None:
+        raise errors.PaymentsUnavailable()
+    try:
+        bill = await port.bill(date)  # before the read transaction: no network inside it
+    except (ProviderError, ProviderRefused) as exc:
+        raise errors.PaymentsUnavailable() from exc
+    async with db.read() as session:
+        return await reports.reconciliation(session, day=date, provider=port.name, bill=bill)

@@ -1,0 +1,115 @@
+"""Notifications we must refuse, sent over real HTTP to our app: forged (another key),
+tampered (a genuine signature over a changed body), stale replays, unsigned, and a genuine
+notification whose amount is not ours. Nothing changes; the genuine one still works."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from guahao.booking.models import Booking, BookingEvent
+from guahao.payments import wire
+from guahao.payments.models import Payment, PaymentNotification
+from tests.builders import auth, make_staff
+from tests.payments_support import FEE, assert_money_invariant, hold, make_world, new_patient, start_payment
+from tests.paysim_fixture import *  # noqa: F403
+from tests.paysim_fixture import PAYSIM_KEY
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def _count(db, model, *where) -> int:
+    async with db.read() as s:
+        return await s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+async def _payment(db, booking_id: int) -> Payment:
+    async with db.read() as s:
+        return await s.scalar(select(Payment).where(Payment.booking_id == booking_id))
+
+
+async def _booking(db, booking_id: int) -> Booking:
+    async with db.read() as s:
+        return await s.get(Booking, booking_id)
+
+
+async def test_forged_tampered_stale_and_wrong_amount_notifications_change_nothing(
+        client, db, clock, live_app, sandbox, our_port):
+    world = await make_world(db, clock)
+    account, token, patient = await new_patient(db, clock)
+    booking_id = await hold(db, clock, account, patient, world["slot"])
+    no = (await start_payment(client, token, booking_id)).json()["pay_url"].rsplit("/", 1)[1]
+    await sandbox.switches(drop_notifications=True)
+    await sandbox.pay(no)
+    [note] = await sandbox.wait_delivered([no], states=("dropped",))
+    headers, genuine = await sandbox.signed(note["id"])
+    notify = f"http://127.0.0.1:{our_port}/api/v1/payments/notify/paysim"
+
+    async with httpx.AsyncClient(timeout=10) as http:
+        forged_headers = wire.sign("not-the-key", genuine, at=dt.datetime.now(dt.timezone.utc))
+        forged_headers[wire.H_SERIAL] = wire.key_serial(PAYSIM_KEY)  # claims to be signed with our key
+        forged = await http.post(notify, content=genuine, headers=forged_headers)
+        other_key = await http.post(notify, content=genuine,
+                                    headers=wire.sign("not-the-key", genuine, at=dt.datetime.now(dt.timezone.utc)))
+        changed = json.loads(genuine)
+        changed["resource"]["amount"]["total"] = 1
+        tampered = await http.post(notify, headers=headers,
+                                   content=json.dumps(changed, ensure_ascii=False, separators=(",", ":")).encode())
+        stale_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=6)
+        stale = await http.post(notify, content=genuine, headers=wire.sign(PAYSIM_KEY, genuine, at=stale_at))
+        unsigned = await http.post(notify, content=genuine, headers={"Content-Type": "application/json"})
+        for r in (forged, other_key, tampered, stale, unsigned):
+            assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
+            assert r.json()["code"] == "notification_rejected"
+        assert (await _booking(db, booking_id)).state == "held"
+        assert (await _payment(db, booking_id)).state == "created"
+        async with db.read() as s:
+            outcomes = sorted(await s.scalars(select(PaymentNotification.outcome)))
+        assert outcomes == ["signature_invalid", "signature_invalid", "signature_missing", "timestamp_out_of_window",
+                            "unknown_key"]
+
+        # the genuine notification still works after the forgeries (none pre-empted its id) ...
+        ok = await http.post(notify, content=genuine, headers=headers)
+        assert ok.status_code == 200 and ok.json()["code"] == "SUCCESS"
+        # ... and a replay of it is a no-op
+        again = await http.post(notify, content=genuine, headers=headers)
+        assert again.status_code == 200
+    assert (await _booking(db, booking_id)).state == "confirmed"
+    assert await _count(db, BookingEvent, BookingEvent.to_state == "confirmed") == 1
+    await assert_money_invariant(db)
+
+
+async def test_wrong_amount_from_the_provider_is_refused_and_flagged(client, db, clock, live_app, sandbox):
+    world = await make_world(db, clock)
+    account, token, patient = await new_patient(db, clock)
+    booking_id = await hold(db, clock, account, patient, world["slot"])
+    no = (await start_payment(client, token, booking_id)).json()["pay_url"].rsplit("/", 1)[1]
+    await sandbox.tamper(no, 1)  # the provider's ledger disagrees with ours: 0.01 yuan
+    await sandbox.pay(no)
+    for _ in range(200):  # the sandbox retries a refused notification; wait for a couple of refusals
+        notes = await sandbox.notifications(no)
+        if notes and notes[0]["attempts"] >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert notes[0]["state"] == "pending" and notes[0]["last_status"].startswith("400")
+
+    assert (await _booking(db, booking_id)).state == "held"
+    payment = await _payment(db, booking_id)
+    assert (payment.state, payment.flagged_reason) == ("created", "amount_mismatch")
+    async with db.read() as s:
+        outcomes = list(await s.scalars(select(PaymentNotification.outcome)))
+    assert outcomes == ["amount_mismatch"]  # recorded once; the retries replay its answer
+    await assert_money_invariant(db)
+
+    # the operators' reconciliation shows the money the provider holds and we did not book
+    _, op = await make_staff(db, clock.now(), role="platform_operator", hospital_id=None)
+    day = dt.datetime.now(wire.CST).date()
+    report = (await client.get(f"/api/v1/staff/payments/reconciliation?date={day}", headers=auth(op))).json()
+    mine = [d for d in report["differences"] if d["out_trade_no"] == no]
+    assert mine == [{"kind": "not_settled_here_created", "out_trade_no": no, "out_refund_no": None, "ours": FEE,
+                     "provider": 1, "payment_id": payment.id, "booking_id": booking_id,
+                     "hospital_id": world["hospital"]}]
