@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from guahao.booking import actions as booking_actions
+from guahao.booking.models import Booking
 from guahao.jobs.registry import HANDLERS, JobContext
 from guahao.outbox.models import OutboxMessage
 from guahao.payments import jobs as payment_jobs  # noqa: F401  (registers the handlers)
 from guahao.payments.invariants import check_money
+from guahao.payments.models import Payment
 from guahao.core.crypto import lookup_hash
 from guahao.patients.models import Patient, Person
 from tests.booking_builders import make_id_number, make_patient, make_schedule
@@ -103,3 +105,18 @@ async def run_jobs(ctx: JobContext, *topics: str) -> list[tuple[str, str]]:
 async def assert_money_invariant(db) -> None:
     async with db.read() as s:
         assert await check_money(s) == []
+
+
+async def count_rows(db, model, *where) -> int:
+    async with db.read() as s:
+        return await s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+async def latest_payment(db, booking_id: int) -> Payment:
+    async with db.read() as s:
+        return await s.scalar(select(Payment).where(Payment.booking_id == booking_id).order_by(Payment.id.desc()))
+
+
+async def get_booking(db, booking_id: int) -> Booking:
+    async with db.read() as s:
+        return await s.get(Booking, booking_id)

@@ -1,4 +1,4 @@
-from tests.builders import auth, make_account, make_hospital
+from tests.builders import make_account, make_hospital
 
 
 async def test_bearer_token_from_builder_is_accepted_by_current_account(app, db, clock):

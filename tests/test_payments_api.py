@@ -8,7 +8,7 @@ import datetime as dt
 from collections import Counter
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 
 from guahao.booking import actions as booking_actions
 from guahao.jobs.registry import JobContext, PermanentFailure
@@ -18,8 +18,8 @@ from guahao.payments.fake import InMemoryPayments
 from guahao.payments.invariants import check_money
 from guahao.payments.models import Payment, Refund
 from tests.builders import auth, make_hospital, make_staff
-from tests.payments_support import (FEE, assert_money_invariant, hold, make_world, new_patient, run_jobs,
-                                    start_payment)
+from tests.payments_support import (FEE, assert_money_invariant, count_rows, hold, make_world, new_patient,
+                                    run_jobs, start_payment)
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ async def test_only_a_live_hold_of_ones_own_can_be_paid(client, db, clock, fake)
     cancelled = await start_payment(client, token, other)
     assert (cancelled.status_code, cancelled.json()["code"]) == (409, "booking_not_payable")
     assert "已取消" in cancelled.json()["detail"]
-    assert await _count(db, Payment) == 0
+    assert await count_rows(db, Payment) == 0
 
 
 async def test_paying_twice_returns_the_same_payment_and_the_amount_is_always_ours(client, db, clock, fake):
@@ -83,7 +83,7 @@ async def test_paying_twice_returns_the_same_payment_and_the_amount_is_always_ou
     assert {(r.json()["payment_id"], r.json()["amount"], r.json()["pay_url"]) for r in answers} == {
         (answers[0].json()["payment_id"], FEE, answers[0].json()["pay_url"])}
     assert answers[0].json()["expires_at"] == (clock.now() + dt.timedelta(minutes=15)).isoformat().replace("+00:00", "Z")
-    assert await _count(db, Payment) == 1 and fake.calls.count("create") >= 1
+    assert await count_rows(db, Payment) == 1 and fake.calls.count("create") >= 1
 
 
 async def test_provider_down_answers_503_and_the_retry_resumes_the_same_payment(client, db, clock, fake):
@@ -287,8 +287,4 @@ async def test_reconciliation_report_lists_every_difference(client, db, clock, f
     assert (await client.get(f"/api/v1/staff/payments/reconciliation?date={day}",
                              headers=auth(admin))).status_code == 403
 
-
-async def _count(db, model) -> int:
-    async with db.read() as s:
-        return await s.scalar(select(func.count()).select_from(model))
 

@@ -7,7 +7,7 @@ import random
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from guahao.app import create_app
 from guahao.booking.models import Booking, BookingEvent
@@ -15,27 +15,16 @@ from guahao.outbox.models import OutboxMessage
 from guahao.payments import jobs as payment_jobs
 from guahao.payments.models import Payment, PaymentNotification, Refund
 from tests.builders import auth, make_staff
-from tests.payments_support import (FEE, assert_money_invariant, hold, hold_many, make_patients, make_world,
-                                    new_patient, run_jobs, start_payment)
+from tests.payments_support import (FEE, assert_money_invariant, count_rows, get_booking, hold, hold_many,
+                                    latest_payment, make_patients, make_world, new_patient, run_jobs,
+                                    start_payment)
 from tests.paysim_fixture import *  # noqa: F403
 from tests.paysim_fixture import free_port, serving
 
 pytestmark = pytest.mark.timeout(120)
 
 
-async def _count(db, model, *where) -> int:
-    async with db.read() as s:
-        return await s.scalar(select(func.count()).select_from(model).where(*where))
 
-
-async def _payment(db, booking_id: int) -> Payment:
-    async with db.read() as s:
-        return await s.scalar(select(Payment).where(Payment.booking_id == booking_id).order_by(Payment.id.desc()))
-
-
-async def _booking(db, booking_id: int) -> Booking:
-    async with db.read() as s:
-        return await s.get(Booking, booking_id)
 
 
 async def _paid_and_confirmed(client, db, clock, sandbox, world) -> tuple[int, str, Payment]:
@@ -43,11 +32,11 @@ async def _paid_and_confirmed(client, db, clock, sandbox, world) -> tuple[int, s
     booking_id = await hold(db, clock, account, patient, world["slot"])
     started = await start_payment(client, token, booking_id)
     assert started.status_code == 201, started.text
-    no = (await _payment(db, booking_id)).out_trade_no
+    no = (await latest_payment(db, booking_id)).out_trade_no
     assert (await sandbox.pay(no)).status_code == 200
     await sandbox.wait_delivered([no])
-    assert (await _booking(db, booking_id)).state == "confirmed"
-    return booking_id, token, await _payment(db, booking_id)
+    assert (await get_booking(db, booking_id)).state == "confirmed"
+    return booking_id, token, await latest_payment(db, booking_id)
 
 
 # --- the happy path ------------------------------------------------------------------------
@@ -69,7 +58,7 @@ async def test_paying_on_the_sandbox_page_confirms_the_booking(client, db, clock
     assert result.status_code == 200 and "支付成功" in result.text
     await sandbox.wait_delivered([no])
 
-    booking = await _booking(db, booking_id)
+    booking = await get_booking(db, booking_id)
     assert booking.state == "confirmed"
     payments = (await client.get(f"/api/v1/bookings/{booking_id}/payments", headers=auth(token))).json()
     assert [(p["state"], p["settled_as"], p["amount"]) for p in payments] == [("paid", "booking", FEE)]
@@ -108,14 +97,14 @@ async def _all_pay(sandbox, trade_nos) -> None:
 
 async def _assert_each_confirmed_once(db, bookings) -> None:
     n = len(bookings)
-    assert await _count(db, Booking, Booking.id.in_(bookings), Booking.state == "confirmed") == n
-    assert await _count(db, BookingEvent, BookingEvent.to_state == "confirmed") == n
-    assert await _count(db, Payment) == n
-    assert await _count(db, Payment, Payment.state == "paid", Payment.settled_as == "booking") == n
-    assert await _count(db, PaymentNotification, PaymentNotification.verified.is_(True)) == n
-    assert await _count(db, PaymentNotification, PaymentNotification.verified.is_(False)) == 0
-    assert await _count(db, OutboxMessage, OutboxMessage.topic == "notify.booking_confirmed") == n
-    assert await _count(db, Refund) == 0
+    assert await count_rows(db, Booking, Booking.id.in_(bookings), Booking.state == "confirmed") == n
+    assert await count_rows(db, BookingEvent, BookingEvent.to_state == "confirmed") == n
+    assert await count_rows(db, Payment) == n
+    assert await count_rows(db, Payment, Payment.state == "paid", Payment.settled_as == "booking") == n
+    assert await count_rows(db, PaymentNotification, PaymentNotification.verified.is_(True)) == n
+    assert await count_rows(db, PaymentNotification, PaymentNotification.verified.is_(False)) == 0
+    assert await count_rows(db, OutboxMessage, OutboxMessage.topic == "notify.booking_confirmed") == n
+    assert await count_rows(db, Refund) == 0
 
 
 async def test_callback_storm_200_bookings_each_notified_5_times_confirm_once(client, db, clock, live_app, sandbox):
@@ -194,16 +183,16 @@ async def test_late_payment_after_the_slot_went_to_someone_else_is_refunded_exac
     clock.advance(minutes=16)  # A's hold lapsed; B takes the seat
     acc_b, tok_b, pat_b = await new_patient(db, clock)
     other = await hold(db, clock, acc_b, pat_b, world["slot"])
-    other_before = await _booking(db, other)
+    other_before = await get_booking(db, other)
     await sandbox.switches(duplicate=3)
     assert (await sandbox.pay(no)).status_code == 200  # A pays anyway, three notifications arrive
     [note] = await sandbox.wait_delivered([no])
     await sandbox.redeliver(note["id"])  # and once more, later
     await sandbox.wait_delivered([no])
 
-    payment = await _payment(db, late)
+    payment = await latest_payment(db, late)
     assert (payment.state, payment.settled_as) == ("paid", "refund")
-    assert await _count(db, Refund) == 1
+    assert await count_rows(db, Refund) == 1
     await assert_money_invariant(db)  # refund pending counts
     assert await run_jobs(job_ctx, "payment.refund") == [("payment.refund", "done")]
     assert await run_jobs(job_ctx, "payment.refund") == []
@@ -216,10 +205,10 @@ async def test_late_payment_after_the_slot_went_to_someone_else_is_refunded_exac
     assert [t["booking_state"] for t in told] == ["expired"]
     assert len(await sandbox.refunds(no)) == 1
     assert (await sandbox.query(no))["trade_state"] == "REFUND"
-    after = await _booking(db, other)
+    after = await get_booking(db, other)
     assert (after.state, after.visit_no, after.updated_at) == ("held", 1, other_before.updated_at)
-    assert (await _booking(db, late)).state in ("held", "expired")  # lapsed, never confirmed
-    assert await _count(db, BookingEvent, BookingEvent.booking_id == late, BookingEvent.to_state == "confirmed") == 0
+    assert (await get_booking(db, late)).state in ("held", "expired")  # lapsed, never confirmed
+    assert await count_rows(db, BookingEvent, BookingEvent.booking_id == late, BookingEvent.to_state == "confirmed") == 0
     await assert_money_invariant(db)
 
 
@@ -232,7 +221,7 @@ async def test_payment_after_patient_cancelled_the_hold_is_refunded(client, db, 
 
     await sandbox.pay(no)
     await sandbox.wait_delivered([no])
-    assert (await _booking(db, booking_id)).state == "cancelled"
+    assert (await get_booking(db, booking_id)).state == "cancelled"
     await run_jobs(job_ctx, "payment.refund")
     assert len(await sandbox.refunds(no)) == 1
     await assert_money_invariant(db)
@@ -251,16 +240,16 @@ async def test_lost_notification_reconciliation_confirms_before_the_hold_ends(
     await sandbox.wait_delivered([no], states=("dropped",))
 
     await payment_jobs.reconcile(job_ctx, {})  # 14 minutes before the deadline: not asked yet
-    assert (await _booking(db, booking_id)).state == "held"
+    assert (await get_booking(db, booking_id)).state == "held"
     clock.advance(minutes=13, seconds=30)
     await payment_jobs.reconcile(job_ctx, {})
 
-    assert (await _booking(db, booking_id)).state == "confirmed"
-    payment = await _payment(db, booking_id)
+    assert (await get_booking(db, booking_id)).state == "confirmed"
+    payment = await latest_payment(db, booking_id)
     assert (payment.state, payment.settled_as) == ("paid", "booking")
     assert payment.provider_txn_id == (await sandbox.query(no))["transaction_id"]
     await payment_jobs.reconcile(job_ctx, {})  # nothing left to do, nothing done twice
-    assert await _count(db, BookingEvent, BookingEvent.to_state == "confirmed") == 1
+    assert await count_rows(db, BookingEvent, BookingEvent.to_state == "confirmed") == 1
     await assert_money_invariant(db)
 
 
@@ -274,7 +263,7 @@ async def test_lost_notification_found_after_the_deadline_is_refunded(client, db
     clock.advance(minutes=20)
     await payment_jobs.reconcile(job_ctx, {})
 
-    assert (await _payment(db, booking_id)).settled_as == "refund"
+    assert (await latest_payment(db, booking_id)).settled_as == "refund"
     await run_jobs(job_ctx, "payment.refund")
     assert len(await sandbox.refunds(no)) == 1
     await assert_money_invariant(db)
@@ -289,7 +278,7 @@ async def test_unpaid_payment_is_closed_at_the_provider_when_the_hold_ends(
     clock.advance(minutes=15)
     await payment_jobs.reconcile(job_ctx, {})
 
-    assert (await _payment(db, booking_id)).state == "closed"
+    assert (await latest_payment(db, booking_id)).state == "closed"
     assert (await sandbox.query(no))["trade_state"] == "CLOSED"
     refused = await sandbox.pay(no)  # the patient comes back to the old page: no money is taken
     assert refused.status_code == 409 and refused.json()["code"] == "ORDER_CLOSED"

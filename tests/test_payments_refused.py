@@ -9,32 +9,21 @@ import json
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from guahao.booking.models import Booking, BookingEvent
+from guahao.booking.models import BookingEvent
 from guahao.payments import wire
-from guahao.payments.models import Payment, PaymentNotification
+from guahao.payments.models import PaymentNotification
 from tests.builders import auth, make_staff
-from tests.payments_support import FEE, assert_money_invariant, hold, make_world, new_patient, start_payment
+from tests.payments_support import (FEE, assert_money_invariant, count_rows, get_booking, hold,
+                                    latest_payment, make_world, new_patient, start_payment)
 from tests.paysim_fixture import *  # noqa: F403
 from tests.paysim_fixture import PAYSIM_KEY
 
 pytestmark = pytest.mark.timeout(60)
 
 
-async def _count(db, model, *where) -> int:
-    async with db.read() as s:
-        return await s.scalar(select(func.count()).select_from(model).where(*where))
 
-
-async def _payment(db, booking_id: int) -> Payment:
-    async with db.read() as s:
-        return await s.scalar(select(Payment).where(Payment.booking_id == booking_id))
-
-
-async def _booking(db, booking_id: int) -> Booking:
-    async with db.read() as s:
-        return await s.get(Booking, booking_id)
 
 
 async def test_forged_tampered_stale_and_wrong_amount_notifications_change_nothing(
@@ -65,8 +54,8 @@ async def test_forged_tampered_stale_and_wrong_amount_notifications_change_nothi
         for r in (forged, other_key, tampered, stale, unsigned):
             assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
             assert r.json()["code"] == "notification_rejected"
-        assert (await _booking(db, booking_id)).state == "held"
-        assert (await _payment(db, booking_id)).state == "created"
+        assert (await get_booking(db, booking_id)).state == "held"
+        assert (await latest_payment(db, booking_id)).state == "created"
         async with db.read() as s:
             outcomes = sorted(await s.scalars(select(PaymentNotification.outcome)))
         assert outcomes == ["signature_invalid", "signature_invalid", "signature_missing", "timestamp_out_of_window",
@@ -78,8 +67,8 @@ async def test_forged_tampered_stale_and_wrong_amount_notifications_change_nothi
         # ... and a replay of it is a no-op
         again = await http.post(notify, content=genuine, headers=headers)
         assert again.status_code == 200
-    assert (await _booking(db, booking_id)).state == "confirmed"
-    assert await _count(db, BookingEvent, BookingEvent.to_state == "confirmed") == 1
+    assert (await get_booking(db, booking_id)).state == "confirmed"
+    assert await count_rows(db, BookingEvent, BookingEvent.to_state == "confirmed") == 1
     await assert_money_invariant(db)
 
 
@@ -97,8 +86,8 @@ async def test_wrong_amount_from_the_provider_is_refused_and_flagged(client, db,
         await asyncio.sleep(0.05)
     assert notes[0]["state"] == "pending" and notes[0]["last_status"].startswith("400")
 
-    assert (await _booking(db, booking_id)).state == "held"
-    payment = await _payment(db, booking_id)
+    assert (await get_booking(db, booking_id)).state == "held"
+    payment = await latest_payment(db, booking_id)
     assert (payment.state, payment.flagged_reason) == ("created", "amount_mismatch")
     async with db.read() as s:
         outcomes = list(await s.scalars(select(PaymentNotification.outcome)))

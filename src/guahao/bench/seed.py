@@ -17,7 +17,8 @@ import guahao.models  # noqa: F401 - every table, so that foreign keys resolve
 from guahao.accounts import service as accounts_service
 from guahao.accounts.models import Account, AuthSession
 from guahao.booking import inventory
-from guahao.booking.models import LIVE_STATES, Booking, IdempotencyKey
+from guahao.booking.models import LIVE_STATES, Booking
+from guahao.core.idempotency import IdempotencyKey
 from guahao.catalog.models import Department, Doctor, Hospital, HospitalRules
 from guahao.core.clock import SHANGHAI, local_datetime
 from guahao.core.crypto import lookup_hash

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -207,10 +207,3 @@ async def do_expire_due(session: AsyncSession, *, now: dt.datetime, limit: int =
     await settle_lapsed_holds(session, due, now)
     return sum(1 for b in due if b.state == "expired")
 
-
-async def live_count_for_person(session: AsyncSession, person_id: int, hospital_id: int, now: dt.datetime) -> int:
-    return await session.scalar(
-        select(func.count()).select_from(Booking).where(
-            Booking.person_id == person_id, Booking.hospital_id == hospital_id,
-            (Booking.state == "confirmed") | ((Booking.state == "held") & (Booking.hold_expires_at > now)))
-    ) or 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from guahao.core.errors import GuahaoError
-from guahao.core.idempotency import IdempotencyKeyRequired, IdempotencyKeyReused  # noqa: F401
 
 
 class TransitionRefused(GuahaoError):
@@ -100,8 +99,3 @@ class CheckInRefused(GuahaoError):
     zh = "只能在就诊当天为已确认的预约签到。"
     en = "Only a confirmed booking can be checked in, on its visit day."
 
-
-class Busy(GuahaoError):
-    code, status = "busy", 503
-    zh = "当前预约人数较多,请稍后重试。"
-    en = "Many people are booking right now; please retry in a moment."

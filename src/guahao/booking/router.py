@@ -9,7 +9,6 @@ from sqlalchemy import func, select
 
 from guahao.booking import actions, errors
 from guahao.core import idempotency
-from guahao.booking.lifecycle import Actor
 from guahao.booking.models import Booking, BookingEvent
 from guahao.booking.schemas import BookingCancel, BookingCreate, BookingEventRead, BookingPage, BookingRead
 from guahao.booking.views import booking_read

@@ -1,4 +1,4 @@
-"""Injectable time. Domain code takes `now` from a Clock, never from datetime.now()."""
+"""Injectable time. Domain code takes `now` from a Clock, never from the system clock directly."""
 from __future__ import annotations
 
 import datetime as dt
