@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from guahao.jobs.registry import JobContext, handler
+from guahao.outbox.registry import JobContext, handler
 from guahao.outbox import service as outbox
 
 DIR = Path(os.environ.get("JOBTEST_DIR", "."))

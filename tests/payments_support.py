@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 
 from guahao.booking import actions as booking_actions
 from guahao.booking.models import Booking
-from guahao.jobs.registry import HANDLERS, JobContext
+from guahao.outbox.registry import HANDLERS, JobContext
 from guahao.outbox.models import OutboxMessage
 from guahao.payments import jobs as payment_jobs  # noqa: F401  (registers the handlers)
 from guahao.payments.invariants import check_money

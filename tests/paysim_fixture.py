@@ -24,7 +24,7 @@ import httpx
 import pytest
 import uvicorn
 
-from guahao.jobs.registry import JobContext
+from guahao.outbox.registry import JobContext
 from guahao.payments.paysim import api_token
 from guahao.payments.paysim_client import SandboxPayments
 

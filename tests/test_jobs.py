@@ -13,7 +13,7 @@ from guahao.booking import actions as booking_actions
 from guahao.booking.models import Booking
 from guahao.core.db import create_database
 from guahao.jobs import handlers, registry, runner, scheduler
-from guahao.jobs.registry import JobContext, PermanentFailure, RetryLater
+from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater
 from guahao.jobs.runner import JobConfig, drain
 from guahao.outbox import service as outbox
 from guahao.outbox.models import OutboxMessage
@@ -363,7 +363,7 @@ async def test_booking_sweep_job_records_a_lapsed_hold_as_expired(ctx, db, clock
 
 def test_handlers_load_imports_features_and_plugins(monkeypatch, tmp_path):
     (tmp_path / "jobs_plugin_probe.py").write_text(
-        "from guahao.jobs.registry import handler\n\n"
+        "from guahao.outbox.registry import handler\n\n"
         "@handler('test.probe')\nasync def probe(ctx, payload):\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("GUAHAO_JOB_PLUGINS", "jobs_plugin_probe")

@@ -6,10 +6,10 @@ from sqlalchemy import select
 
 from guahao.jobs.router import router as jobs_router
 from guahao.jobs.runner import JobConfig, drain
-from guahao.jobs.registry import JobContext
+from guahao.outbox.registry import JobContext
 from guahao.outbox import service as outbox
 from guahao.outbox.models import OutboxMessage
-from guahao.staff.models import AuditEntry
+from guahao.core.audit import AuditEntry
 from tests.builders import auth, make_hospital, make_staff
 
 

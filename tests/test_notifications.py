@@ -19,7 +19,7 @@ from guahao.booking import actions, hospital_actions
 from guahao.booking.lifecycle import Actor
 from guahao.catalog.models import HospitalRules
 from guahao.core.clock import SHANGHAI
-from guahao.jobs.registry import HANDLERS, PERIODIC, JobContext, RetryLater
+from guahao.outbox.registry import HANDLERS, PERIODIC, JobContext, RetryLater
 from guahao.notifications import delivery, service
 from guahao.notifications import jobs as notify_jobs
 from guahao.notifications.models import SentMessage

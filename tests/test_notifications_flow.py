@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from guahao.accounts.sms import RecordingSms
 from guahao.jobs import handlers
-from guahao.jobs.registry import JobContext
+from guahao.outbox.registry import JobContext
 from guahao.jobs.runner import drain
 from guahao.outbox.models import OutboxMessage
 from tests.test_notifications import TOMORROW, FlakySms, book, local, world  # noqa: F401 (fixture)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import delete, select
 
 from guahao.booking import actions as booking_actions
-from guahao.jobs.registry import JobContext, PermanentFailure
+from guahao.outbox.registry import JobContext, PermanentFailure
 from guahao.payments import jobs as payment_jobs
 from guahao.payments import wire
 from guahao.payments.fake import InMemoryPayments

@@ -12,7 +12,7 @@ from guahao.core.clock import SHANGHAI
 from guahao.scheduling import domain, service
 from guahao.scheduling.errors import InvalidBands
 from guahao.scheduling.models import Schedule
-from guahao.staff.models import AuditEntry
+from guahao.core.audit import AuditEntry
 from tests.builders import auth, make_department, make_doctor, make_hospital, make_staff
 
 UTC = dt.timezone.utc

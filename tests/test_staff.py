@@ -13,7 +13,8 @@ from guahao.core.errors import NotFound
 from guahao.staff import rules as staff_rules
 from guahao.staff import service as staff_service
 from guahao.staff.errors import InvalidRole, RoleScope, UsernameTaken, WeakPassword
-from guahao.staff.models import AuditEntry, StaffUser
+from guahao.core.audit import AuditEntry
+from guahao.staff.models import StaffUser
 from tests.builders import auth, make_account, make_hospital, make_staff
 
 PASSWORD = "correct horse battery"

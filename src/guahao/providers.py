@@ -8,6 +8,7 @@ from guahao.config import Settings
 
 def build_providers(settings: Settings) -> dict[str, Any]:
     from guahao.accounts import sms
+    from guahao.booking import queries as booking_queries
     from guahao.notifications import port as notifications_port
     from guahao.patients import face_check
     from guahao.payments import provider as payment_provider
@@ -19,4 +20,6 @@ def build_providers(settings: Settings) -> dict[str, Any]:
         else notifications_port.ConsoleNotifier(),
         "face_check": face_check.SandboxFaceCheck(),
         "payments": payment_provider.build(settings),
+        # not an outside system: booking answering a question of a feature below it
+        "bookings": booking_queries,
     }

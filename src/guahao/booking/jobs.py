@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from guahao.booking import actions, hospital_actions
-from guahao.jobs.registry import JobContext, handler, periodic
+from guahao.outbox.registry import JobContext, handler, periodic
 
 periodic("booking.sweep_expired_holds", dt.timedelta(minutes=1))
 periodic("booking.mark_no_shows", dt.timedelta(minutes=10))

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.booking.models import Booking, Restriction
 from guahao.core.errors import NotFound
 from guahao.outbox import service as outbox
-from guahao.staff import audit as staff_audit
+from guahao.core import audit
 
 
 async def active_until(session: AsyncSession, *, person_id: int, hospital_id: int, now: dt.datetime) -> dt.datetime | None:
@@ -74,7 +74,7 @@ async def do_lift(session: AsyncSession, *, restriction_id: int, staff_id: int, 
         raise NotFound("restriction")
     if restriction.lifted_at is None:
         restriction.lifted_at, restriction.lifted_by, restriction.lift_reason = now, staff_id, reason
-        await staff_audit.do_record(session, now=now, action="restriction.lift", object_type="restriction",
+        await audit.do_record(session, now=now, action="restriction.lift", object_type="restriction",
                                     object_id=restriction.id, hospital_id=restriction.hospital_id,
                                     staff_id=staff_id, detail={"reason": reason})
     return restriction

@@ -15,7 +15,7 @@ from guahao.catalog.schemas import (DepartmentCreate, DepartmentRead, Department
                                     HospitalUpdate)
 from guahao.core.deps import ClockDep, CurrentStaff, Db, Locale, StaffPrincipal
 from guahao.core.errors import Forbidden, NotFound
-from guahao.staff import audit as staff_audit
+from guahao.core import audit
 
 router = APIRouter(prefix="/api/v1/staff", tags=["catalog: staff"])
 
@@ -31,7 +31,7 @@ def _own(staff: StaffPrincipal, hospital_id: int, what: str) -> None:
 async def _audit(session, staff: StaffPrincipal, clock, action: str, object_type: str, object_id: int,
                  hospital_id: int, detail: dict) -> None:
     """The audit row commits with the change (catalog data is public: no personal values)."""
-    await staff_audit.do_record(session, now=clock.now(), action=action, object_type=object_type,
+    await audit.do_record(session, now=clock.now(), action=action, object_type=object_type,
                                 object_id=object_id, hospital_id=hospital_id, staff_id=staff.staff_id,
                                 detail=detail)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from guahao.jobs import registry
+from guahao.outbox import registry
 
 PROCESSED = Counter("guahao_jobs_processed_total", "Jobs that finished successfully", ["topic"])
 FAILED = Counter("guahao_jobs_failed_total", "Job attempts that failed and were scheduled again", ["topic"])

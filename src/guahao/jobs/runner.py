@@ -39,8 +39,9 @@ from guahao.config import Settings
 from guahao.core.clock import Clock, SystemClock
 from guahao.core.db import Database
 from guahao.core.logging import scrub
-from guahao.jobs import handlers, metrics, registry
-from guahao.jobs.registry import JobContext, PermanentFailure, RetryLater
+from guahao.jobs import handlers, metrics
+from guahao.outbox import registry
+from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater
 from guahao.jobs.scheduler import schedule_periodic
 from guahao.outbox import service as outbox
 from guahao.outbox.service import Claim

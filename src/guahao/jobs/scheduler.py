@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from guahao.jobs import registry
-from guahao.jobs.registry import JobContext
+from guahao.outbox import registry
+from guahao.outbox.registry import JobContext
 from guahao.outbox import service as outbox
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.jobs.errors import JobNotDead, JobNotFound
 from guahao.outbox import service as outbox
 from guahao.outbox.models import OUTBOX_STATES, OutboxMessage
-from guahao.staff import audit as staff_audit
+from guahao.core import audit
 
 
 async def list_dead(session: AsyncSession, *, limit: int, before_id: int | None = None,
@@ -39,7 +39,7 @@ async def do_retry_dead(session: AsyncSession, message_id: int, *, now: dt.datet
         .execution_options(synchronize_session=False))
     if result.rowcount != 1:
         raise JobNotDead(state=message.state)
-    await staff_audit.do_record(session, now=now, action="job.retry", object_type="outbox_message",
+    await audit.do_record(session, now=now, action="job.retry", object_type="outbox_message",
                                 object_id=message_id, hospital_id=message.hospital_id, staff_id=staff_id,
                                 detail={"topic": message.topic, **before})
     await session.refresh(message)

@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.core.crypto import mask_phone
-from guahao.jobs.registry import JobContext, PermanentFailure, RetryLater
+from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater
 from guahao.notifications import port as notification_port
 from guahao.notifications.models import SentMessage
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from guahao.jobs.registry import JobContext, PermanentFailure, RetryLater, handler, periodic
+from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater, handler, periodic
 from guahao.notifications import delivery, service
 
 periodic("notify.scan_expiring_holds", dt.timedelta(minutes=1))

@@ -20,7 +20,7 @@ from guahao.booking.context import SlotContext, load_rules, load_slot_context
 from guahao.booking.models import Booking, BookingEvent, Restriction
 from guahao.catalog.models import Hospital, HospitalRules
 from guahao.core.crypto import mask_name
-from guahao.jobs.registry import PermanentFailure
+from guahao.outbox.registry import PermanentFailure
 from guahao.notifications import templates
 from guahao.notifications.delivery import Outgoing
 from guahao.outbox import service as outbox

@@ -56,10 +56,11 @@ async def update_patient(patient_id: PatientId, body: PatientUpdate, account: Cu
 
 
 @router.delete("/{patient_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_patient(patient_id: PatientId, account: CurrentAccount, db: Db, clock: ClockDep) -> Response:
+async def remove_patient(patient_id: PatientId, request: Request, account: CurrentAccount, db: Db,
+                         clock: ClockDep) -> Response:
     async with db.begin() as session:
         await service.do_remove_patient(session, account_id=account.account_id, patient_id=patient_id,
-                                        now=clock.now())
+                                        now=clock.now(), bookings=request.app.state.providers["bookings"])
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import func, select, update
@@ -24,7 +24,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.accounts.models import Account
-from guahao.booking import queries as booking_queries
 from guahao.core.clock import SHANGHAI, Clock
 from guahao.core.crypto import lookup_hash
 from guahao.core.db import Database
@@ -38,6 +37,13 @@ from guahao.patients.schemas import PatientCreate, PatientUpdate
 from guahao.patients.validation import check_birth_date, normalise_card, normalise_mobile, normalise_name
 
 log = structlog.get_logger("guahao.patients")
+
+
+class LiveBookings(Protocol):
+    """The one question patients asks of booking, which sits above it in the layers: the
+    booking feature answers it (`guahao.booking.queries`), `providers.py` wires the two."""
+
+    async def patient_has_live_bookings(self, session: AsyncSession, patient_id: int) -> bool: ...
 
 # Each face check costs money at the provider and invites guessing; cap attempts per account.
 FACE_CHECK_LIMIT = "5/minute;20/day"
@@ -225,11 +231,12 @@ async def do_update_patient(session: AsyncSession, *, account_id: int, patient_i
     return patient
 
 
-async def do_remove_patient(session: AsyncSession, *, account_id: int, patient_id: int, now: dt.datetime) -> None:
+async def do_remove_patient(session: AsyncSession, *, account_id: int, patient_id: int, now: dt.datetime,
+                            bookings: LiveBookings) -> None:
     """Soft removal: bookings and history keep pointing at the row; the person may be re-added."""
     await _lock_account(session, account_id)
     patient = await get_or_raise(session, account_id, patient_id, for_update=True)
-    if await booking_queries.patient_has_live_bookings(session, patient.id):
+    if await bookings.patient_has_live_bookings(session, patient.id):
         raise errors.PatientHasBookings()
     patient.removed_at = patient.updated_at = now
     await session.flush()

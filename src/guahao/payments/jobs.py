@@ -11,7 +11,7 @@ import datetime as dt
 
 import structlog
 
-from guahao.jobs.registry import JobContext, PermanentFailure, RetryLater, handler, periodic
+from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater, handler, periodic
 from guahao.payments import service
 from guahao.payments.port import ProviderError, ProviderRefused
 

@@ -29,7 +29,7 @@ from guahao.scheduling.errors import (
     ScheduleRangeInvalid,
 )
 from guahao.scheduling.models import Schedule, ScheduleTemplate, Slot
-from guahao.staff import audit as staff_audit
+from guahao.core import audit
 from guahao.staff import rules as staff_rules
 
 MAX_GENERATE_DAYS = 60
@@ -310,5 +310,5 @@ async def do_publish(session: AsyncSession, schedule_id: int, *, now: dt.datetim
 async def record_audit(session: AsyncSession, now: dt.datetime, actor_id: int | None, hospital_id: int,
                        action: str, object_type: str, object_id: int, detail: dict) -> None:
     """One audit row in the same unit of work as the change (ids and numbers only)."""
-    await staff_audit.do_record(session, now=now, action=action, object_type=object_type, object_id=object_id,
+    await audit.do_record(session, now=now, action=action, object_type=object_type, object_id=object_id,
                                 hospital_id=hospital_id, staff_id=actor_id, detail=detail)

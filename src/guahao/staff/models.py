@@ -27,18 +27,3 @@ class StaffUser(IdMixin, Base):
         # the operator is platform-wide; every other role belongs to exactly one hospital
         CheckConstraint("(role = 'platform_operator') = (hospital_id IS NULL)", name="role_scope"),
     )
-
-
-class AuditEntry(IdMixin, Base):
-    """Who did what to which object: rule edits, reveals, exports, restriction lifts."""
-
-    __tablename__ = "audit_log"
-
-    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    staff_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("staff_users.id", ondelete="SET NULL"))
-    account_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("accounts.id", ondelete="SET NULL"))
-    hospital_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="SET NULL"), index=True)
-    action: Mapped[str] = mapped_column(String(64))
-    object_type: Mapped[str] = mapped_column(String(40))
-    object_id: Mapped[str] = mapped_column(String(40))
-    detail: Mapped[str] = mapped_column(String(1000), default="")

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.catalog.models import Hospital, HospitalRules
 from guahao.core.errors import NotFound
-from guahao.staff import audit
+from guahao.core import audit
 from guahao.staff.schemas import HospitalRulesUpdate
 
 RULE_FIELDS: tuple[str, ...] = tuple(HospitalRulesUpdate.model_fields)

@@ -24,7 +24,7 @@ from guahao.config import Settings
 from guahao.core.clock import SystemClock
 from guahao.core.db import create_database
 from guahao.core.errors import NotFound
-from guahao.staff import audit
+from guahao.core import audit
 from guahao.staff.errors import InvalidCredentials, InvalidRole, InvalidUsername, RoleScope, UsernameTaken, WeakPassword
 from guahao.staff.models import ROLES, StaffUser
 

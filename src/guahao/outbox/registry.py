@@ -2,7 +2,7 @@
 
 A feature registers the consumer of its outbox topics in its own `jobs.py` module:
 
-    from guahao.jobs.registry import JobContext, handler
+    from guahao.outbox.registry import JobContext, handler
 
     @handler("notify.booking_confirmed")
     async def send_confirmation(ctx: JobContext, payload: dict) -> None: ...

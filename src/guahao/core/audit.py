@@ -1,5 +1,8 @@
 """The audit log: who did what to which object (rule edits, staff creation, reveals, exports).
 
+It lives in core because every feature writes to it (catalog, scheduling, staff, booking,
+jobs); owning it in one feature would make all the others depend on that one.
+
 Other features record through `do_record` inside their own unit of work, so the audit row
 commits or rolls back with the change it describes. `detail` holds ids, codes and old/new
 values, never personal data in plain text.
@@ -10,12 +13,29 @@ import datetime as dt
 import json
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ForeignKey, String, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
 
-from guahao.staff.models import AuditEntry
+from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
+
 
 DETAIL_MAX = 1000  # the column's length
+
+
+class AuditEntry(IdMixin, Base):
+    """Who did what to which object: rule edits, reveals, exports, restriction lifts."""
+
+    __tablename__ = "audit_log"
+
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    staff_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("staff_users.id", ondelete="SET NULL"))
+    account_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("accounts.id", ondelete="SET NULL"))
+    hospital_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="SET NULL"), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(40))
+    object_id: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str] = mapped_column(String(1000), default="")
 
 
 def _dump(detail: dict[str, Any]) -> str:
