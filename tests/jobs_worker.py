@@ -1,5 +1,5 @@
-"""`guahao worker` for the process tests: run_worker with the lease and poll interval from
-JOBTEST_* variables (the GUAHAO_JOB_* settings may not exist yet in config.py)."""
+"""`guahao worker` for the process tests, with a short lease and poll interval from JOBTEST_*
+variables so that a killed worker's job is picked up again within the test's patience."""
 from __future__ import annotations
 
 import asyncio

@@ -1,6 +1,6 @@
 """HTTP routes of the catalog feature: the public catalog and search (no login needed).
 
-The staff's catalog management lives in `staff_routes` and is mounted on this router.
+The staff's catalog management is `staff_router`, mounted by the app like every feature's.
 """
 from __future__ import annotations
 
@@ -10,12 +10,10 @@ from guahao.catalog import search as catalog_search
 from guahao.catalog import service, views
 from guahao.catalog.schemas import (DepartmentNode, DepartmentRead, DoctorDetail, DoctorRead, HospitalDetail,
                                     HospitalPage, SearchResult)
-from guahao.catalog.staff_routes import router as staff_router
 from guahao.core.deps import Db, Locale
 from guahao.core.errors import InvalidRequest
 
 router = APIRouter(tags=["catalog"])
-router.include_router(staff_router)
 
 
 @router.get("/api/v1/search", response_model=SearchResult)

@@ -1,5 +1,5 @@
 """HTTP routes of the payments feature: a patient pays for a hold and sees the payment; the
-provider notifies us; staff and operators see the money (staff_router, included here)."""
+provider notifies us; staff and operators see the money (`staff_router`, mounted by the app)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
@@ -10,10 +10,8 @@ from guahao.core.deps import ClockDep, CurrentAccount, Db
 from guahao.core.errors import NotFound
 from guahao.payments import errors, reports, service
 from guahao.payments.schemas import PaymentRead, PaymentStarted
-from guahao.payments.staff_router import router as staff_router
 
 router = APIRouter(tags=["payments"])
-router.include_router(staff_router)
 
 # what the provider gets back for a notification we have acted on (WeChat Pay's format)
 ACK = {"code": "SUCCESS", "message": "成功"}
