@@ -25,7 +25,7 @@ TOUR_REACHES = {
 @pytest.mark.slow
 def test_booking_state_machine(database_url):
     machine = build_machine(database_url)
-    machine.TestCase.settings = settings(max_examples=30, stateful_step_count=80, deadline=None,
+    machine.TestCase.settings = settings(max_examples=25, stateful_step_count=80, deadline=None,
                                          suppress_health_check=list(HealthCheck))
     machine.TestCase().runTest()
 
