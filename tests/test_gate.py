@@ -1,0 +1,282 @@
+"""The sold-out gate and the per-slot lane (booking/gate.py), without a database.
+
+Time inside the gate is `time.monotonic`; the tests replace it through the module's `time`
+name only (patching the real `time.monotonic` would also move the event loop's clock).
+The Redis half uses the machine's Redis at 127.0.0.1:6379 with slot ids drawn at random
+from a range no real test or seed uses, so parallel runs do not see each other's keys.
+"""
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+import types
+
+import pytest
+
+from guahao.booking import gate as gate_module
+from guahao.booking.gate import FULL_TTL_SECONDS, SoldOutGate
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def mono(monkeypatch) -> FakeMonotonic:
+    fake = FakeMonotonic()
+    monkeypatch.setattr(gate_module, "time", types.SimpleNamespace(monotonic=fake))
+    return fake
+
+
+def _slot() -> int:
+    return 10**12 + secrets.randbelow(10**12)
+
+
+# --- the in-process negative cache ----------------------------------------------------------
+
+async def test_full_is_remembered_for_the_ttl_and_no_longer(mono):
+    gate = SoldOutGate()
+    slot = _slot()
+    assert not await gate.known_full(slot)
+    await gate.mark_full(slot)
+    assert await gate.known_full(slot)
+    mono.now += FULL_TTL_SECONDS - 0.001
+    assert await gate.known_full(slot)
+    mono.now += 0.001  # exactly the TTL: the answer has run out
+    assert not await gate.known_full(slot)
+    mono.now += 5
+    assert not await gate.known_full(slot)
+
+
+async def test_marking_again_restarts_the_ttl(mono):
+    gate = SoldOutGate()
+    slot = _slot()
+    await gate.mark_full(slot)
+    mono.now += FULL_TTL_SECONDS * 0.9
+    await gate.mark_full(slot)
+    mono.now += FULL_TTL_SECONDS * 0.9
+    assert await gate.known_full(slot)
+
+
+async def test_forget_lets_requests_through_at_once(mono):
+    gate = SoldOutGate()
+    a, b = _slot(), _slot()
+    await gate.mark_full(a)
+    await gate.mark_full(b)
+    await gate.forget(a)
+    assert not await gate.known_full(a)
+    assert await gate.known_full(b)  # only that slot
+    await gate.forget(_slot())  # forgetting an unknown slot is harmless
+
+
+async def test_memory_is_bounded_and_evicts_the_least_recently_marked(mono):
+    gate = SoldOutGate(max_slots=3)
+    a, b, c, d = (_slot() for _ in range(4))
+    for slot in (a, b, c):
+        await gate.mark_full(slot)
+    await gate.mark_full(a)  # a is now the most recent
+    await gate.mark_full(d)  # over the bound: b, the oldest, goes
+    assert [await gate.known_full(s) for s in (a, b, c, d)] == [True, False, True, True]
+    for _ in range(100):
+        await gate.mark_full(_slot())
+    assert len(gate._full) == 3  # the bound holds however many slots fill
+
+
+# --- the per-slot lane ----------------------------------------------------------------------
+
+async def _crowd(gate: SoldOutGate, slot: int, n: int, inside: dict, peak: dict, release: asyncio.Event):
+    async def one():
+        async with gate.slot_lane(slot):
+            inside[slot] = inside.get(slot, 0) + 1
+            peak[slot] = max(peak.get(slot, 0), inside[slot])
+            await release.wait()
+            for _ in range(3):  # stay a little while others try to get in
+                await asyncio.sleep(0)
+            inside[slot] -= 1
+    return [asyncio.create_task(one()) for _ in range(n)]
+
+
+@pytest.mark.parametrize("limit", [1, 2, 5])
+async def test_lane_lets_at_most_the_limit_in_per_slot(limit):
+    gate = SoldOutGate(per_slot_concurrency=limit)
+    a, b = _slot(), _slot()
+    inside, peak, release = {}, {}, asyncio.Event()
+    tasks = await _crowd(gate, a, 30, inside, peak, release) + await _crowd(gate, b, 30, inside, peak, release)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert inside == {a: limit, b: limit}  # full, and each slot has its own lane
+    release.set()
+    await asyncio.gather(*tasks)
+    assert peak == {a: limit, b: limit}
+    assert inside == {a: 0, b: 0}
+    assert gate._sems == {}  # no per-slot bookkeeping outlives its users
+
+
+async def test_an_error_inside_the_lane_gives_the_place_back():
+    gate = SoldOutGate(per_slot_concurrency=1)
+    slot = _slot()
+    with pytest.raises(RuntimeError):
+        async with gate.slot_lane(slot):
+            raise RuntimeError("claim failed")
+    assert gate._sems == {}
+    await asyncio.wait_for(_enter_and_leave(gate, slot), timeout=5)
+
+
+async def _enter_and_leave(gate: SoldOutGate, slot: int) -> None:
+    async with gate.slot_lane(slot):
+        pass
+
+
+async def _assert_lane_still_admits(gate: SoldOutGate, slot: int, limit: int) -> None:
+    inside, peak, release = {}, {}, asyncio.Event()
+    tasks = await _crowd(gate, slot, limit + 3, inside, peak, release)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert inside.get(slot, 0) == limit, "a place in the lane leaked"
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
+    assert gate._sems == {}
+
+
+async def test_cancelled_waiters_do_not_leak_places_or_counters():
+    gate = SoldOutGate(per_slot_concurrency=2)
+    slot = _slot()
+    inside, peak, release = {}, {}, asyncio.Event()
+    holders = await _crowd(gate, slot, 2, inside, peak, release)
+    await asyncio.sleep(0)
+    waiters = [asyncio.create_task(_enter_and_leave(gate, slot)) for _ in range(5)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    for w in waiters:  # clients that hang up while queued
+        w.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
+    assert all(w.cancelled() for w in waiters)
+    release.set()
+    await asyncio.gather(*holders)
+    assert gate._sems == {}
+    await _assert_lane_still_admits(gate, slot, 2)
+
+
+async def test_waiter_cancelled_just_as_it_is_woken_does_not_lose_the_place():
+    """The hard case: a holder leaves (waking a waiter) and the waiter is cancelled in the same
+    tick, before it runs. Its place must pass on, not vanish."""
+    gate = SoldOutGate(per_slot_concurrency=1)
+    slot = _slot()
+    release = asyncio.Event()
+
+    async def holder():
+        async with gate.slot_lane(slot):
+            await release.wait()
+
+    h = asyncio.create_task(holder())
+    await asyncio.sleep(0)
+    woken = asyncio.create_task(_enter_and_leave(gate, slot))
+    behind = asyncio.create_task(_enter_and_leave(gate, slot))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    release.set()
+    await asyncio.sleep(0)  # the holder runs, leaves the lane and wakes `woken`
+    woken.cancel()
+    await asyncio.wait_for(asyncio.gather(h, behind), timeout=5)
+    await asyncio.gather(woken, return_exceptions=True)
+    assert gate._sems == {}
+    await _assert_lane_still_admits(gate, slot, 1)
+
+
+# --- shared through Redis -------------------------------------------------------------------
+
+@pytest.fixture
+async def redis_client():
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        await client.ping()
+    except Exception as exc:
+        await client.aclose()
+        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
+    yield client
+    await client.aclose()
+
+
+async def test_full_is_shared_between_processes_through_redis(redis_client, mono):
+    one, two = SoldOutGate(REDIS_URL), SoldOutGate(REDIS_URL)  # two API processes
+    slot = _slot()
+    try:
+        assert not await two.known_full(slot)
+        await one.mark_full(slot)
+        ttl = await redis_client.pttl(f"guahao:full:{slot}")
+        assert 0 < ttl <= FULL_TTL_SECONDS * 1000  # Redis forgets on its own, like the memory
+        assert await two.known_full(slot)
+        await one.forget(slot)
+        assert await redis_client.exists(f"guahao:full:{slot}") == 0
+        three = SoldOutGate(REDIS_URL)
+        assert not await three.known_full(slot)
+        assert not await one.known_full(slot)
+        await three._redis.aclose()
+    finally:
+        await redis_client.delete(f"guahao:full:{slot}")
+        await one._redis.aclose()
+        await two._redis.aclose()
+
+
+async def test_a_full_seen_in_redis_is_remembered_locally_for_the_ttl(redis_client, mono):
+    gate = SoldOutGate(REDIS_URL)
+    slot = _slot()
+    try:
+        await redis_client.set(f"guahao:full:{slot}", 1, px=60_000)
+        assert await gate.known_full(slot)
+        await redis_client.delete(f"guahao:full:{slot}")
+        assert await gate.known_full(slot)  # from memory: at most one TTL stale
+        mono.now += FULL_TTL_SECONDS
+        assert not await gate.known_full(slot)
+    finally:
+        await redis_client.delete(f"guahao:full:{slot}")
+        await gate._redis.aclose()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known_full remembers a 'full' read from Redis for a whole FULL_TTL_SECONDS from the moment it "
+    "read it, not for what is left of the Redis key's TTL: another process's 'full' can be answered "
+    "for up to twice the TTL after it was marked, against the module's 'at most a second'"))
+async def test_a_full_read_from_redis_is_not_remembered_past_the_marks_ttl(redis_client, mono):
+    gate = SoldOutGate(REDIS_URL)
+    slot = _slot()
+    try:
+        # another process marked it 700 ms ago: 300 ms of its "full" are left
+        await redis_client.set(f"guahao:full:{slot}", 1, px=300)
+        assert await gate.known_full(slot)
+        mono.now += 0.5  # 1.2 s after the mark
+        assert not await gate.known_full(slot)
+    finally:
+        await redis_client.delete(f"guahao:full:{slot}")
+        await gate._redis.aclose()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when we return: nothing listens there
+
+
+async def test_redis_down_falls_back_to_memory_without_error(mono):
+    gate = SoldOutGate(f"redis://127.0.0.1:{_closed_port()}/0")
+    a, b = _slot(), _slot()
+    try:
+        assert not await gate.known_full(a)  # unknown: let the database decide
+        await gate.mark_full(a)
+        assert await gate.known_full(a)  # the process still remembers on its own
+        assert not await gate.known_full(b)
+        await gate.forget(a)
+        assert not await gate.known_full(a)
+        async with gate.slot_lane(a):  # the lane never needed Redis
+            pass
+    finally:
+        await gate._redis.aclose()
