@@ -31,7 +31,9 @@ import hmac
 import os
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,6 +182,9 @@ class FieldCipher:
 
 
 _cipher: FieldCipher | None = None
+# A task-local override (`using`): lets one process act as several differently configured ones
+# in tests and tools, e.g. two generations of a rolling key change.
+_override: ContextVar[FieldCipher | None] = ContextVar("guahao_cipher_override", default=None)
 
 
 def configure(data_key_b64: str, index_key_b64: str, *, data_keys: str = "", data_key_current: str = "",
@@ -206,9 +211,27 @@ def configure_from(settings: Any) -> FieldCipher:
 
 
 def cipher() -> FieldCipher:
-    if _cipher is None:
+    current = _override.get() or _cipher
+    if current is None:
         raise RuntimeError("crypto.configure() has not been called")
-    return _cipher
+    return current
+
+
+@contextmanager
+def using(cipher_: FieldCipher) -> Iterator[FieldCipher]:
+    """Use this cipher in the current task (and tasks it starts) instead of the configured one."""
+    token = _override.set(cipher_)
+    try:
+        yield cipher_
+    finally:
+        _override.reset(token)
+
+
+def build(data_keys: str, index_keys: str, *, data_key_current: str = "", index_key_current: str = "") -> FieldCipher:
+    """A cipher from keyring strings, without installing it (see `using`)."""
+    data, data_current = parse_keyring(data_keys, data_key_current, single_key="")
+    index, index_current = parse_keyring(index_keys, index_key_current, single_key="")
+    return FieldCipher(data, data_current, index, index_current)
 
 
 def lookup_hash(kind: str, value: str) -> str:
