@@ -263,6 +263,31 @@ async def test_an_interrupted_job_resumes_and_a_rerun_changes_nothing(settings, 
         assert (again.values_rewritten, again.hashes_rewritten) == (0, 0)
 
 
+async def test_the_hourly_job_upgrades_stray_values_cheaply_and_finishes_a_rotation(settings, clock):
+    from guahao.jobs import handlers, registry
+    from guahao.keys import jobs as key_jobs
+
+    handlers.load(settings)
+    assert registry.HANDLERS["keys.reencrypt"] is key_jobs.reencrypt
+    assert "keys.reencrypt" in [job.topic for job in registry.PERIODIC]
+    async with running(settings, clock, **keys(("a",), ("a",), "a")) as (app, client):
+        await _wipe(app.state.db)
+        _, token = await log_in(app, client, new_phone())
+        patient_id = (await add_patient(client, token, new_resident_id())).json()["id"]
+        remember_sensitive("赵六")
+        async with app.state.db.begin() as s:
+            await s.execute(text("UPDATE patients SET name = :v WHERE id = :id"),
+                            {"v": first_format("赵六"), "id": patient_id})
+        ctx = registry.JobContext(db=app.state.db, clock=clock, settings=app.state.settings)
+        await key_jobs.reencrypt(ctx, {})
+        assert (await reencrypt(app.state.db, dry_run=True)).clean
+    async with running(settings, clock, **keys(("a", "b"), ("a", "b"), "b")) as (app, client):
+        assert not (await reencrypt(app.state.db, dry_run=True)).clean
+        await key_jobs.reencrypt(registry.JobContext(db=app.state.db, clock=clock, settings=app.state.settings), {})
+        assert (await reencrypt(app.state.db, dry_run=True)).clean
+        assert all(t.startswith("v2:b:") for t in await raw_tokens(app.state.db))
+
+
 # --- uniqueness while two index keys are active ---------------------------------------------
 
 ROUNDS = 5

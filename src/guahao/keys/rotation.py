@@ -22,7 +22,7 @@ import collections
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy import String, Table, select, type_coerce, update
+from sqlalchemy import String, Table, and_, func, or_, select, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -84,15 +84,20 @@ def encrypted_tables() -> list[Table]:
     return [t for t in Base.metadata.sorted_tables if crypto.encrypted_columns(t)]
 
 
-async def reencrypt(db: Database, *, batch_size: int = 200, dry_run: bool = False) -> RotationReport:
-    """One pass over every encrypted table, then over the persons' identity hashes."""
+async def reencrypt(db: Database, *, batch_size: int = 200, dry_run: bool = False,
+                    values_only: bool = False) -> RotationReport:
+    """One pass over every encrypted table, then over the persons' identity hashes.
+
+    `values_only` visits only rows with a value not under the current data key (the database
+    filters them by prefix) and leaves hashes alone: the cheap pass for when no index key
+    is being rotated, since a hash can only be checked against the decrypted value."""
     report = RotationReport(dry_run=dry_run)
     for table in encrypted_tables():
         after = 0
         while after is not None:
-            after = await _value_batch(db, table, after, batch_size, report)
+            after = await _value_batch(db, table, after, batch_size, report, values_only=values_only)
     after = 0
-    while after is not None:
+    while after is not None and not values_only:
         after = await _person_batch(db, after, batch_size, report)
     log.info("keys_reencrypt_pass", dry_run=dry_run, values=report.values_rewritten,
              hashes=report.hashes_rewritten, unreadable=len(report.unreadable),
@@ -104,14 +109,18 @@ def _unit(db: Database, report: RotationReport):
     return db.read() if report.dry_run else db.begin()
 
 
-async def _value_batch(db: Database, table: Table, after: int, size: int, report: RotationReport) -> int | None:
+async def _value_batch(db: Database, table: Table, after: int, size: int, report: RotationReport, *,
+                       values_only: bool = False) -> int | None:
     cipher = crypto.cipher()
     columns = crypto.encrypted_columns(table)
+    stmt = (select(table.c.id, table.c.row_key, *[_raw(c).label(c.name) for c in columns])
+            .where(table.c.id > after).order_by(table.c.id).limit(size))
+    if values_only:
+        prefix = f"v2:{cipher.data_current}:"  # compared exactly: LIKE would read "_" in a kid as a wildcard
+        stmt = stmt.where(or_(*[and_(c.isnot(None), func.substr(_raw(c), 1, len(prefix)) != prefix)
+                                for c in columns]))
     async with _unit(db, report) as session:
-        rows = (await session.execute(
-            select(table.c.id, table.c.row_key, *[_raw(c).label(c.name) for c in columns])
-            .where(table.c.id > after).order_by(table.c.id).limit(size)
-        )).mappings().all()
+        rows = (await session.execute(stmt)).mappings().all()
         for row in rows:
             plain: dict[str, str] = {}
             for column in columns:
@@ -131,7 +140,7 @@ async def _value_batch(db: Database, table: Table, after: int, size: int, report
                 if not report.dry_run:
                     sealed = cipher.seal(plain[column.name], crypto.RowValue(label, row["row_key"]))
                     await _guarded_update(session, table, row["id"], column, token, sealed, report)
-            if table.name == "accounts" and "phone" in plain:
+            if table.name == "accounts" and "phone" in plain and not values_only:
                 await _rehash(session, table, table.c.phone_hash, row["id"],
                               accounts_service.phone_hash(plain["phone"]), report)
     return rows[-1]["id"] if rows else None
