@@ -152,7 +152,8 @@ async def get(session: AsyncSession, account_id: int) -> Account | None:
 
 
 async def get_by_phone(session: AsyncSession, phone_e164: str) -> Account | None:
-    return await session.scalar(select(Account).where(Account.phone_hash.in_(phone_hashes(phone_e164))))
+    return await session.scalar(select(Account).where(Account.phone_hash.in_(phone_hashes(phone_e164)))
+                                .order_by(Account.id).limit(1))
 
 
 async def do_get_or_create_account(session: AsyncSession, phone_e164: str, *, now: dt.datetime) -> Account:
