@@ -31,7 +31,7 @@ import hmac
 import os
 import re
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -198,16 +198,15 @@ def configure(data_key_b64: str, index_key_b64: str, *, data_keys: str = "", dat
 
 def configure_from(settings: Any) -> FieldCipher:
     """The keyrings of a `Settings` (GUAHAO_DATA_KEYS / _CURRENT, GUAHAO_INDEX_KEYS / _CURRENT)."""
-    cipher_ = configure(settings.data_key, settings.index_key, data_keys=settings.data_keys,
-                        data_key_current=settings.data_key_current, index_keys=settings.index_keys,
-                        index_key_current=settings.index_key_current)
     if settings.env != "development" and (settings.data_keys or settings.index_keys):
-        from guahao.config import PLACEHOLDERS
+        from guahao.config import PLACEHOLDERS  # the single keys are checked by Settings itself
 
         listed = [part.partition(":")[2].strip() for part in f"{settings.data_keys},{settings.index_keys}".split(",")]
         if any(key in PLACEHOLDERS for key in listed if key):
             raise ValueError(f"development keys refused in a keyring in {settings.env}")
-    return cipher_
+    return configure(settings.data_key, settings.index_key, data_keys=settings.data_keys,
+                     data_key_current=settings.data_key_current, index_keys=settings.index_keys,
+                     index_key_current=settings.index_key_current)
 
 
 def cipher() -> FieldCipher:
@@ -248,12 +247,14 @@ async def lock_lookup(session: Any, hashes: Sequence[str]) -> None:
     A unique index on a hash column keeps one row per hash, but while two index keys are
     active the same person has two hashes, and two processes (one already writing under the
     new key, one still under the old) could each find nothing and insert a row under their
-    own hash. Every process knows the hashes under all of its active keys, and the rotation
-    procedure changes one thing at a time, so any two processes share at least one key:
-    taking a transaction-scoped advisory lock on every hash (in sorted order, so two lockers
-    cannot deadlock) makes the look-up-then-insert of a second creator wait for the first and
-    then see its row. On SQLite every write transaction already holds the database lock
-    (BEGIN IMMEDIATE), and with a single active key the unique index alone is enough.
+    own hash. The rotation procedure (docs/KEYS.md) changes one thing at a time, so two
+    running processes either store under the same current key (the unique index decides) or
+    both know both keys. Those take a transaction-scoped advisory lock on every hash (in
+    sorted order, so two lockers cannot deadlock): the look-up-then-insert of a second
+    creator waits for the first and then sees its row. On SQLite every write transaction
+    already holds the database lock (BEGIN IMMEDIATE). The lock is held until commit and is
+    the first one the creating transaction takes on the person or number, so it fits the
+    lock order (it stands for the person row that does not exist yet).
     """
     if len(hashes) < 2 or session.get_bind().dialect.name != "postgresql":
         return
@@ -317,7 +318,9 @@ class Encrypted(TypeDecorator[str]):
     def process_result_value(self, value, dialect):  # type: ignore[override]
         if value is None:
             return None
-        token, _, row_key = value.rpartition(_ROW_SEPARATOR)
+        token, found, row_key = value.rpartition(_ROW_SEPARATOR)
+        if not found:  # selected without its row key (see column_expression)
+            token, row_key = value, ""
         try:
             return cipher().open(token, RowValue(self.label, row_key))
         except UnreadableCiphertext:
@@ -347,11 +350,6 @@ def encrypted_rows(cls: type) -> type:
 
 def encrypted_columns(table: Any) -> list[Any]:
     return [c for c in table.columns if isinstance(c.type, Encrypted)]
-
-
-def needs_rewrite(tokens: Iterable[str | None]) -> bool:
-    c = cipher()
-    return any(t is not None and not c.is_current(t) for t in tokens)
 
 
 # --- masks: the only forms in which personal data leaves the service ---------------------
