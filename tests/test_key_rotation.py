@@ -147,6 +147,16 @@ def test_single_key_settings_are_a_keyring_of_one_and_dev_keys_are_refused_in_a_
         crypto.configure_from(settings)
 
 
+async def test_a_plain_value_cannot_be_written_to_an_encrypted_column_without_its_row(db, clock):
+    from sqlalchemy import insert
+    from sqlalchemy.exc import StatementError
+
+    async with db.begin() as s:
+        with pytest.raises(StatementError, match="for_row"):
+            await s.execute(insert(Account).values(phone="+8613712345678", phone_hash="x", row_key="r",
+                                                   locale="zh-CN", created_at=clock.now()))
+
+
 # --- swapped ciphertexts --------------------------------------------------------------------
 
 async def test_a_value_copied_to_another_row_or_column_is_refused_with_a_problem_not_a_500(settings, clock):
