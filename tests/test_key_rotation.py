@@ -273,6 +273,49 @@ async def test_an_interrupted_job_resumes_and_a_rerun_changes_nothing(settings, 
         assert (again.values_rewritten, again.hashes_rewritten) == (0, 0)
 
 
+async def test_the_job_never_undoes_a_change_the_application_made_meanwhile(settings, clock, backend, monkeypatch):
+    """The job reads a batch, then writes: an edit committed in between must survive. On
+    PostgreSQL the edit is made to land exactly there; on SQLite the job's batch holds the
+    write lock, so the edits can only run around the batches, and they race them."""
+    from guahao.keys import rotation
+    from guahao.patients.schemas import PatientUpdate
+    from tests.booking_builders import make_patient
+    from tests.builders import make_account
+
+    async with running(settings, clock, **keys(("a",), ("a",), "a")) as (app, client):
+        await _wipe(app.state.db)
+        account_id, _ = await make_account(app.state.db, clock.now())
+        patient_ids = [await make_patient(app.state.db, clock.now(), account_id) for _ in range(10)]
+    async with running(settings, clock, **keys(("a", "b"), ("a", "b"), "b")) as (app, client):
+        db = app.state.db
+        new_names = {pid: f"新名{chr(0x4e00 + pid)}" for pid in patient_ids}
+        remember_sensitive(*new_names.values())
+
+        async def edit(patient_id: int) -> None:
+            async with db.begin() as s:
+                await patients_service.do_update_patient(s, account_id=account_id, patient_id=patient_id,
+                                                         data=PatientUpdate(name=new_names[patient_id]),
+                                                         now=clock.now())
+
+        if backend == "postgresql":
+            real, pending = rotation._guarded_update, set(patient_ids)
+
+            async def edit_in_between(session, table, row_id, column, *args):
+                if table.name == "patients" and row_id in pending:
+                    pending.discard(row_id)
+                    await edit(row_id)  # commits after the job read the row, before it writes
+                return await real(session, table, row_id, column, *args)
+
+            monkeypatch.setattr(rotation, "_guarded_update", edit_in_between)
+            report = await reencrypt(db, batch_size=1)  # nothing of the batch written yet at the edit
+            assert not pending and report.changed_meanwhile == len(patient_ids)
+        else:
+            await asyncio.gather(reencrypt(db, batch_size=1), *(edit(pid) for pid in patient_ids))
+        async with db.read() as s:
+            assert {p.id: p.name for p in await s.scalars(select(Patient))} == new_names
+        assert all(t.startswith("v2:b:") for t in await raw_tokens(db))
+
+
 async def test_the_hourly_job_upgrades_stray_values_cheaply_and_finishes_a_rotation(settings, clock):
     from guahao.jobs import handlers, registry
     from guahao.keys import jobs as key_jobs
