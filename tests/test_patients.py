@@ -276,7 +276,7 @@ async def test_valid_names_are_normalised_and_stored_encrypted(client, db, clock
     async with db.read() as s:
         assert (await s.get(Patient, r.json()["id"])).name == stored
         raw = (await s.execute(text("SELECT name, id_number, phone FROM patients"))).one()
-    assert stored not in "".join(raw) and all(v.startswith("v1:") for v in raw)
+    assert stored not in "".join(raw) and all(v.startswith("v2:") for v in raw)
 
 
 @pytest.mark.parametrize("phone", ["01012345678", "1381234567", "+14155552671", "12345678901", "abc"])

@@ -38,7 +38,7 @@ ROUTERS = (booking_router, ops_router, accounts_router, catalog_router, catalog_
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(json=settings.log_json, log_file=settings.log_file)
-    crypto.configure(settings.data_key, settings.index_key)
+    crypto.configure_from(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

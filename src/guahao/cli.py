@@ -22,6 +22,7 @@ def _add_bench() -> None:
 
 
 _add_bench()
+app.add_typer(__import__("guahao.keys.cli", fromlist=["keys_app"]).keys_app, name="keys")  # docs/KEYS.md
 
 
 @db_app.command("upgrade")

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     # AES-256-GCM key for personal data at rest and HMAC key for lookup hashes (base64, 32 bytes)
     data_key: str = DEV_DATA_KEY
     index_key: str = DEV_INDEX_KEY
+    # keyrings for online rotation, "kid:base64,..." (docs/KEYS.md); empty: the key above as kid k0
+    data_keys: str = ""
+    data_key_current: str = ""
+    index_keys: str = ""
+    index_key_current: str = ""
     secret_key: str = DEV_SECRET
     sms_provider: Literal["console", "recording"] = "console"
     face_check_provider: Literal["sandbox"] = "sandbox"
@@ -70,7 +75,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _no_placeholders_outside_development(self) -> "Settings":
         if self.env != "development":
-            bad = [n for n in ("data_key", "index_key", "secret_key") if getattr(self, n) in PLACEHOLDERS]
+            bad = [n for n in ("data_key", "index_key", "secret_key") if getattr(self, n) in PLACEHOLDERS
+                   and not getattr(self, n + "s", "")]  # a keyring replaces the single key
             if bad:
                 raise ValueError(f"placeholder secrets refused in {self.env}: {', '.join(bad)}")
         if self.env == "production" and self.payment_provider != "none" and self.payment_provider != "paysim":

@@ -6,18 +6,21 @@ import datetime as dt
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from guahao.core.crypto import Encrypted
+from guahao.core.crypto import Encrypted, encrypted_rows
 from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
 
 
+@encrypted_rows
 class Account(IdMixin, Base):
     __tablename__ = "accounts"
 
-    phone: Mapped[str] = mapped_column(Encrypted)  # E.164, encrypted
+    phone: Mapped[str] = mapped_column(Encrypted("accounts.phone"))  # E.164, encrypted
     phone_hash: Mapped[str] = mapped_column(String(64), unique=True)
     locale: Mapped[str] = mapped_column(String(10), default="zh-CN")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # random, set when the object is built: binds the encrypted phone to this row (core/crypto)
+    row_key: Mapped[str] = mapped_column(String(32), unique=True)
 
 
 class SmsCode(IdMixin, Base):

@@ -30,7 +30,7 @@ from guahao.accounts.errors import (
     InvalidPhone,
 )
 from guahao.accounts.models import Account, AuthSession, SmsCode
-from guahao.core.crypto import lookup_hash
+from guahao.core.crypto import for_row, lock_lookup, lookup_hash, lookup_hashes, new_row_key
 from guahao.core.errors import GuahaoError
 from guahao.core.idempotency import IdempotencyKey
 
@@ -57,7 +57,14 @@ def normalize_mobile(raw: str) -> str:
 
 
 def phone_hash(phone_e164: str) -> str:
+    """The hash to store (current index key)."""
     return lookup_hash("phone", phone_e164)
+
+
+def phone_hashes(phone_e164: str) -> list[str]:
+    """The hashes to look up by: one per active index key, so rows written before an index-key
+    switch are still found (docs/KEYS.md)."""
+    return lookup_hashes("phone", phone_e164)
 
 
 # --- SMS codes ------------------------------------------------------------------------------
@@ -65,6 +72,12 @@ def phone_hash(phone_e164: str) -> str:
 def _code_hash(phone_e164: str, code: str) -> str:
     # keyed and bound to the number: a leaked table reveals neither codes nor which are valid
     return lookup_hash("sms_code", f"{phone_e164}:{code}")
+
+
+def _code_matches(stored: str, phone_e164: str, code: str) -> bool:
+    # a code issued just before an index-key switch was hashed under the previous key
+    candidates = lookup_hashes("sms_code", f"{phone_e164}:{code}")
+    return any([hmac.compare_digest(stored, candidate) for candidate in candidates])
 
 
 def new_code() -> str:
@@ -80,7 +93,7 @@ async def do_issue_code(session: AsyncSession, phone_e164: str, *, now: dt.datet
     key = phone_hash(phone_e164)
     await session.execute(
         update(SmsCode)
-        .where(SmsCode.phone_hash == key, SmsCode.purpose == purpose, SmsCode.used_at.is_(None),
+        .where(SmsCode.phone_hash.in_(phone_hashes(phone_e164)), SmsCode.purpose == purpose, SmsCode.used_at.is_(None),
                SmsCode.expires_at > now)
         .values(expires_at=now)
     )
@@ -100,7 +113,7 @@ async def do_consume_code(session: AsyncSession, phone_e164: str, code: str, *, 
     """
     row = await session.scalar(
         select(SmsCode)
-        .where(SmsCode.phone_hash == phone_hash(phone_e164), SmsCode.purpose == purpose)
+        .where(SmsCode.phone_hash.in_(phone_hashes(phone_e164)), SmsCode.purpose == purpose)
         .order_by(SmsCode.created_at.desc(), SmsCode.id.desc())
         .limit(1)
     )
@@ -114,7 +127,7 @@ async def do_consume_code(session: AsyncSession, phone_e164: str, code: str, *, 
         return CodeExpired()
 
     guard = (SmsCode.id == row.id, SmsCode.used_at.is_(None), SmsCode.attempts < max_attempts)
-    if not hmac.compare_digest(row.code_hash, _code_hash(phone_e164, code)):
+    if not _code_matches(row.code_hash, phone_e164, code):
         attempts = await session.scalar(
             update(SmsCode).where(*guard).values(attempts=SmsCode.attempts + 1).returning(SmsCode.attempts)
         )
@@ -139,23 +152,32 @@ async def get(session: AsyncSession, account_id: int) -> Account | None:
 
 
 async def get_by_phone(session: AsyncSession, phone_e164: str) -> Account | None:
-    return await session.scalar(select(Account).where(Account.phone_hash == phone_hash(phone_e164)))
+    return await session.scalar(select(Account).where(Account.phone_hash.in_(phone_hashes(phone_e164)))
+                                .order_by(Account.id).limit(1))
 
 
 async def do_get_or_create_account(session: AsyncSession, phone_e164: str, *, now: dt.datetime) -> Account:
     """The account of a number, created on first login.
 
     INSERT ... ON CONFLICT DO NOTHING on the unique phone_hash, then read: two first logins of
-    the same number at once end with one account, and neither fails.
+    the same number at once end with one account, and neither fails. While two index keys are
+    active the account may be stored under either hash: look it up by both first, and
+    `lock_lookup` keeps two creators with different current keys from both inserting.
     """
-    key = phone_hash(phone_e164)
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    await session.execute(
-        dialect.insert(Account)
-        .values(phone=phone_e164, phone_hash=key, locale="zh-CN", created_at=now)
-        .on_conflict_do_nothing(index_elements=["phone_hash"])
-    )
-    account = await session.scalar(select(Account).where(Account.phone_hash == key))
+    keys = phone_hashes(phone_e164)
+    await lock_lookup(session, keys)
+    by_phone = select(Account).where(Account.phone_hash.in_(keys)).order_by(Account.id).limit(1)
+    account = await session.scalar(by_phone)
+    if account is None:
+        dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
+        row_key = new_row_key()
+        await session.execute(
+            dialect.insert(Account)
+            .values(phone=for_row(phone_e164, row_key), row_key=row_key, phone_hash=phone_hash(phone_e164),
+                    locale="zh-CN", created_at=now)
+            .on_conflict_do_nothing(index_elements=["phone_hash"])
+        )
+        account = await session.scalar(by_phone)
     assert account is not None
     account.last_login_at = now
     return account

@@ -21,7 +21,7 @@ from guahao.booking.models import LIVE_STATES, Booking
 from guahao.core.idempotency import IdempotencyKey
 from guahao.catalog.models import Department, Doctor, Hospital, HospitalRules
 from guahao.core.clock import SHANGHAI, local_datetime
-from guahao.core.crypto import lookup_hash
+from guahao.core.crypto import for_row, lookup_hash, new_row_key
 from guahao.core.db import Database
 from guahao.core.idcard import check_char
 from guahao.patients.models import Patient, Person
@@ -76,8 +76,10 @@ async def seed_clients(db: Database, count: int, now: dt.datetime, *, seed: int 
     rng = random.Random(seed)
     run = rng.randrange(10**4)
     phones = [f"+8613{run:04d}{i:05d}" if count <= 10**5 else f"+861{run % 100:02d}{i:08d}" for i in range(count)]
+    account_keys = [new_row_key() for _ in phones]
     account_ids = await _insert_returning_ids(db, Account, [
-        {"phone": p, "phone_hash": lookup_hash("phone", p), "locale": "zh-CN", "created_at": now} for p in phones])
+        {"row_key": k, "phone": for_row(p, k), "phone_hash": lookup_hash("phone", p), "locale": "zh-CN",
+         "created_at": now} for p, k in zip(phones, account_keys)])
     tokens = [secrets.token_urlsafe(32) for _ in range(count)]
     expires = now + dt.timedelta(days=30)
     sessions = [{"token_hash": accounts_service._token_hash(t), "account_id": a, "created_at": now,
@@ -89,12 +91,14 @@ async def seed_clients(db: Database, count: int, now: dt.datetime, *, seed: int 
     person_ids = await _insert_returning_ids(db, Person, [
         {"identity_hash": lookup_hash("identity", f"resident_id:{number}"), "created_at": now}
         for number, _, _ in identities])
+    patient_keys = [new_row_key() for _ in phones]
     patient_ids = await _insert_returning_ids(db, Patient, [
-        {"account_id": a, "person_id": p, "relationship": "self",
-         "name": rng.choice(_SURNAMES) + rng.choice(_GIVEN) + rng.choice(_GIVEN), "id_type": "resident_id",
-         "id_number": number, "birth_date": birth, "sex": sex, "phone": phone, "verification": "verified",
-         "verified_at": now, "created_at": now, "updated_at": now}
-        for a, p, (number, birth, sex), phone in zip(account_ids, person_ids, identities, phones)])
+        {"account_id": a, "person_id": p, "relationship": "self", "row_key": k,
+         "name": for_row(rng.choice(_SURNAMES) + rng.choice(_GIVEN) + rng.choice(_GIVEN), k),
+         "id_type": "resident_id", "id_number": for_row(number, k), "birth_date": birth, "sex": sex,
+         "phone": for_row(phone, k), "verification": "verified", "verified_at": now, "created_at": now,
+         "updated_at": now}
+        for a, p, (number, birth, sex), phone, k in zip(account_ids, person_ids, identities, phones, patient_keys)])
     return [Client(t, p) for t, p in zip(tokens, patient_ids)]
 
 

@@ -95,7 +95,7 @@ async def run_seed(settings: Settings, *, if_empty: bool = False, clock: Clock |
     try:
         if settings.env == "production":
             raise SeedRefused("the demo data set has published passwords; it is refused when GUAHAO_ENV=production")
-        crypto.configure(settings.data_key, settings.index_key)
+        crypto.configure_from(settings)
         own_db = db is None
         database = db or create_database(settings.database_url, pool_size=2)
         try:

@@ -11,7 +11,7 @@ import os
 
 import guahao.booking.jobs  # noqa: F401  (registers booking.* handlers and periodic jobs)
 
-OPTIONAL_MODULES = ("guahao.payments.jobs", "guahao.notifications.jobs", "guahao.his.jobs")
+OPTIONAL_MODULES = ("guahao.payments.jobs", "guahao.notifications.jobs", "guahao.his.jobs", "guahao.keys.jobs")
 
 
 def _import_optional(name: str) -> bool:

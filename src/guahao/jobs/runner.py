@@ -349,7 +349,7 @@ async def run_worker(settings: Settings, *, config: JobConfig | None = None, clo
     from guahao.providers import build_providers
 
     configure_logging(json=settings.log_json, log_file=settings.log_file)
-    crypto.configure(settings.data_key, settings.index_key)
+    crypto.configure_from(settings)
     loaded = handlers.load(settings)
     config = config or JobConfig.from_settings(settings)
     # every running job, the claimer and the heartbeat may each hold a connection

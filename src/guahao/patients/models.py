@@ -6,7 +6,7 @@ import datetime as dt
 from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from guahao.core.crypto import Encrypted
+from guahao.core.crypto import Encrypted, encrypted_rows
 from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
 
 ID_TYPES = ("resident_id", "passport", "hk_macau_permit", "taiwan_permit")
@@ -25,25 +25,28 @@ class Person(IdMixin, Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
+@encrypted_rows
 class Patient(IdMixin, Base):
     __tablename__ = "patients"
 
     account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
     person_id: Mapped[int] = mapped_column(BigId, ForeignKey("persons.id"), index=True)
     relationship: Mapped[str] = mapped_column(String(20))
-    name: Mapped[str] = mapped_column(Encrypted)
+    name: Mapped[str] = mapped_column(Encrypted("patients.name"))
     id_type: Mapped[str] = mapped_column(String(20))
-    id_number: Mapped[str] = mapped_column(Encrypted)
+    id_number: Mapped[str] = mapped_column(Encrypted("patients.id_number"))
     birth_date: Mapped[dt.date] = mapped_column(Date)
     sex: Mapped[str] = mapped_column(String(1))
-    phone: Mapped[str] = mapped_column(Encrypted)
-    insurance_card: Mapped[str | None] = mapped_column(Encrypted)
-    visit_card: Mapped[str | None] = mapped_column(Encrypted)
+    phone: Mapped[str] = mapped_column(Encrypted("patients.phone"))
+    insurance_card: Mapped[str | None] = mapped_column(Encrypted("patients.insurance_card"))
+    visit_card: Mapped[str | None] = mapped_column(Encrypted("patients.visit_card"))
     verification: Mapped[str] = mapped_column(String(20), default="unverified")
     verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     removed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # random, set when the object is built: binds the encrypted columns to this row (core/crypto)
+    row_key: Mapped[str] = mapped_column(String(32), unique=True)
 
     __table_args__ = (
         CheckConstraint(f"id_type IN {ID_TYPES!r}", name="id_type"),

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.accounts.models import Account
 from guahao.core.clock import SHANGHAI, Clock
-from guahao.core.crypto import lookup_hash
+from guahao.core.crypto import lock_lookup, lookup_hash, lookup_hashes
 from guahao.core.db import Database
 from guahao.core.errors import Conflict, NotFound
 from guahao.core.idcard import validate_document
@@ -55,8 +55,15 @@ def local_today(now: dt.datetime) -> dt.date:
 
 
 def identity_hash(id_type: str, normalised_number: str) -> str:
-    """The key of a real person across accounts (a keyed hash; the number stays encrypted)."""
+    """The key of a real person across accounts (a keyed hash; the number stays encrypted),
+    under the current index key: the one to store."""
     return lookup_hash("identity", f"{id_type}:{normalised_number}")
+
+
+def identity_hashes(id_type: str, normalised_number: str) -> list[str]:
+    """The person's hashes under every active index key, the current one first: the ones to
+    look up by while an index key is being rotated (docs/KEYS.md)."""
+    return lookup_hashes("identity", f"{id_type}:{normalised_number}")
 
 
 # --- reads --------------------------------------------------------------------------------
@@ -105,15 +112,22 @@ async def _lock_account(session: AsyncSession, account_id: int) -> None:
         raise NotFound("account")
 
 
-async def get_or_create_person(session: AsyncSession, id_hash: str, *, now: dt.datetime) -> int:
-    """The Person id for an identity hash, created on first sight.
+async def get_or_create_person(session: AsyncSession, id_hash: str | list[str], *, now: dt.datetime) -> int:
+    """The Person id for an identity hash (or the hashes under every active index key, the
+    current one first, as `identity_hashes` gives them), created on first sight.
 
     Race-safe without a savepoint: INSERT ... ON CONFLICT DO NOTHING (PostgreSQL and SQLite
     both speak it) waits for a concurrent inserter of the same hash and then does nothing,
     and the re-select (a new snapshot under READ COMMITTED) sees that inserter's row. A plain
     INSERT that failed would abort the whole PostgreSQL transaction instead.
+
+    The same person stored under the previous index key is found by its other hash;
+    `lock_lookup` keeps two creators with different current keys from making two persons.
     """
-    stmt = select(Person.id).where(Person.identity_hash == id_hash)
+    hashes = [id_hash] if isinstance(id_hash, str) else list(id_hash)
+    id_hash = hashes[0]
+    await lock_lookup(session, hashes)
+    stmt = select(Person.id).where(Person.identity_hash.in_(hashes)).order_by(Person.id).limit(1)
     person_id = await session.scalar(stmt)
     if person_id is not None:
         return person_id
@@ -185,7 +199,7 @@ async def do_add_patient(session: AsyncSession, *, account_id: int, data: Patien
         raise errors.TooManyPatients(limit=max_patients)
     if data.relationship == "self" and await _self_taken(session, account_id):
         raise errors.SelfAlreadyExists()
-    person_id = await get_or_create_person(session, identity_hash(document.id_type, document.number), now=now)
+    person_id = await get_or_create_person(session, identity_hashes(document.id_type, document.number), now=now)
     if await _person_taken(session, account_id, person_id):
         raise errors.DuplicatePatient()
 
