@@ -5,7 +5,7 @@ from guahao.core.db import Base  # noqa: F401
 from guahao.core.idempotency import IdempotencyKey  # noqa: F401
 from guahao.patients.models import Patient, Person  # noqa: F401
 from guahao.scheduling.models import Schedule, ScheduleTemplate, Slot  # noqa: F401
-from guahao.staff.models import AuditEntry, StaffUser  # noqa: F401
+from guahao.staff.models import AuditEntry, StaffLoginThrottle, StaffUser  # noqa: F401
 from guahao.booking.models import Booking, BookingEvent, Restriction, SlotPosition  # noqa: F401,E402
 from guahao.outbox.models import OutboxMessage  # noqa: F401,E402
 import guahao.notifications.models  # noqa: F401,E402

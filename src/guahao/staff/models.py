@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
@@ -42,3 +42,18 @@ class AuditEntry(IdMixin, Base):
     object_type: Mapped[str] = mapped_column(String(40))
     object_id: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str] = mapped_column(String(1000), default="")
+
+
+class StaffLoginThrottle(Base):
+    """Failed password logins per username, for the lockout (staff/lockout.py).
+
+    Keyed by the normalised username whether or not such a user exists, so a lockout answer
+    does not tell which usernames are real. A row whose window and lock have both passed
+    means nothing and may be purged."""
+
+    __tablename__ = "staff_login_throttles"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
