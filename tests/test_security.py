@@ -72,6 +72,13 @@ def test_development_keeps_its_conveniences():
     assert s.sms_provider == "console" and s.face_check_provider == "sandbox" and s.docs_enabled
 
 
+def test_empty_exposure_variables_mean_the_default(monkeypatch):
+    monkeypatch.setenv("GUAHAO_EXPOSE_DOCS", "")
+    monkeypatch.setenv("GUAHAO_EXPOSE_METRICS", "false")
+    s = Settings()
+    assert s.docs_enabled and not s.metrics_enabled
+
+
 def test_trusted_proxies_from_a_comma_separated_variable(monkeypatch):
     monkeypatch.setenv("GUAHAO_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.5,2001:db8::/32")
     assert Settings().trusted_proxies == ["10.0.0.0/8", "192.168.1.5", "2001:db8::/32"]

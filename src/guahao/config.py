@@ -86,6 +86,11 @@ class Settings(BaseSettings):
             raise ValueError("must decode to 32 bytes")
         return value
 
+    @field_validator("expose_docs", "expose_metrics", mode="before")
+    @classmethod
+    def _empty_means_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
