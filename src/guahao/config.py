@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     # real gateway is configured. Production refuses console and recording.
     sms_provider: Literal["console", "recording", "none"] = "console"
     # identity verification: "sandbox" decides by the token's prefix (see README, refused in
-    # production); "none" answers 503 face_check_unavailable.
+    # production); "none" answers 503 identity_check_unavailable.
     face_check_provider: Literal["sandbox", "none"] = "sandbox"
     # /docs and /openapi.json, /metrics: None = on, except in production (where a reverse proxy
     # or a scrape-only listener should decide who sees them)

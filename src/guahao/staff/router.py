@@ -15,11 +15,11 @@ from guahao.accounts import service as accounts_service
 from guahao.accounts.cookies import clear_session_cookie, set_session_cookie
 from guahao.core.deps import ClockDep, CurrentStaff, Db, Limiter
 from guahao.core.errors import Forbidden, NotFound
-from guahao.staff.errors import InvalidCredentials, LoginLocked
 from guahao.staff import audit
 from guahao.staff import lockout
 from guahao.staff import rules as staff_rules
 from guahao.staff import service as staff_service
+from guahao.staff.errors import InvalidCredentials, LoginLocked
 from guahao.staff.schemas import (
     AuditPage,
     AuditRead,
