@@ -23,7 +23,7 @@ from sqlalchemy import text
 from guahao import migrations_api
 from guahao.app import create_app
 from guahao.config import Settings
-from guahao.core import crypto
+from guahao.core import crypto, signing
 from guahao.core.clock import FrozenClock
 from guahao.models import Base
 
@@ -31,11 +31,15 @@ PG_ADMIN_URL = os.environ.get("GUAHAO_TEST_PG_URL", "postgresql+asyncpg://postgr
 LOG_FILE = Path(tempfile.gettempdir()) / f"guahao-test-log-{os.getpid()}.log"
 TEST_DATA_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
 TEST_INDEX_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
+# one secret for the run: processes started by tests (servers, workers) must hash session
+# tokens with the key the test process used to create them
+TEST_SECRET_KEY = secrets.token_urlsafe(32)
 # Plaintext personal values the tests wrote; the session end checks the log for them.
 SENSITIVE_VALUES: set[str] = set()
 
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "guahao-hypothesis"))
 crypto.configure(TEST_DATA_KEY, TEST_INDEX_KEY)
+signing.configure(TEST_SECRET_KEY)
 
 
 def remember_sensitive(*values: str) -> None:
@@ -112,7 +116,7 @@ def settings(database_url) -> Settings:
         database_url=database_url,
         data_key=TEST_DATA_KEY,
         index_key=TEST_INDEX_KEY,
-        secret_key=secrets.token_urlsafe(32),
+        secret_key=TEST_SECRET_KEY,
         sms_provider="recording",
         payment_provider="fake",
         log_file=str(LOG_FILE),

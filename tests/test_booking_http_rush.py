@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import secrets
 import uuid
 from collections import Counter
 
@@ -23,7 +22,7 @@ from guahao.booking.models import LIVE_STATES, Booking
 from guahao.core.db import create_database
 from tests.booking_builders import make_patient, make_schedule
 from tests.builders import auth, make_account, make_department, make_doctor, make_hospital
-from tests.conftest import PG_ADMIN_URL, TEST_DATA_KEY, TEST_INDEX_KEY, _pg_reachable
+from tests.conftest import PG_ADMIN_URL, TEST_DATA_KEY, TEST_INDEX_KEY, TEST_SECRET_KEY, _pg_reachable
 
 CLIENTS = 200
 CAPACITY = 5
@@ -50,7 +49,7 @@ async def pg_url():
 def server(pg_url, tmp_path):
     srv = UvicornServer("guahao.asgi:app", workers=2, name="guahao", log_dir=tmp_path, env={
         "GUAHAO_ENV": "test", "GUAHAO_DATABASE_URL": pg_url, "GUAHAO_DATA_KEY": TEST_DATA_KEY,
-        "GUAHAO_INDEX_KEY": TEST_INDEX_KEY, "GUAHAO_SECRET_KEY": secrets.token_urlsafe(32),
+        "GUAHAO_INDEX_KEY": TEST_INDEX_KEY, "GUAHAO_SECRET_KEY": TEST_SECRET_KEY,
         "GUAHAO_RUN_JOBS_IN_PROCESS": "false", "GUAHAO_SMS_PROVIDER": "recording", "GUAHAO_REDIS_URL": "",
     })
     srv.start()

@@ -169,6 +169,7 @@ async def test_summary_then_if_empty_is_a_no_op_and_a_plain_rerun_is_refused(cli
 
 
 async def test_refused_in_production(db, settings, clock):
-    production = Settings(**{**settings.model_dump(), "env": "production", "payment_provider": "none"})
+    production = Settings(**{**settings.model_dump(), "env": "production", "payment_provider": "none",
+                                       "sms_provider": "none", "face_check_provider": "none"})
     with pytest.raises(SeedRefused, match="production"):
         await run_seed(production, clock=clock, db=db, echo=lambda _: None)

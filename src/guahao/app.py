@@ -13,12 +13,14 @@ from guahao.booking.staff_router import router as booking_staff_router
 from guahao.catalog.router import router as catalog_router
 from guahao.catalog.staff_router import router as catalog_staff_router
 from guahao.config import Settings, get_settings
-from guahao.core import crypto
+from guahao.core import crypto, signing
 from guahao.core.clock import Clock, SystemClock
 from guahao.core.db import create_database
+from guahao.core.docs import UnpublishedPaths, install_docs
 from guahao.core.errors import install_error_handlers
 from guahao.core.logging import configure_logging
 from guahao.core.middleware import RequestContextMiddleware
+from guahao.core.proxies import TrustedProxyMiddleware
 from guahao.core.ratelimit import RateLimiter
 from guahao.jobs.router import router as jobs_router
 from guahao.ops.router import router as ops_router
@@ -39,6 +41,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     settings = settings or get_settings()
     configure_logging(json=settings.log_json, log_file=settings.log_file)
     crypto.configure_from(settings)
+    signing.configure(settings.secret_key)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -58,8 +61,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     # FastAPI's own OpenTelemetry hooks are off: metrics go through prometheus-client
     # (/metrics), and the per-request provider lookup cost ~5 % of a sold-out answer.
+    # The API description and /docs are public outside production only, unless the settings
+    # say otherwise (expose_docs); ReDoc is off (it would load from a CDN).
     app = FastAPI(title="guahao", version=__version__, lifespan=lifespan,
                   description="Online hospital appointment registration (网上预约挂号)",
+                  openapi_url="/openapi.json" if settings.docs_enabled else None, docs_url=None, redoc_url=None,
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = settings
     app.state.db = create_database(settings.database_url, pool_size=settings.db_pool_size)
@@ -70,7 +76,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.face_check = app.state.providers["face_check"]
     app.state.gate = SoldOutGate(settings.redis_url)
     install_error_handlers(app)
+    if not settings.metrics_enabled:
+        app.add_middleware(UnpublishedPaths, paths=("/metrics",))
     app.add_middleware(RequestContextMiddleware)
+    if settings.trusted_proxies:
+        # added last, so it runs first: every later layer sees the patient's address
+        app.add_middleware(TrustedProxyMiddleware, trusted_proxies=settings.trusted_proxies)
     for router in ROUTERS:
         app.include_router(router)
+    if settings.docs_enabled:
+        install_docs(app)
     return app

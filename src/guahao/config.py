@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Development-only key material. Outside `development` these values are refused so that a
 # production deployment cannot start with keys everybody can read in the repository.
@@ -31,14 +32,32 @@ class Settings(BaseSettings):
     data_key_current: str = ""
     index_keys: str = ""
     index_key_current: str = ""
+    # keys the HMAC of session tokens (and, later, the pages' CSRF tokens): see core/signing.py.
+    # Changing it signs every user out.
     secret_key: str = DEV_SECRET
-    sms_provider: Literal["console", "recording"] = "console"
-    face_check_provider: Literal["sandbox"] = "sandbox"
+    # SMS: "console" prints messages, login codes included (development only); "recording"
+    # keeps them in memory (tests); "none" sends nothing (login by SMS answers 503) until a
+    # real gateway is configured. Production refuses console and recording.
+    sms_provider: Literal["console", "recording", "none"] = "console"
+    # identity verification: "sandbox" decides by the token's prefix (see README, refused in
+    # production); "none" answers 503 identity_check_unavailable.
+    face_check_provider: Literal["sandbox", "none"] = "sandbox"
+    # /docs and /openapi.json, /metrics: None = on, except in production (where a reverse proxy
+    # or a scrape-only listener should decide who sees them)
+    expose_docs: bool | None = None
+    expose_metrics: bool | None = None
+    # the addresses (CIDR) of our reverse proxies / load balancers: X-Forwarded-For and
+    # X-Forwarded-Proto are believed only from these. Comma-separated in the environment.
+    trusted_proxies: Annotated[list[str], NoDecode] = []
     sms_code_ttl_seconds: int = 300
     sms_code_max_attempts: int = 5
     sms_send_limit_per_number: str = "1/minute;5/hour;10/day"
     sms_send_limit_per_client: str = "20/hour"
     session_ttl_hours: int = 24 * 30
+    # staff login lockout (per username, across addresses and processes; staff/lockout.py)
+    staff_login_max_failures: int = 5
+    staff_login_window_minutes: int = 15
+    staff_login_lock_minutes: int = 15
     max_patients_per_account: int = 5
     # payments: "paysim" = the sandbox process (`guahao paysim`), "fake" = in-memory (tests), "none"
     payment_provider: Literal["paysim", "fake", "none"] = "paysim"
@@ -72,6 +91,28 @@ class Settings(BaseSettings):
             raise ValueError("must decode to 32 bytes")
         return value
 
+    @field_validator("expose_docs", "expose_metrics", mode="before")
+    @classmethod
+    def _empty_means_default(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not an IP address or CIDR network: {item!r}") from exc
+        return value
+
     @model_validator(mode="after")
     def _no_placeholders_outside_development(self) -> "Settings":
         if self.env != "development":
@@ -79,13 +120,45 @@ class Settings(BaseSettings):
                    and not getattr(self, n + "s", "")]  # a keyring replaces the single key
             if bad:
                 raise ValueError(f"placeholder secrets refused in {self.env}: {', '.join(bad)}")
-        if self.env == "production" and self.payment_provider != "none" and self.payment_provider != "paysim":
-            raise ValueError("the in-memory fake payment provider is refused in production")
+        refused = unsafe_providers(self)
+        if refused:
+            raise ValueError(f"refused in {self.env}: " + "; ".join(refused))
         return self
+
+    @property
+    def docs_enabled(self) -> bool:
+        return self.expose_docs if self.expose_docs is not None else self.env != "production"
+
+    @property
+    def metrics_enabled(self) -> bool:
+        return self.expose_metrics if self.expose_metrics is not None else self.env != "production"
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def unsafe_providers(settings: Settings) -> list[str]:
+    """Development stand-ins this environment must not run with, each with the fix.
+
+    `test` (the test suite) may use the in-memory and sandbox providers it needs, but not the
+    console SMS provider: it prints login codes to the terminal and no test reads them there."""
+    problems: list[str] = []
+    if settings.env == "development":
+        return problems
+    if settings.sms_provider == "console":
+        problems.append("GUAHAO_SMS_PROVIDER=console prints login codes to the terminal "
+                        "(set a real gateway, or none to turn SMS login off)")
+    if settings.env != "production":
+        return problems
+    if settings.sms_provider == "recording":
+        problems.append("GUAHAO_SMS_PROVIDER=recording keeps messages in memory and sends none (tests only)")
+    if settings.payment_provider == "fake":
+        problems.append("GUAHAO_PAYMENT_PROVIDER=fake is the in-memory test provider")
+    if settings.face_check_provider == "sandbox":
+        problems.append("GUAHAO_FACE_CHECK_PROVIDER=sandbox passes any token starting with 'pass' "
+                        "(set a real provider, or none to turn identity verification off)")
+    return problems
 
 
 @lru_cache

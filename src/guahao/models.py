@@ -6,7 +6,7 @@ from guahao.core.idempotency import IdempotencyKey  # noqa: F401
 from guahao.patients.models import Patient, Person  # noqa: F401
 from guahao.scheduling.models import Schedule, ScheduleTemplate, Slot  # noqa: F401
 from guahao.core.audit import AuditEntry  # noqa: F401
-from guahao.staff.models import StaffUser  # noqa: F401
+from guahao.staff.models import StaffLoginThrottle, StaffUser  # noqa: F401
 from guahao.booking.models import Booking, BookingEvent, Restriction, SlotPosition  # noqa: F401,E402
 from guahao.outbox.models import OutboxMessage  # noqa: F401,E402
 import guahao.notifications.models  # noqa: F401,E402

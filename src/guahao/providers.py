@@ -13,12 +13,18 @@ def build_providers(settings: Settings) -> dict[str, Any]:
     from guahao.patients import face_check
     from guahao.payments import provider as payment_provider
 
+    # Settings already refused the development stand-ins where they must not run
+    # (config.unsafe_providers); this only builds what was chosen.
+    sms_port, notifier = {
+        "recording": (sms.RecordingSms, notifications_port.RecordingNotifier),
+        "console": (sms.ConsoleSms, notifications_port.ConsoleNotifier),
+        "none": (sms.UnconfiguredSms, notifications_port.UnconfiguredNotifier),
+    }[settings.sms_provider]
     return {
-        "sms": sms.RecordingSms() if settings.sms_provider == "recording" else sms.ConsoleSms(),
+        "sms": sms_port(),
         # booking messages carry our dedupe key (out_id) so a gateway can drop a repeat
-        "notifications": notifications_port.RecordingNotifier() if settings.sms_provider == "recording"
-        else notifications_port.ConsoleNotifier(),
-        "face_check": face_check.SandboxFaceCheck(),
+        "notifications": notifier(),
+        "face_check": face_check.build(settings.face_check_provider),
         "payments": payment_provider.build(settings),
         # not an outside system: booking answering a question of a feature below it
         "bookings": booking_queries,

@@ -11,7 +11,6 @@ IMMEDIATE) exactly one login consumes a code and no more than `max` wrong tries 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from guahao.accounts.errors import (
     InvalidPhone,
 )
 from guahao.accounts.models import Account, AuthSession, SmsCode
+from guahao.core import signing
 from guahao.core.crypto import for_row, lock_lookup, lookup_hash, lookup_hashes, new_row_key
 from guahao.core.errors import GuahaoError
 from guahao.core.idempotency import IdempotencyKey
@@ -216,22 +216,23 @@ async def do_login(session: AsyncSession, phone_e164: str, code: str, *, now: dt
 
 # --- sessions -------------------------------------------------------------------------------
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def token_hash(token: str) -> str:
+    # keyed with GUAHAO_SECRET_KEY (see core/signing.py for why)
+    return signing.session_token_hash(token)
 
 
 async def do_create_session(session: AsyncSession, *, now: dt.datetime, ttl: dt.timedelta,
                             account_id: int | None = None, staff_id: int | None = None) -> str:
     """Create a session row and return the opaque token (shown once, stored only hashed)."""
     token = secrets.token_urlsafe(32)
-    session.add(AuthSession(token_hash=_token_hash(token), account_id=account_id, staff_id=staff_id,
+    session.add(AuthSession(token_hash=token_hash(token), account_id=account_id, staff_id=staff_id,
                             created_at=now, expires_at=now + ttl))
     await session.flush()
     return token
 
 
 async def resolve_session(session: AsyncSession, token: str, *, now: dt.datetime) -> AuthSession | None:
-    row = await session.scalar(select(AuthSession).where(AuthSession.token_hash == _token_hash(token)))
+    row = await session.scalar(select(AuthSession).where(AuthSession.token_hash == token_hash(token)))
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         return None
     return row
@@ -259,7 +260,7 @@ async def resolve_token(conn: AsyncConnection, token: str, *, now: dt.datetime,
     statement also reads the account's stored answer for that key (status_code,
     request_hash, response; NULL when none), so a write request pays one round trip for
     authentication and replay detection together."""
-    params = {"token_hash": _token_hash(token), "now": now}
+    params = {"token_hash": token_hash(token), "now": now}
     if idempotency_key is None:
         return (await conn.execute(_TOKEN_PLAIN, params)).first()
     return (await conn.execute(_TOKEN_WITH_KEY, {**params, "key": idempotency_key})).first()

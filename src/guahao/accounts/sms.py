@@ -27,6 +27,18 @@ class ConsoleSms:
         print(f"[sms] to {mask_phone(phone)} template={template} params={params}", file=sys.stderr, flush=True)
 
 
+class SmsNotConfigured(RuntimeError):
+    """No SMS gateway is configured (GUAHAO_SMS_PROVIDER=none)."""
+
+
+class UnconfiguredSms:
+    """`sms_provider = "none"`: every send fails, so a login-code request answers 503
+    sms_unavailable instead of pretending a code went out."""
+
+    async def send(self, phone: str, template: str, params: dict[str, str]) -> None:
+        raise SmsNotConfigured("no SMS gateway configured (GUAHAO_SMS_PROVIDER=none)")
+
+
 @dataclass
 class RecordingSms:
     """Keeps every message in memory so tests can read the code that was sent."""

@@ -86,7 +86,7 @@ async def run(opts: RushOptions, echo: Callable[[str], None]) -> RushOutcome:
 
 async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]) -> RushFigures:
     from guahao import migrations_api
-    from guahao.core import crypto
+    from guahao.core import crypto, signing
     from guahao.core.db import create_database
 
     scratch: ScratchPostgres | None = None
@@ -97,6 +97,7 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
         settings = get_settings()
         url = opts.database_url or settings.database_url
         crypto.configure(settings.data_key, settings.index_key)
+        signing.configure(settings.secret_key)  # the seeded sessions must match the target's key
         base_url = opts.target.rstrip("/")
     else:
         if opts.database == "postgresql":
@@ -104,11 +105,13 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
             url = await scratch.create()
         else:
             url = f"sqlite+aiosqlite:///{log_dir / 'guahao-bench.db'}"
-        data_key, index_key = _key(), _key()
+        data_key, index_key, secret_key = _key(), _key(), secrets.token_urlsafe(32)
         crypto.configure(data_key, index_key)
+        signing.configure(secret_key)
+        # production refuses the development stand-ins; the rush needs neither SMS nor face checks
         env = {"GUAHAO_ENV": "production", "GUAHAO_DATABASE_URL": url, "GUAHAO_DATA_KEY": data_key,
-               "GUAHAO_INDEX_KEY": index_key, "GUAHAO_SECRET_KEY": secrets.token_urlsafe(32),
-               "GUAHAO_SMS_PROVIDER": "recording", "GUAHAO_LOG_JSON": "true",
+               "GUAHAO_INDEX_KEY": index_key, "GUAHAO_SECRET_KEY": secret_key,
+               "GUAHAO_SMS_PROVIDER": "none", "GUAHAO_FACE_CHECK_PROVIDER": "none", "GUAHAO_LOG_JSON": "true",
                # the embedded default runs its jobs in-process; production runs `guahao worker`
                "GUAHAO_RUN_JOBS_IN_PROCESS": "true" if opts.database == "sqlite" else "false",
                "GUAHAO_REDIS_URL": opts.redis_url if opts.redis else ""}

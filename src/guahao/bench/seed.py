@@ -82,7 +82,7 @@ async def seed_clients(db: Database, count: int, now: dt.datetime, *, seed: int 
          "created_at": now} for p, k in zip(phones, account_keys)])
     tokens = [secrets.token_urlsafe(32) for _ in range(count)]
     expires = now + dt.timedelta(days=30)
-    sessions = [{"token_hash": accounts_service._token_hash(t), "account_id": a, "created_at": now,
+    sessions = [{"token_hash": accounts_service.token_hash(t), "account_id": a, "created_at": now,
                  "expires_at": expires} for t, a in zip(tokens, account_ids)]
     for start in range(0, count, CHUNK):
         async with db.begin() as s:

@@ -99,7 +99,7 @@ def problem(request: Request, status: int, code: str, detail: str, **extra: Any)
         **extra,
     }
     headers = {"Content-Language": negotiate(request.headers.get("accept-language"))}
-    if code == "rate_limited" and "retry_after" in extra:
+    if "retry_after" in extra:  # rate limits and lockouts
         headers["Retry-After"] = str(extra["retry_after"])
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 

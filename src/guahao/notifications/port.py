@@ -67,6 +67,14 @@ class ConsoleNotifier:
               file=sys.stderr, flush=True)
 
 
+class UnconfiguredNotifier:
+    """`sms_provider = "none"`: a message cannot be sent, and retrying will not change that,
+    so it fails for good (recorded as failed, visible to operators) rather than retried."""
+
+    async def send(self, sms: Sms) -> None:
+        raise SmsRejected("no SMS gateway configured (GUAHAO_SMS_PROVIDER=none)")
+
+
 @dataclass
 class RecordingNotifier:
     """Tests: keeps every message, out id and locale included."""

@@ -67,6 +67,19 @@ async def remove_patient(patient_id: PatientId, request: Request, account: Curre
 @router.post("/{patient_id}/verify", response_model=PatientRead)
 async def verify_patient(patient_id: PatientId, body: VerifyRequest, request: Request, account: CurrentAccount,
                          db: Db, clock: ClockDep) -> PatientRead:
+    """Verify the patient's identity with a face check (real-name verification).
+
+    Send the `liveness_token` the face-check provider's SDK returns after its liveness step.
+    Answers: the patient with `verification = "verified"`; 422 `identity_check_failed` (the
+    failure is recorded); 503 `identity_check_unavailable` when the provider cannot be reached
+    or none is configured (`GUAHAO_FACE_CHECK_PROVIDER=none`). A verified patient is returned
+    as is, without a second check.
+
+    **Sandbox** (`GUAHAO_FACE_CHECK_PROVIDER=sandbox`, the development default; refused in
+    production): no SDK and no camera. A token that starts with `pass` (e.g. `pass`,
+    `pass-demo`) passes; any other token (e.g. `fail`) fails with reason `face_mismatch`.
+    Name and ID number are not compared with anything.
+    """
     # No transaction here: the service reads, calls the provider with none open, then writes.
     patient = await service.verify_identity(db, request.app.state.face_check, request.app.state.limiter, clock,
                                             account_id=account.account_id, patient_id=patient_id,

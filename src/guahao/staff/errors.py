@@ -38,3 +38,9 @@ class InvalidUsername(GuahaoError):
     code, status = "invalid_username", 422
     zh = "用户名需为3-64个字符,只能包含字母、数字、点、下划线和连字符。"
     en = "A username has 3-64 characters: letters, digits, dots, underscores and hyphens."
+
+
+class LoginLocked(GuahaoError):
+    code, status = "login_locked", 429
+    zh = "登录失败次数过多,该账号已暂时锁定,请{minutes}分钟后再试。"
+    en = "Too many failed logins: this account is locked; try again in {minutes} minutes."

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, String
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
@@ -27,3 +27,18 @@ class StaffUser(IdMixin, Base):
         # the operator is platform-wide; every other role belongs to exactly one hospital
         CheckConstraint("(role = 'platform_operator') = (hospital_id IS NULL)", name="role_scope"),
     )
+
+
+class StaffLoginThrottle(Base):
+    """Failed password logins per username, for the lockout (staff/lockout.py).
+
+    Keyed by the normalised username whether or not such a user exists, so a lockout answer
+    does not tell which usernames are real. A row whose window and lock have both passed
+    means nothing and may be purged."""
+
+    __tablename__ = "staff_login_throttles"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
