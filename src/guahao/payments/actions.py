@@ -8,8 +8,9 @@ of the same notification fails or sees the first one), then `UPDATE payments SET
 'paid' WHERE id = :id AND state <> 'paid'`. Exactly one transaction matches a row there (on
 PostgreSQL the others wait for its row lock and then match nothing; on SQLite writers are
 serial), and only that one confirms the booking or, when the hold is gone, opens the refund.
-Lock order: payment row, then the booking's seat and booking rows (inside do_confirm),
-then refund and outbox rows; nothing else locks a payment before a seat.
+Lock order: payment row (taken first, before the notification row is inserted), then the
+booking's seat and booking rows (inside do_confirm), then refund and outbox rows; nothing
+else locks a payment before a seat.
 """
 from __future__ import annotations
 
@@ -87,14 +88,18 @@ async def do_handle_notification(session: AsyncSession, *, provider: str, notifi
                                  body_sha256: str, now: dt.datetime) -> str:
     """Record a verified notification and act on it; returns its outcome. A notification
     already recorded returns the first outcome and does nothing (duplicates are no-ops)."""
+    reported = notification.payment
+    # the payment row first: its UPDATE below sets a unique column (provider_txn_id), which on
+    # PostgreSQL needs a lock that conflicts with the key-share lock our notification insert
+    # takes on it through its foreign key; two notifications that each inserted first and
+    # then updated would deadlock. Locked first, they queue instead.
+    payment = await session.scalar(select(Payment).where(Payment.out_trade_no == reported.out_trade_no,
+                                                         Payment.provider == provider).with_for_update())
     first = await session.scalar(select(PaymentNotification).where(
         PaymentNotification.provider == provider, PaymentNotification.notification_id == notification.id,
         PaymentNotification.verified.is_(True)))
     if first is not None:
         return first.outcome
-    reported = notification.payment
-    payment = await session.scalar(select(Payment).where(Payment.out_trade_no == reported.out_trade_no,
-                                                         Payment.provider == provider))
     record = PaymentNotification(hospital_id=payment.hospital_id if payment else None, provider=provider,
                                  notification_id=notification.id, payment_id=payment.id if payment else None,
                                  body_sha256=body_sha256, verified=True, outcome="processing", received_at=now)
