@@ -87,6 +87,9 @@ async def test_a_payment_left_flagged_and_open_is_refunded_by_the_check_up_job(c
     _provider_amount(fake, no, 1)
     fake.pay(no)  # paid at the provider; the notification was refused by the old code
     await _flag_as_before(db, booking_id)
+    async with db.read() as s:
+        assert await check_money(s) == [f"payment {(await latest_payment(db, booking_id)).id} is flagged "
+                                         "(amount_mismatch) but still open"]
     clock.advance(minutes=16)  # the hold is over: the check-up job asks the provider
 
     summary = await service.reconcile_open_payments(db, fake, now=clock.now())
@@ -164,6 +167,10 @@ async def test_operators_close_an_unpaid_flagged_payment_but_never_one_the_provi
     assert (held.status_code, held.json()["code"]) == (409, "payment_paid_at_provider")
     assert (await latest_payment(db, other_world_booking)).state == "created"
     assert (await client.post("/api/v1/staff/payments/999999/close", json=body, headers=auth(op))).status_code == 404
+    async with db.read() as s:
+        assert len(await check_money(s)) == 1  # that one's money is still at the provider ...
+    refunded = await client.post(f"/api/v1/staff/payments/{other_id}/refund", json=body, headers=auth(op))
+    assert refunded.status_code == 200  # ... until it is refunded
     await assert_money_invariant(db)
 
 
