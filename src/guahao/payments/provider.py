@@ -6,6 +6,10 @@ config.py): `payment_provider` ("paysim" | "fake" | "none"), `paysim_url`, `pays
 (`guahao paysim`, the embedded default); "fake" the in-memory provider for tests (as
 `sms_provider = "recording"`). Real providers (WeChat Pay, Alipay) plug in here behind the
 same port.
+
+Outside development and the test suite, `build` refuses the published sandbox key and the
+fake provider: it runs when the app or a worker builds its providers, so such a process
+stops at startup with a clear message instead of accepting forged notifications.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from guahao.config import Settings
 from guahao.payments.port import PaymentPort
 
 DEV_PAYSIM_KEY = "paysim-dev-key"
+DEFAULT_PAYSIM_URL = "http://127.0.0.1:8100"
 # environments that may sign and verify with the key published in this repository: a
 # developer's machine and the automated test suite, which never take real money
 SANDBOX_KEY_ENVS = ("development", "test")
@@ -20,7 +25,6 @@ SANDBOX_KEY_ENVS = ("development", "test")
 
 class PaymentConfigError(ValueError):
     """The payment settings are unsafe for this environment; the process refuses to start."""
-DEFAULT_PAYSIM_URL = "http://127.0.0.1:8100"
 
 
 def build(settings: Settings) -> PaymentPort | None:
