@@ -199,3 +199,24 @@ async def test_an_operator_requeues_a_refund_the_provider_refused(client, db, cl
     assert [(x.amount, x.out_refund_no) for x in fake.refunds.values()] == [(1, f"{no}R")]
     await assert_money_invariant(db)
 
+
+
+async def test_a_confirmation_refused_for_any_reason_refunds_the_payment(client, db, clock, fake, ctx, monkeypatch):
+    """e.g. the schedule was suspended (停诊) while the patient paid: do_confirm refuses, and
+    the money must go back rather than the notification failing (and being retried forever)."""
+    from guahao.booking import actions as booking_actions
+    from guahao.booking import errors as booking_errors
+
+    async def refuse(*args, **kwargs):
+        raise booking_errors.ScheduleSuspended()
+
+    world = await make_world(db, clock)
+    booking_id, _, no = await _open_payment(client, db, clock, world)
+    monkeypatch.setattr(booking_actions, "do_confirm", refuse)
+    assert (await _notify(client, fake.pay(no))).status_code == 200
+    payment = await latest_payment(db, booking_id)
+    assert (payment.state, payment.settled_as) == ("paid", "refund")
+    await assert_money_invariant(db)
+    await run_jobs(ctx, "payment.refund")
+    assert [r.amount for r in fake.refunds.values()] == [FEE]
+    await assert_money_invariant(db)

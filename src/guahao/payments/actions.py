@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.booking import actions as booking_actions
 from guahao.booking import errors as booking_errors
 from guahao.booking.models import Booking
-from guahao.core.errors import NotFound
+from guahao.core.errors import GuahaoError, NotFound
 from guahao.outbox import service as outbox
 from guahao.payments import errors
 from guahao.payments.models import FEE_KEPT_STATES, Payment, PaymentNotification, Refund
@@ -141,7 +141,9 @@ async def settle_paid(session: AsyncSession, payment: Payment, reported: Provide
             # PostgreSQL the outer transaction must stay usable for the refund below
             async with session.begin_nested():
                 await booking_actions.do_confirm(session, booking.id, now=now)
-        except (booking_errors.HoldExpired, booking_errors.TransitionRefused):
+        except GuahaoError:
+            # any refusal (the hold ended, the booking moved on, the schedule was suspended
+            # meanwhile): the money cannot pay for this visit, so it goes back below
             await session.refresh(booking)
         else:
             await _settle(session, payment.id, "booking", now)
