@@ -35,6 +35,7 @@ from guahao.booking.models import Restriction
 from guahao.core import deps
 from guahao.outbox.models import OutboxMessage
 from guahao.patients.models import Patient
+from guahao.payments.models import Payment
 from guahao.scheduling import templates
 from guahao.scheduling.schemas import TemplateCreate
 from guahao.staff import rules as staff_rules
@@ -105,6 +106,8 @@ BODIES: dict[tuple[str, str], Callable[[dict], Any]] = {
     ("POST", "/api/v1/me/patients/{patient_id}/verify"): lambda w: {"liveness_token": "pass"},
     ("POST", "/api/v1/bookings/{booking_id}/cancel"): lambda w: {"reason": "行程有变"},
     ("POST", "/api/v1/bookings"): lambda w: {"slot_id": w["slot_id"], "patient_id": w["patient_id"]},
+    ("POST", "/api/v1/staff/payments/{payment_id}/refund"): lambda w: {"reason": "核实后退款"},
+    ("POST", "/api/v1/staff/payments/{payment_id}/close"): lambda w: {"reason": "核实未支付"},
 }
 
 
@@ -223,11 +226,17 @@ async def world(client, db, clock):
         s.add(dead)
         await s.flush()
         message_id = dead.id
+        flagged = Payment(hospital_id=x, booking_id=booking["id"], account_id=account_a, provider="paysim",
+                          out_trade_no=f"GH{uuid.uuid4().hex[:16]}", amount=booking["amount_due"], state="created",
+                          flagged_reason="amount_mismatch", created_at=now, updated_at=now)
+        s.add(flagged)
+        await s.flush()
+        payment_id = flagged.id
     staff[("platform", "platform_operator")] = (await make_staff(db, now, role="platform_operator",
                                                                  hospital_id=None))[1]
     ids = {"hospital_id": x, "department_id": department, "doctor_id": doctor, "template_id": template,
            "schedule_id": schedule, "slot_id": slots[0], "patient_id": patient, "booking_id": booking["id"],
-           "restriction_id": restriction_id, "message_id": message_id}
+           "restriction_id": restriction_id, "message_id": message_id, "payment_id": payment_id}
     return {"ids": ids, "booking_code": booking["booking_code"], "token_a": token_a, "token_b": token_b,
             "staff": staff}
 
@@ -285,7 +294,7 @@ def test_every_route_with_an_object_id_is_classified(app):
         "routes that name an object id but neither require an account or staff session nor are "
         f"allow-listed in PUBLIC: {unclassified}")
     known = {"hospital_id", "department_id", "doctor_id", "template_id", "schedule_id", "slot_id", "patient_id",
-             "booking_id", "restriction_id", "message_id", *ID_ALIASES}
+             "booking_id", "restriction_id", "message_id", "payment_id", *ID_ALIASES}
     unknown = sorted({f"{n} ({e})" for e in id_endpoints(app) for n in e.id_params if n not in known})
     assert unknown == [], f"new id parameters: build the object in the `world` fixture and map its id: {unknown}"
     other = sorted({f"{n} ({e})" for e in endpoints(app) for n in e.path_params

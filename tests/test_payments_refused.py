@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from guahao.booking.models import BookingEvent
 from guahao.payments import wire
-from guahao.payments.models import PaymentNotification
+from guahao.payments.models import PaymentNotification, Refund
 from tests.builders import auth, make_staff
 from tests.payments_support import (FEE, assert_money_invariant, count_rows, get_booking, hold,
-                                    latest_payment, make_world, new_patient, start_payment)
+                                    latest_payment, make_world, new_patient, run_jobs, start_payment)
 from tests.paysim_fixture import *  # noqa: F403
 from tests.paysim_fixture import PAYSIM_KEY
 
@@ -72,33 +72,47 @@ async def test_forged_tampered_stale_and_wrong_amount_notifications_change_nothi
     await assert_money_invariant(db)
 
 
-async def test_wrong_amount_from_the_provider_is_refused_and_flagged(client, db, clock, live_app, sandbox):
+async def test_wrong_amount_from_the_provider_is_refunded_exactly_once_and_never_confirms(
+        client, db, clock, live_app, sandbox, our_port, job_ctx):
     world = await make_world(db, clock)
     account, token, patient = await new_patient(db, clock)
     booking_id = await hold(db, clock, account, patient, world["slot"])
     no = (await start_payment(client, token, booking_id)).json()["pay_url"].rsplit("/", 1)[1]
     await sandbox.tamper(no, 1)  # the provider's ledger disagrees with ours: 0.01 yuan
     await sandbox.pay(no)
-    for _ in range(200):  # the sandbox retries a refused notification; wait for a couple of refusals
-        notes = await sandbox.notifications(no)
-        if notes and notes[0]["attempts"] >= 2:
-            break
-        await asyncio.sleep(0.05)
-    assert notes[0]["state"] == "pending" and notes[0]["last_status"].startswith("400")
+    [note] = await sandbox.wait_delivered([no])  # acknowledged: we recorded it and took it on
 
-    assert (await get_booking(db, booking_id)).state == "held"
+    assert (await get_booking(db, booking_id)).state == "held"  # never confirmed on a wrong amount
     payment = await latest_payment(db, booking_id)
-    assert (payment.state, payment.flagged_reason) == ("created", "amount_mismatch")
+    assert (payment.state, payment.settled_as, payment.flagged_reason, payment.amount) == (
+        "paid", "refund", "amount_mismatch", 1)
+    await assert_money_invariant(db)  # the refund is pending from the same commit on
+
+    # copies of the notification, at once, and a redelivery by the provider: no second refund
+    headers, body = await sandbox.signed(note["id"])
+    notify = f"http://127.0.0.1:{our_port}/api/v1/payments/notify/paysim"
+    async with httpx.AsyncClient(timeout=10) as http:
+        copies = await asyncio.gather(*(http.post(notify, content=body, headers=headers) for _ in range(8)))
+    assert {r.status_code for r in copies} == {200}
+    await sandbox.redeliver(note["id"])
+    await sandbox.wait_delivered([no])
+
+    assert [r for _, r in await run_jobs(job_ctx, "payment.refund")] == ["done"]
+    assert await run_jobs(job_ctx, "payment.refund") == []
+    assert [(r["amount"], r["out_refund_no"]) for r in await sandbox.refunds(no)] == [(1, f"{no}R")]
+    assert await count_rows(db, Refund) == 1
+    assert await count_rows(db, Refund, Refund.state == "succeeded") == 1
     async with db.read() as s:
         outcomes = list(await s.scalars(select(PaymentNotification.outcome)))
-    assert outcomes == ["amount_mismatch"]  # recorded once; the retries replay its answer
+    assert outcomes == ["mismatch_refund"]  # recorded once; the copies replay its answer
     await assert_money_invariant(db)
 
-    # the operators' reconciliation shows the money the provider holds and we did not book
+    # the provider's bill and ours now agree about this money
     _, op = await make_staff(db, clock.now(), role="platform_operator", hospital_id=None)
     day = dt.datetime.now(wire.CST).date()
     report = (await client.get(f"/api/v1/staff/payments/reconciliation?date={day}", headers=auth(op))).json()
-    mine = [d for d in report["differences"] if d["out_trade_no"] == no]
-    assert mine == [{"kind": "not_settled_here_created", "out_trade_no": no, "out_refund_no": None, "ours": FEE,
-                     "provider": 1, "payment_id": payment.id, "booking_id": booking_id,
-                     "hospital_id": world["hospital"]}]
+    assert [d for d in report["differences"] if d["out_trade_no"] == no] == []
+
+    # the hold is still running: the patient can pay the right amount after all
+    again = await start_payment(client, token, booking_id)
+    assert again.status_code == 201 and again.json()["amount"] == FEE

@@ -8,8 +8,9 @@ of the same notification fails or sees the first one), then `UPDATE payments SET
 'paid' WHERE id = :id AND state <> 'paid'`. Exactly one transaction matches a row there (on
 PostgreSQL the others wait for its row lock and then match nothing; on SQLite writers are
 serial), and only that one confirms the booking or, when the hold is gone, opens the refund.
-Lock order: payment row, then the booking's seat and booking rows (inside do_confirm),
-then refund and outbox rows; nothing else locks a payment before a seat.
+Lock order: payment row (taken first, before the notification row is inserted), then the
+booking's seat and booking rows (inside do_confirm), then refund and outbox rows; nothing
+else locks a payment before a seat.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.booking import actions as booking_actions
 from guahao.booking import errors as booking_errors
 from guahao.booking.models import Booking
-from guahao.core.errors import NotFound
+from guahao.core.errors import GuahaoError, NotFound
 from guahao.outbox import service as outbox
 from guahao.payments import errors
 from guahao.payments.models import FEE_KEPT_STATES, Payment, PaymentNotification, Refund
@@ -58,7 +59,8 @@ async def do_open_payment(session: AsyncSession, *, account_id: int, booking_id:
         raise NotFound("booking")
     payments = list(await session.scalars(select(Payment).where(Payment.booking_id == booking.id)
                                           .order_by(Payment.id)))
-    if booking.state == "held" and any(p.state == "paid" for p in payments):
+    # a payment given back (late, or another amount) does not stop the patient paying again
+    if booking.state == "held" and any(p.state == "paid" and p.settled_as != "refund" for p in payments):
         raise errors.AlreadyPaid()
     if booking.state == "expired" or (booking.state == "held" and booking.hold_expires_at <= now):
         raise booking_errors.HoldExpired()
@@ -86,14 +88,18 @@ async def do_handle_notification(session: AsyncSession, *, provider: str, notifi
                                  body_sha256: str, now: dt.datetime) -> str:
     """Record a verified notification and act on it; returns its outcome. A notification
     already recorded returns the first outcome and does nothing (duplicates are no-ops)."""
+    reported = notification.payment
+    # the payment row first: its UPDATE below sets a unique column (provider_txn_id), which on
+    # PostgreSQL needs a lock that conflicts with the key-share lock our notification insert
+    # takes on it through its foreign key; two notifications that each inserted first and
+    # then updated would deadlock. Locked first, they queue instead.
+    payment = await session.scalar(select(Payment).where(Payment.out_trade_no == reported.out_trade_no,
+                                                         Payment.provider == provider).with_for_update())
     first = await session.scalar(select(PaymentNotification).where(
         PaymentNotification.provider == provider, PaymentNotification.notification_id == notification.id,
         PaymentNotification.verified.is_(True)))
     if first is not None:
         return first.outcome
-    reported = notification.payment
-    payment = await session.scalar(select(Payment).where(Payment.out_trade_no == reported.out_trade_no,
-                                                         Payment.provider == provider))
     record = PaymentNotification(hospital_id=payment.hospital_id if payment else None, provider=provider,
                                  notification_id=notification.id, payment_id=payment.id if payment else None,
                                  body_sha256=body_sha256, verified=True, outcome="processing", received_at=now)
@@ -108,7 +114,7 @@ async def do_handle_notification(session: AsyncSession, *, provider: str, notifi
     else:
         outcome = "ignored"
     record.outcome = outcome
-    if outcome in ("amount_mismatch", "unknown_payment"):
+    if outcome in ("amount_mismatch", "mismatch_refund", "unknown_payment"):
         log.warning("payment_notification_refused", outcome=outcome, notification_id=notification.id,
                     payment_id=payment.id if payment else None)
     return outcome
@@ -117,12 +123,11 @@ async def do_handle_notification(session: AsyncSession, *, provider: str, notifi
 async def settle_paid(session: AsyncSession, payment: Payment, reported: ProviderPayment, *,
                       now: dt.datetime) -> str:
     """The provider says `payment` is paid: confirm its booking if the hold is still running,
-    else open its refund. Returns confirmed | late_refund | already_settled | amount_mismatch."""
+    else open its refund. Returns confirmed | late_refund | mismatch_refund | already_settled |
+    amount_mismatch."""
     if reported.amount != payment.amount:
-        # never act on an amount that is not ours; operators see the flag and the report
-        await session.execute(update(Payment).where(Payment.id == payment.id, Payment.flagged_reason.is_(None))
-                              .values(flagged_reason="amount_mismatch", updated_at=now))
-        return "amount_mismatch"
+        return await do_settle_as_refund(session, payment, reported, reason="amount_mismatch",
+                                         flag="amount_mismatch", now=now)
     result = await session.execute(
         update(Payment).where(Payment.id == payment.id, Payment.state != "paid")
         .values(state="paid", provider_txn_id=reported.txn_id, paid_at=reported.paid_at or now, updated_at=now)
@@ -136,14 +141,46 @@ async def settle_paid(session: AsyncSession, payment: Payment, reported: Provide
             # PostgreSQL the outer transaction must stay usable for the refund below
             async with session.begin_nested():
                 await booking_actions.do_confirm(session, booking.id, now=now)
-        except (booking_errors.HoldExpired, booking_errors.TransitionRefused):
+        except GuahaoError:
+            # any refusal (the hold ended, the booking moved on, the schedule was suspended
+            # meanwhile): the money cannot pay for this visit, so it goes back below
             await session.refresh(booking)
         else:
             await _settle(session, payment.id, "booking", now)
             return "confirmed"
     await _settle(session, payment.id, "refund", now)
-    await _open_late_refund(session, payment, booking, now)
+    await _open_refund(session, payment, booking, amount=payment.amount, reason="late_payment", now=now)
     return "late_refund"
+
+
+async def do_settle_as_refund(session: AsyncSession, payment: Payment, reported: ProviderPayment, *, reason: str,
+                              flag: str | None, now: dt.datetime) -> str:
+    """The provider holds money for `payment` that must not pay for the visit (another amount
+    than ours, or an operator decided so): record it as paid with the amount the provider
+    holds, never confirm the booking, and open exactly one refund of that amount.
+
+    A correctly signed notification (or the provider's own answer to a query) proves the
+    money arrived; leaving the payment open would keep it at the provider forever (I5). The
+    conditional UPDATE is the exactly-once gate, as in `settle_paid`: duplicates of the
+    notification, the reconciliation job and an operator all race on it and one wins."""
+    if reported.amount <= 0:  # nothing arrived, so nothing to give back: close it, keep the flag
+        await session.execute(update(Payment).where(Payment.id == payment.id, Payment.state == "created")
+                              .values(state="closed", flagged_reason=flag, updated_at=now)
+                              .execution_options(synchronize_session=False))
+        return "amount_mismatch"
+    values = {"state": "paid", "amount": reported.amount, "provider_txn_id": reported.txn_id,
+              "paid_at": reported.paid_at or now, "settled_as": "refund", "settled_at": now, "updated_at": now}
+    if flag is not None:
+        values["flagged_reason"] = flag
+    result = await session.execute(update(Payment).where(Payment.id == payment.id, Payment.state != "paid")
+                                   .values(**values).execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        return "already_settled"
+    booking = await session.get_one(Booking, payment.booking_id)
+    await _open_refund(session, payment, booking, amount=reported.amount, reason=reason, now=now)
+    log.warning("payment_settled_as_refund", payment_id=payment.id, booking_id=booking.id, reason=reason,
+                ours=payment.amount, provider=reported.amount)
+    return "mismatch_refund"
 
 
 async def _settle(session: AsyncSession, payment_id: int, settled_as: str, now: dt.datetime) -> None:
@@ -152,21 +189,24 @@ async def _settle(session: AsyncSession, payment_id: int, settled_as: str, now: 
                           .execution_options(synchronize_session=False))
 
 
-async def _open_late_refund(session: AsyncSession, payment: Payment, booking: Booking, now: dt.datetime) -> None:
-    """The fee arrived after the hold ended (expired, cancelled, revoked): give it back and
-    tell the patient why. The refund row is the 'refund pending' of I5 from this commit on."""
-    effective = "expired" if booking.state == "held" else booking.state
+async def _open_refund(session: AsyncSession, payment: Payment, booking: Booking, *, amount: int, reason: str,
+                       now: dt.datetime) -> None:
+    """Give back a payment that did not pay for the visit (it came after the hold ended, or
+    with another amount), and tell the patient when it came late. The refund row is the
+    'refund pending' of I5 from this commit on; the `payment.refund` job carries it out."""
+    effective = "expired" if booking.state == "held" and reason == "late_payment" else booking.state
     session.add(Refund(hospital_id=payment.hospital_id, payment_id=payment.id, booking_id=booking.id,
-                       out_refund_no=out_refund_no(payment.out_trade_no), amount=payment.amount, state="pending",
-                       reason="late_payment", attempts=0, created_at=now, updated_at=now))
+                       out_refund_no=out_refund_no(payment.out_trade_no), amount=amount, state="pending",
+                       reason=reason, attempts=0, created_at=now, updated_at=now))
     payload = {"booking_id": booking.id, "hospital_id": booking.hospital_id, "payment_id": payment.id,
-               "amount": payment.amount, "reason": "late_payment", "booking_state": effective}
+               "amount": amount, "reason": reason, "booking_state": effective}
     await outbox.enqueue(session, topic="payment.refund", dedupe_key=f"payment.refund:payment:{payment.id}",
                          payload=payload, now=now, hospital_id=booking.hospital_id)
-    await outbox.enqueue(session, topic="notify.payment_late_refund",
-                         dedupe_key=f"notify.payment_late_refund:{payment.id}", payload=payload, now=now,
-                         hospital_id=booking.hospital_id)
-    log.info("payment_late_refund_opened", payment_id=payment.id, booking_id=booking.id, booking_state=effective)
+    if reason == "late_payment":  # its message says the payment came too late; other refunds are quiet
+        await outbox.enqueue(session, topic="notify.payment_late_refund",
+                             dedupe_key=f"notify.payment_late_refund:{payment.id}", payload=payload, now=now,
+                             hospital_id=booking.hospital_id)
+        log.info("payment_late_refund_opened", payment_id=payment.id, booking_id=booking.id, booking_state=effective)
 
 
 async def do_mark_unpaid(session: AsyncSession, payment_id: int, trade_state: str, now: dt.datetime) -> bool:

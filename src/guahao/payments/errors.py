@@ -34,10 +34,28 @@ class NotificationMalformed(GuahaoError):
     en = "The payment notification is malformed."
 
 
-class AmountMismatch(GuahaoError):
-    code, status = "payment_amount_mismatch", 400
-    zh = "支付金额与订单金额不符,已记录待核查。"
-    en = "The paid amount differs from the order amount; recorded for review."
+class NotificationTooLarge(GuahaoError):
+    code, status = "notification_too_large", 413
+    zh = "支付通知超过{limit}字节,已拒收。"
+    en = "The payment notification is larger than {limit} bytes; refused."
+
+
+class NotPaidAtProvider(GuahaoError):
+    code, status = "payment_not_paid_at_provider", 409
+    zh = "支付平台显示该订单未支付,无需退款;如需结束请关闭订单。"
+    en = "The provider reports this payment unpaid; nothing to refund. Close it instead."
+
+
+class PaidAtProvider(GuahaoError):
+    code, status = "payment_paid_at_provider", 409
+    zh = "支付平台显示该订单已支付,不能关闭,请退款。"
+    en = "The provider reports this payment paid; it cannot be closed. Refund it instead."
+
+
+class PaymentAlreadyResolved(GuahaoError):
+    code, status = "payment_already_resolved", 409
+    zh = "该支付已处理完毕(已退款、退款中或已关闭)。"
+    en = "This payment is already resolved (refunded, refund pending or closed)."
 
 
 class UnknownPayment(GuahaoError):

@@ -42,6 +42,9 @@ async def check_money(session: AsyncSession, *, hospital_id: int | None = None) 
     for p in payments:
         refund = refunds.get(p.id)
         if p.state != "paid":
+            if p.state == "created" and p.flagged_reason is not None:
+                # the provider told us something about it and we neither kept nor returned it
+                problems.append(f"payment {p.id} is flagged ({p.flagged_reason}) but still open")
             if refund is not None:
                 problems.append(f"refund {refund.id} of payment {p.id} which is {p.state}, not paid")
             continue

@@ -113,3 +113,22 @@ class PaymentNotification(IdMixin, Base):
         Index("ix_payment_notifications_received_at", "received_at"),
     )
 
+
+
+class RejectedNotificationCount(IdMixin, Base):
+    """How many notifications failed verification, per provider, reason and hour.
+
+    Forged or broken notifications are counted here, one row per hour and reason however
+    many arrive; only the first few of each hour are also kept in full in
+    payment_notifications as a sample for operators (see `rejections`)."""
+
+    __tablename__ = "payment_notification_rejections"
+
+    provider: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(30))
+    hour: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    count: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("uq_payment_notification_rejections_bucket", "provider", "reason", "hour", unique=True),
+    )

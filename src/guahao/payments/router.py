@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from guahao.booking import actions as booking_actions
-from guahao.core.deps import ClockDep, CurrentAccount, Db
+from guahao.core.deps import ClockDep, CurrentAccount, Db, Limiter
 from guahao.core.errors import NotFound
-from guahao.payments import errors, reports, service
+from guahao.payments import errors, rejections, reports, service
 from guahao.payments.schemas import PaymentRead, PaymentStarted
 
 router = APIRouter(tags=["payments"])
@@ -16,7 +16,9 @@ router = APIRouter(tags=["payments"])
 # what the provider gets back for a notification we have acted on (WeChat Pay's format)
 ACK = {"code": "SUCCESS", "message": "成功"}
 MAX_NOTIFICATION_BYTES = 64 * 1024
-REFUSED = {"amount_mismatch": errors.AmountMismatch, "unknown_payment": errors.UnknownPayment}
+# outcomes answered with an error, so the provider retries and operators see it; every other
+# recorded outcome (a wrong amount included: it is refunded) is acknowledged
+REFUSED = {"unknown_payment": errors.UnknownPayment}
 
 
 def _flights(request: Request) -> service.SingleFlight:
@@ -24,6 +26,22 @@ def _flights(request: Request) -> service.SingleFlight:
     if flights is None:
         flights = request.app.state.payment_notification_flights = service.SingleFlight()
     return flights
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it is longer than `limit`: a declared
+    Content-Length is checked before reading, and a chunked body is read only up to the
+    limit, so an endless body costs us `limit` bytes of memory, not more."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise errors.NotificationTooLarge(limit=limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.NotificationTooLarge(limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def payment_port(request: Request):
@@ -53,17 +71,23 @@ async def list_payments(booking_id: int, account: CurrentAccount, db: Db) -> lis
 
 
 @router.post("/api/v1/payments/notify/{provider}", include_in_schema=False)
-async def notify(request: Request, provider: str, db: Db, clock: ClockDep):
+async def notify(request: Request, provider: str, db: Db, clock: ClockDep, limiter: Limiter):
     """The provider's asynchronous payment notification. Verified before anything is read;
     answered 2xx only after our transaction committed, so the provider retries otherwise."""
     port = payment_port(request)
     if port is None or port.name != provider:
         raise NotFound("page")
-    body = await request.body()
-    if len(body) > MAX_NOTIFICATION_BYTES:
-        raise errors.NotificationMalformed()
+    body = await read_capped(request, MAX_NOTIFICATION_BYTES)
+    settings = request.app.state.settings
+    limit = getattr(settings, "payment_rejected_notification_limit", None) or rejections.DEFAULT_LIMIT
+
+    async def before_rejecting() -> None:
+        # one bucket per provider, not per client: genuine notifications are verified before
+        # this is reached, so only forgeries are ever held back by it
+        await limiter.hit(limit, "payment-notification-rejected", port.name)
+
     outcome = await service.take_notification(db, port, request.headers, body, now=clock.now(),
-                                              flights=_flights(request))
+                                              flights=_flights(request), before_rejecting=before_rejecting)
     if outcome in REFUSED:
         raise REFUSED[outcome]()
     return JSONResponse(ACK)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class PaymentStarted(BaseModel):
@@ -99,3 +99,23 @@ class ReconciliationReport(BaseModel):
     theirs: LedgerSide
     differences: list[Difference]
     balanced: bool
+
+
+class FlaggedPaymentRead(PaymentRead):
+    hospital_id: int
+
+
+class FlaggedPage(BaseModel):
+    items: list[FlaggedPaymentRead]
+    next_before_id: int | None
+
+
+class PaymentResolve(BaseModel):
+    # why the operator acts: kept in the audit log with the operator's id
+    reason: str = Field(min_length=4, max_length=200)
+
+
+class PaymentResolved(BaseModel):
+    payment_id: int
+    outcome: str  # mismatch_refund | refund_requeued | closed
+    payment: PaymentRead

@@ -18,7 +18,7 @@ from guahao.booking.models import Booking
 from guahao.catalog import service as catalog_service
 from guahao.config import Settings
 from guahao.core.db import Database
-from guahao.payments import actions, errors
+from guahao.payments import actions, errors, rejections
 from guahao.payments import provider as provider_config
 from guahao.payments.models import Payment, PaymentNotification
 from guahao.payments.port import Notification, NotificationRejected, PaymentPort, ProviderError, ProviderRefused
@@ -106,19 +106,25 @@ class SingleFlight:
 
 
 async def take_notification(db: Database, port: PaymentPort, headers: Mapping[str, str], body: bytes, *,
-                            now: dt.datetime, flights: SingleFlight | None = None) -> str:
+                            now: dt.datetime, flights: SingleFlight | None = None,
+                            before_rejecting: Callable[[], Awaitable[None]] | None = None) -> str:
     """Verify first, then record and act in one transaction; returns the outcome. The caller
-    answers 2xx only after this returned, i.e. after the commit (I7)."""
+    answers 2xx only after this returned, i.e. after the commit (I7). `before_rejecting` runs
+    for a notification that failed verification before any database work (the router's rate
+    limit: it raises to refuse)."""
     digest = body_hash(body)
     try:
         notification = port.verify_and_parse(headers, body)
     except NotificationRejected as exc:
+        rejections.REJECTED.labels(port.name, exc.reason).inc()
+        if before_rejecting is not None:
+            await before_rejecting()
         # no body, no personal data: the reason and a fingerprint of what was sent
         log.warning("payment_notification_rejected", provider=port.name, reason=exc.reason,
                     body_sha256=digest[:16], size=len(body))
         async with db.begin() as session:
-            session.add(PaymentNotification(provider=port.name, body_sha256=digest, verified=False,
-                                            outcome=exc.reason[:30], received_at=now))
+            await rejections.do_count_rejected(session, provider=port.name, reason=exc.reason, body_sha256=digest,
+                                               now=now)
         if exc.reason == "malformed":
             raise errors.NotificationMalformed() from None
         raise errors.NotificationRejected() from None  # the reason stays in our log, not in the answer
@@ -165,7 +171,8 @@ async def reconcile_open_payments(db: Database, port: PaymentPort, *, now: dt.da
         rows = (await session.execute(
             select(Payment.id, Payment.out_trade_no, Booking.state, Booking.hold_expires_at)
             .join(Booking, Booking.id == Payment.booking_id)
-            .where(Payment.state == "created", Payment.provider == port.name, Payment.flagged_reason.is_(None),
+            # flagged ones too: a flag must never keep money at the provider (I5)
+            .where(Payment.state == "created", Payment.provider == port.name,
                    (Booking.state != "held") | (Booking.hold_expires_at <= now + lead))
             .order_by(Payment.id).limit(limit))).all()
     gate = asyncio.Semaphore(RECONCILE_CONCURRENCY)
@@ -207,7 +214,7 @@ async def _reconcile_one(db: Database, port: PaymentPort, payment_id: int, out_t
         if reported.paid:
             outcome = await actions.settle_paid(session, payment, reported, now=now)
             summary.confirmed += outcome == "confirmed"
-            summary.refunded += outcome == "late_refund"
+            summary.refunded += outcome in ("late_refund", "mismatch_refund")
             if outcome != "already_settled":
                 log.info("payment_reconciled", payment_id=payment_id, outcome=outcome)
         elif reported.trade_state in ("PAYERROR", "CLOSED"):

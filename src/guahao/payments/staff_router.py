@@ -5,13 +5,16 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from sqlalchemy import select
 
 from guahao.booking.models import Booking
 from guahao.core.deps import ClockDep, CurrentStaff, Db
-from guahao.core.errors import NotFound
-from guahao.payments import errors, reports
+from guahao.core.errors import Forbidden, NotFound
+from guahao.payments import errors, reports, resolve
+from guahao.payments.models import Payment, Refund
 from guahao.payments.port import ProviderError, ProviderRefused
-from guahao.payments.schemas import BookingMoney, MoneyTotals, ReconciliationReport
+from guahao.payments.schemas import (BookingMoney, FlaggedPage, FlaggedPaymentRead, MoneyTotals, PaymentResolve,
+                                     PaymentResolved, ReconciliationReport)
 
 router = APIRouter(prefix="/api/v1/staff", tags=["staff payments"])
 HOSPITAL_ROLES = ("hospital_admin", "scheduler", "front_desk")
@@ -62,3 +65,51 @@ async def reconciliation(request: Request, staff: CurrentStaff, db: Db, date: dt
         raise errors.PaymentsUnavailable() from exc
     async with db.read() as session:
         return await reports.reconciliation(session, day=date, provider=port.name, bill=bill)
+
+
+def _operator_only(staff) -> None:
+    # `require` lets operators through every role; these routes are for operators alone
+    if not staff.is_operator:
+        raise Forbidden()
+
+
+@router.get("/payments/flagged", response_model=FlaggedPage)
+async def flagged_payments(staff: CurrentStaff, db: Db, unresolved: bool = True,
+                           limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                           before_id: int | None = None) -> FlaggedPage:
+    """Payments the provider reported something odd about (e.g. another amount), newest
+    first; by default only those still needing an operator. Operators."""
+    _operator_only(staff)
+    async with db.read() as session:
+        rows = await resolve.list_flagged(session, unresolved=unresolved, limit=limit, before_id=before_id)
+    items = [FlaggedPaymentRead(hospital_id=p.hospital_id, **reports.payment_read(p, r).model_dump()) for p, r in rows]
+    return FlaggedPage(items=items, next_before_id=items[-1].id if len(items) == limit else None)
+
+
+async def _resolved(db, payment_id: int, outcome: str) -> PaymentResolved:
+    async with db.read() as session:
+        payment = await session.get_one(Payment, payment_id)
+        refund = await session.scalar(select(Refund).where(Refund.payment_id == payment_id))
+        return PaymentResolved(payment_id=payment_id, outcome=outcome, payment=reports.payment_read(payment, refund))
+
+
+@router.post("/payments/{payment_id}/refund", response_model=PaymentResolved)
+async def refund_flagged(request: Request, payment_id: int, body: PaymentResolve, staff: CurrentStaff, db: Db,
+                         clock: ClockDep) -> PaymentResolved:
+    """Refund a flagged payment (audited, with the operator's reason): one the provider holds
+    money for, or one whose refund failed. Operators."""
+    _operator_only(staff)
+    outcome = await resolve.operator_refund(db, request.app.state.providers.get("payments"), payment_id=payment_id,
+                                            staff_id=staff.staff_id, reason=body.reason, now=clock.now())
+    return await _resolved(db, payment_id, outcome)
+
+
+@router.post("/payments/{payment_id}/close", response_model=PaymentResolved)
+async def close_flagged(request: Request, payment_id: int, body: PaymentResolve, staff: CurrentStaff, db: Db,
+                        clock: ClockDep) -> PaymentResolved:
+    """Close a flagged open payment the provider reports unpaid (audited, with the
+    operator's reason). Operators."""
+    _operator_only(staff)
+    outcome = await resolve.operator_close(db, request.app.state.providers.get("payments"), payment_id=payment_id,
+                                           staff_id=staff.staff_id, reason=body.reason, now=clock.now())
+    return await _resolved(db, payment_id, outcome)
