@@ -20,7 +20,7 @@ from guahao.outbox import service as outbox
 from guahao.payments import actions, errors
 from guahao.payments.models import Payment, Refund
 from guahao.payments.port import PaymentPort, ProviderError, ProviderPayment, ProviderRefused
-from guahao.staff import audit as staff_audit
+from guahao.core import audit
 
 
 async def list_flagged(session: AsyncSession, *, unresolved: bool, limit: int,
@@ -124,7 +124,7 @@ async def do_requeue_failed_refund(session: AsyncSession, payment: Payment, *, n
 
 async def _audit(session: AsyncSession, payment: Payment, action: str, staff_id: int, reason: str, outcome: str,
                  now: dt.datetime, **extra: object) -> None:
-    await staff_audit.do_record(session, now=now, action=action, object_type="payment", object_id=payment.id,
+    await audit.do_record(session, now=now, action=action, object_type="payment", object_id=payment.id,
                                 hospital_id=payment.hospital_id, staff_id=staff_id,
                                 detail={"reason": reason, "outcome": outcome, "flag": payment.flagged_reason,
                                         "state_before": payment.state, "amount": payment.amount, **extra})
