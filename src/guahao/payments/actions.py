@@ -136,7 +136,7 @@ async def settle_paid(session: AsyncSession, payment: Payment, reported: Provide
             # PostgreSQL the outer transaction must stay usable for the refund below
             async with session.begin_nested():
                 await booking_actions.do_confirm(session, booking.id, now=now)
-        except (booking_errors.HoldExpired, booking_errors.TransitionRefused):
+        except (booking_errors.HoldExpired, booking_errors.TransitionRefused, booking_errors.ScheduleSuspended):
             await session.refresh(booking)
         else:
             await _settle(session, payment.id, "booking", now)
