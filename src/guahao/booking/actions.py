@@ -16,6 +16,7 @@ from guahao.booking import errors, inventory, lifecycle, notices, restrictions
 from guahao.booking.context import SlotContext, load_slot_context
 from guahao.booking.lifecycle import Actor
 from guahao.booking.models import ACTIVE_STATES, I3_INDEX, Booking
+from guahao.booking.schemas import CancelPreview
 from guahao.core.errors import NotFound
 from guahao.patients import service as patients_service
 from guahao.patients.models import Person
@@ -225,6 +226,28 @@ async def do_cancel(session: AsyncSession, *, account_id: int, booking_id: int, 
         await restrictions.after_strike(session, person_id=booking.person_id, hospital_id=booking.hospital_id,
                                         rules=ctx.rules, now=now)
     return booking
+
+
+async def cancel_preview(session: AsyncSession, *, account_id: int, booking_id: int,
+                         now: dt.datetime) -> CancelPreview:
+    """The remaining allowance before a patient cancels: a read, no lock (the cancellation
+    itself counts again under the person lock)."""
+    booking = await get_for_account(session, account_id, booking_id)
+    ctx = await load_slot_context(session, booking.slot_id)
+    rules, deadline = ctx.rules, ctx.deadline_of(booking)
+    state = "expired" if (booking.state == "held" and booking.hold_expires_at is not None
+                          and booking.hold_expires_at <= now) else booking.state
+    can_cancel = state == "held" or (state == "confirmed" and now < deadline)
+    counts = can_cancel and rules.cancellation_strikes(was_paid=state == "confirmed")
+    used = await restrictions.strikes_counted(session, person_id=booking.person_id,
+                                              hospital_id=booking.hospital_id, rules=rules, now=now)
+    restricted = await restrictions.active_until(session, person_id=booking.person_id,
+                                                 hospital_id=booking.hospital_id, now=now) is not None
+    return CancelPreview(booking_id=booking.id, can_cancel=can_cancel, cancel_deadline=deadline,
+                         counts_as_strike=counts, strikes_used=used, strikes_allowed=rules.restriction_threshold,
+                         window_days=rules.restriction_window_days,
+                         restriction_if_cancelled=counts and not restricted and used + 1 >= rules.restriction_threshold,
+                         restriction_days=rules.restriction_days)
 
 
 async def do_expire_due(session: AsyncSession, *, now: dt.datetime, limit: int = 500) -> int:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from guahao.booking import actions, errors
 from guahao.core import idempotency
 from guahao.booking.models import Booking, BookingEvent
-from guahao.booking.schemas import BookingCancel, BookingCreate, BookingEventRead, BookingPage, BookingRead
+from guahao.booking.schemas import BookingCancel, BookingCreate, CancelPreview, BookingEventRead, BookingPage, BookingRead
 from guahao.booking.views import booking_read
 from guahao.core.deps import ClockDep, CurrentAccount, CurrentAccountWithKey, Db, Locale
 from guahao.core.errors import GuahaoError, PROBLEM_JSON
@@ -119,6 +119,15 @@ async def get_booking(booking_id: int, account: CurrentAccount, db: Db, clock: C
     async with db.read() as session:
         booking = await actions.get_for_account(session, account.account_id, booking_id)
         return await booking_read(session, booking, clock.now())
+
+
+@router.get("/{booking_id}/cancel-preview", response_model=CancelPreview)
+async def preview_cancellation(booking_id: int, account: CurrentAccount, db: Db, clock: ClockDep) -> CancelPreview:
+    """Before cancelling: whether it is still possible, whether it counts toward the hospital's
+    restriction, the strikes used and allowed, and whether this one would restrict."""
+    async with db.read() as session:
+        return await actions.cancel_preview(session, account_id=account.account_id, booking_id=booking_id,
+                                            now=clock.now())
 
 
 @router.get("/{booking_id}/events", response_model=list[BookingEventRead])
