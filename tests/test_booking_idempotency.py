@@ -140,3 +140,29 @@ async def test_not_yet_released_is_replayed_only_until_the_release(client, db, c
 async def test_missing_key_with_bad_token_is_401_first(client):
     r = await client.post("/api/v1/bookings", json={"slot_id": 1, "patient_id": 1}, headers=auth("nope"))
     assert r.status_code == 401
+
+
+async def test_rules_are_checked_at_the_time_of_the_claim_not_of_arrival(client, app, db, clock, monkeypatch):
+    """A request that arrives just before the release and waits in the slot's lane past it
+    is judged at the time it reaches the database."""
+    now = clock.now()
+    slot = await _last_seat(db, now, release_at=now + dt.timedelta(seconds=1))
+    account_id, token = await make_account(db, now)
+    patient = await make_patient(db, now, account_id)
+    gate = app.state.gate
+    real_lane = gate.slot_lane
+
+    class SlowLane:
+        def __init__(self, slot_id):
+            self._lane = real_lane(slot_id)
+
+        async def __aenter__(self):
+            await self._lane.__aenter__()
+            clock.advance(seconds=2)  # the wait for the lane took two seconds
+
+        async def __aexit__(self, *exc):
+            await self._lane.__aexit__(*exc)
+
+    monkeypatch.setattr(gate, "slot_lane", SlowLane)
+    r = await _hold(client, token, slot, patient)
+    assert r.status_code == 201, r.text

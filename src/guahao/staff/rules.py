@@ -77,10 +77,15 @@ def _snapshot(row: HospitalRules, timezone: str | None = None) -> Rules:
                  **{name: getattr(row, name) for name in RULE_FIELDS})
 
 
+def default_rules(hospital_id: int = 0, timezone: str = "Asia/Shanghai") -> Rules:
+    """The rules of a hospital that never edited them."""
+    return Rules(hospital_id=hospital_id, timezone=timezone, **default_values())
+
+
 def rules_from_row(row: HospitalRules | None, hospital_id: int, timezone: str | None) -> Rules:
     """The snapshot of a row read by the caller's own query (None: the hospital's defaults)."""
     if row is None:
-        return Rules(hospital_id=hospital_id, timezone=timezone or "Asia/Shanghai", **default_values())
+        return default_rules(hospital_id, timezone or "Asia/Shanghai")
     return _snapshot(row, timezone)
 
 
