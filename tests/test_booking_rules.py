@@ -219,3 +219,35 @@ async def test_outbox_enqueue_of_a_concurrent_duplicate_is_a_no_op(db, clock):
     async with db.read() as s:
         assert await s.scalar(select(func.count()).select_from(OutboxMessage)
                               .where(OutboxMessage.dedupe_key == "same-key")) == 1
+
+
+async def test_booking_keeps_the_strike_rule_it_was_made_under(db, clock):
+    now = clock.now()
+    hid = await make_hospital(db, now, strike_cancellations="none", restriction_threshold=1)
+    dep = await make_department(db, hid)
+    (slot,) = await _slots(db, now, hid, dep, 1)
+    account_id, _ = await make_account(db, now)
+    booking_id = await _hold(db, now, account_id, await make_patient(db, now, account_id), slot)
+    async with db.begin() as s:  # the hospital tightens the rule after the booking was made
+        await s.execute(update(HospitalRules).where(HospitalRules.hospital_id == hid)
+                        .values(strike_cancellations="all"))
+    assert await _cancel(db, now, account_id, booking_id) == "cancelled"
+    assert await _restrictions(db, hospital_id=hid) == 0
+
+
+async def test_rules_api_has_strike_cancellations_and_patient_sms(client, db, clock):
+    from tests.builders import make_staff
+
+    now = clock.now()
+    hid = await make_hospital(db, now)
+    _, token = await make_staff(db, now, role="hospital_admin", hospital_id=hid)
+    current = (await client.get(f"/api/v1/staff/hospitals/{hid}/rules", headers=auth(token))).json()
+    assert current["strike_cancellations"] == "all" and current["sms_to_patient_phone"] is True
+    body = {k: v for k, v in current.items() if k not in ("hospital_id", "updated_at")}
+    r = await client.put(f"/api/v1/staff/hospitals/{hid}/rules", headers=auth(token),
+                         json={**body, "strike_cancellations": "paid_only", "sms_to_patient_phone": False})
+    assert r.status_code == 200, r.text
+    assert r.json()["strike_cancellations"] == "paid_only" and r.json()["sms_to_patient_phone"] is False
+    bad = await client.put(f"/api/v1/staff/hospitals/{hid}/rules", headers=auth(token),
+                           json={**body, "strike_cancellations": "sometimes"})
+    assert bad.status_code == 422

@@ -139,6 +139,7 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
         person_id=patient.person_id, visit_date=ctx.visit_date, visit_no=None,
         dedupe_day=ctx.visit_date if ctx.rules.one_per_department_per_day else None,
         cancel_deadline=ctx.cancel_deadline,  # kept: later rule edits do not move it
+        strike_cancellations=ctx.rules.strike_cancellations,  # kept too
         booking_code=await _new_booking_code(session, ctx.hospital_id),
         state="held" if amount > 0 else "confirmed", registration_fee=ctx.registration_fee,
         consultation_fee=ctx.consultation_fee, amount_due=amount, hold_expires_at=hold_until,
@@ -217,7 +218,8 @@ async def do_cancel(session: AsyncSession, *, account_id: int, booking_id: int, 
     deadline = ctx.deadline_of(booking)
     if was_paid and now >= deadline:
         raise errors.CancelDeadlinePassed(deadline=deadline.isoformat(), deadline_local=ctx.local(deadline))
-    strike = booking.state in ACTIVE_STATES and ctx.rules.cancellation_strikes(was_paid=was_paid)
+    strike = booking.state in ACTIVE_STATES and ctx.rules.cancellation_strikes(was_paid=was_paid,
+                                                                                      kept=booking.strike_cancellations)
     await lifecycle.apply(session, booking, "cancel", actor=Actor("account", account_id), now=now,
                           reason=reason or "patient_cancelled", **({"strike_at": now} if strike else {}))
     await inventory.release(session, [booking.id])
@@ -238,7 +240,8 @@ async def cancel_preview(session: AsyncSession, *, account_id: int, booking_id: 
     state = "expired" if (booking.state == "held" and booking.hold_expires_at is not None
                           and booking.hold_expires_at <= now) else booking.state
     can_cancel = state == "held" or (state == "confirmed" and now < deadline)
-    counts = can_cancel and rules.cancellation_strikes(was_paid=state == "confirmed")
+    counts = can_cancel and rules.cancellation_strikes(was_paid=state == "confirmed",
+                                                            kept=booking.strike_cancellations)
     used = await restrictions.strikes_counted(session, person_id=booking.person_id,
                                               hospital_id=booking.hospital_id, rules=rules, now=now)
     restricted = await restrictions.active_until(session, person_id=booking.person_id,

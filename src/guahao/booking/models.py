@@ -73,6 +73,8 @@ class Booking(IdMixin, Base):
     # the online cancellation deadline under the rules the booking was made with (DESIGN.md
     # section 4: a booking keeps its deadlines); NULL only for rows older than this column
     cancel_deadline: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # and whether its cancellation counts toward the restriction (Rules.strike_cancellations)
+    strike_cancellations: Mapped[str | None] = mapped_column(String(20))
     # set when a cancellation (per the hospital's strike_cancellations) or a no-show counts
     # toward the blacklist
     strike_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -56,9 +56,11 @@ class Rules:
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    def cancellation_strikes(self, *, was_paid: bool) -> bool:
-        """Whether a patient's cancellation of a booking counts toward the restriction."""
-        return self.strike_cancellations == "all" or (self.strike_cancellations == "paid_only" and was_paid)
+    def cancellation_strikes(self, *, was_paid: bool, kept: str | None = None) -> bool:
+        """Whether a patient's cancellation of a booking counts toward the restriction; `kept`
+        is the policy the booking was made under (it wins over today's rule)."""
+        policy = kept or self.strike_cancellations
+        return policy == "all" or (policy == "paid_only" and was_paid)
 
     def cancel_deadline(self, visit_date: dt.date) -> dt.datetime:
         """The online cancellation deadline (UTC) of a visit on `visit_date`, under these rules."""

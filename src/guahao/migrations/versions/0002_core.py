@@ -28,6 +28,7 @@ def upgrade() -> None:
     with op.batch_alter_table("bookings", schema=None) as batch_op:
         batch_op.add_column(sa.Column("dedupe_day", sa.Date(), nullable=True))
         batch_op.add_column(sa.Column("cancel_deadline", guahao.core.db.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column("strike_cancellations", sa.String(length=20), nullable=True))
     # existing bookings were all made under the rule being on
     op.execute("UPDATE bookings SET dedupe_day = visit_date")
     with op.batch_alter_table("bookings", schema=None) as batch_op:
@@ -43,6 +44,7 @@ def downgrade() -> None:
         batch_op.create_index("uq_bookings_person_department_day_live",
                               ["person_id", "hospital_id", "department_id", "visit_date"], unique=True,
                               sqlite_where=_LIVE, postgresql_where=_LIVE)
+        batch_op.drop_column("strike_cancellations")
         batch_op.drop_column("cancel_deadline")
         batch_op.drop_column("dedupe_day")
     with op.batch_alter_table("hospital_rules", schema=None) as batch_op:
