@@ -57,7 +57,9 @@ async def test_retry_while_first_holds_the_seat_and_gate_says_full_gets_the_firs
     await claimed.wait()
     await app.state.gate.mark_full(slot)
     retries = [asyncio.create_task(_hold(client, token, slot, patient, key="K")) for _ in range(5)]
-    await asyncio.sleep(0.3)  # let the retries reach the database, where they must wait
+    # give the retries every chance to answer on their own (the old code answered "sold out"
+    # here at once); correct retries wait in the database for the first request instead
+    await asyncio.wait(retries, timeout=3)
     release.set()
     answers = [await first] + [await r for r in retries]
 
