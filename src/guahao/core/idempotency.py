@@ -136,15 +136,23 @@ async def record(db: Database, *, account_id: int, key: str, req_hash: str, arri
     values = dict(account_id=account_id, key=key, request_hash=req_hash, status_code=status, response=body,
                   created_at=arrived_at, replay_until=replay_until)
     for _ in range(5):
-        async with db.begin() as session:
-            stmt = _claim_statement(session.bind.dialect.name, values, arrived_at)
-            if (await session.execute(stmt)).scalar() is not None:
-                return status, body
+        if await _insert_once(db, _claim_statement(db.engine.dialect.name, values, arrived_at)):
+            return status, body
         stored = await lookup(db, account_id, key, req_hash, arrived_at=arrived_at)
         if stored is not None:
             return stored
         # the answer we conflicted with has gone (its write rolled back) or ended: try again
     return status, body
+
+
+async def _insert_once(db: Database, stmt) -> bool:
+    """One statement, committed: on PostgreSQL in autocommit (one round trip, the sold-out
+    gate's whole cost); on SQLite in a write transaction (writers queue on BEGIN IMMEDIATE)."""
+    if db.is_sqlite:
+        async with db.begin() as session:
+            return (await session.execute(stmt)).scalar() is not None
+    async with db.peek() as conn:
+        return (await conn.execute(stmt)).scalar() is not None
 
 
 class _KeyTaken(Exception):
