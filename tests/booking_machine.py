@@ -8,8 +8,8 @@ every deadline (hold deadline, cancellation deadline, booking close, period end)
 they cause; after every step the database is checked against the model and against I1-I4
 (on SQLite and on PostgreSQL).
 
-Today's strike rule lives in one function, `cancellation_is_strike`; change it there when
-the hospital setting for which cancellations count lands.
+Which cancellations strike lives in one function, `cancellation_is_strike`, matching the
+hospital's `strike_cancellations` rule the machine runs under.
 """
 from __future__ import annotations
 
@@ -46,10 +46,10 @@ SCHEDULES = ((1, 0, 2, False), (1, 1, 1, True), (2, 0, 1, True), (3, 0, 2, False
 
 
 def cancellation_is_strike(from_state: str) -> bool:
-    """Today's rule: cancelling a confirmed booking counts toward a restriction, cancelling a
-    hold does not (no-shows always count). The hospital setting `strike_cancellations`
-    ('all' | 'paid_only' | 'none') will change this: 'all' also counts held."""
-    return from_state == "confirmed"
+    """The machine's hospital keeps the default `strike_cancellations = 'all'`: cancelling a
+    hold counts toward a restriction as much as cancelling a confirmed booking (the seed's
+    "3 cancelled orders in a month"); no-shows always count."""
+    return from_state in ("held", "confirmed")
 
 
 def _local(day: dt.date, hour: int) -> dt.datetime:

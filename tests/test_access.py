@@ -165,7 +165,8 @@ def endpoints(app) -> list[Endpoint]:
     for path, route in _route_entries(app):
         nodes = list(_dependants(route.dependant))
         calls = {node.call for node in nodes}
-        kind = ("account" if deps.current_account in calls else "staff" if deps.current_staff in calls else None)
+        account_deps = {deps.current_account, deps.current_account_with_key}
+        kind = ("account" if account_deps & set(calls) else "staff" if deps.current_staff in calls else None)
         path_params = tuple(re.findall(r"{(\w+)(?::\w+)?}", path))
         query = tuple(p.alias for node in nodes for p in node.query_params)
         body_names: list[str] = []

@@ -1,6 +1,8 @@
 """Scheduling: the pure domain, templates, generation, edits and publication by staff."""
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 import datetime as dt
 
@@ -10,6 +12,7 @@ from sqlalchemy import select, update
 from guahao.catalog.models import HospitalRules
 from guahao.core.clock import SHANGHAI
 from guahao.scheduling import domain, service
+from guahao.staff import rules as staff_rules
 from guahao.scheduling.errors import InvalidBands
 from guahao.scheduling.models import Schedule
 from guahao.core.audit import AuditEntry
@@ -92,9 +95,9 @@ def test_visit_numbers_are_contiguous_and_unique_per_schedule(platform, onsite, 
 
 
 def test_release_instant_is_computed_in_the_hospital_zone():
-    rules = domain.TimeRules()
+    rules = staff_rules.default_rules()
     assert domain.release_instant(dt.date(2026, 11, 26), rules) == dt.datetime(2026, 11, 19, 0, 0, tzinfo=UTC)
-    midnight = domain.TimeRules(release_time=T(0, 0))
+    midnight = dataclasses.replace(rules, release_time=T(0, 0))
     assert domain.release_instant(dt.date(2026, 11, 26), midnight) == dt.datetime(2026, 11, 18, 16, tzinfo=UTC)
     starts, _ = domain.period_bounds(dt.date(2026, 11, 26), "afternoon", SHANGHAI)
     assert domain.closing_instant(starts, 30) == dt.datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
@@ -364,7 +367,7 @@ async def test_services_expose_slots_and_rules_to_other_features(db, clock, clie
     async with db.read() as s:
         slots = await service.list_slots(s, schedule.id, pool="platform")
         slot = await service.get_slot_or_raise(s, slots[0].id, hospital_id=world["hospital"])
-        rules = await service.load_rules(s, world["hospital"])
+        rules = await staff_rules.get_rules(s, world["hospital"])
         assert service.closes_at(schedule, rules) == schedule.starts_at
         assert (await service.live_counts(s, [slot.id], clock.now())) == {slot.id: 0}
         with pytest.raises(Exception) as missing:

@@ -242,7 +242,8 @@ def _token_statements():
     t, k = AuthSession.__table__, IdempotencyKey.__table__
     live = (t.c.token_hash == bindparam("token_hash"), t.c.revoked_at.is_(None), t.c.expires_at > bindparam("now"))
     plain = select(t.c.id, t.c.account_id, t.c.staff_id).where(*live)
-    with_key = (select(t.c.id, t.c.account_id, t.c.staff_id, k.c.status_code, k.c.request_hash, k.c.response)
+    with_key = (select(t.c.id, t.c.account_id, t.c.staff_id, k.c.status_code, k.c.request_hash, k.c.response,
+                       k.c.replay_until)
                 .outerjoin(k, (k.c.account_id == t.c.account_id) & (k.c.key == bindparam("key")))
                 .where(*live))
     return plain, with_key
@@ -258,7 +259,7 @@ async def resolve_token(conn: AsyncConnection, token: str, *, now: dt.datetime,
 
     Returns a row with id, account_id, staff_id, or None. With `idempotency_key`, the same
     statement also reads the account's stored answer for that key (status_code,
-    request_hash, response; NULL when none), so a write request pays one round trip for
+    request_hash, response, replay_until; NULL when none), so a write request pays one round trip for
     authentication and replay detection together."""
     params = {"token_hash": token_hash(token), "now": now}
     if idempotency_key is None:

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.booking import errors, inventory, lifecycle, notices, restrictions
 from guahao.booking.context import SlotContext, load_slot_context
 from guahao.booking.lifecycle import Actor
-from guahao.booking.models import Booking
+from guahao.booking.models import ACTIVE_STATES, I3_INDEX, Booking
+from guahao.booking.schemas import CancelPreview
 from guahao.core.errors import NotFound
 from guahao.patients import service as patients_service
 from guahao.patients.models import Person
@@ -76,14 +77,32 @@ async def settle_lapsed_holds(session: AsyncSession, bookings: list[Booking], no
     await inventory.release(session, ids)
 
 
+def _is_i3_violation(exc: IntegrityError) -> bool:
+    """Only the I3 index means "duplicate booking"; PostgreSQL names the index, SQLite names
+    its columns (dedupe_day is in no other unique key)."""
+    message = str(exc.orig)
+    return I3_INDEX in message or "bookings.dedupe_day" in message
+
+
+async def lock_person(session: AsyncSession, person_id: int, *, hospital_id: int, now: dt.datetime):
+    """Lock a person's row (second in the lock order) and read their running restriction at
+    this hospital in the same statement. Serialises the person's holds across accounts and
+    every strike count (cancellation, no-show), so limits and restrictions are exact."""
+    return await session.scalar(
+        select(restrictions.active_until_subquery(hospital_id=hospital_id, now=now))
+        .where(Person.id == person_id).with_for_update(of=Person))
+
+
 async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, slot_id: int,
                   now: dt.datetime, with_context: bool = False):
     """Take a hold (锁号) on `slot_id` for one of the account's patients.
 
-    Checks run in the order the product promises (each with its own code); the seat claim is
-    last so that its row lock is held only for the final statements before commit.
+    Locks in the order schedule (shared) → person → seat: the schedule's status is read under
+    its share lock so a 停诊 cannot interleave (it takes the row exclusively); the person lock
+    makes the per-person checks exact; the seat claim is last so that its row lock is held
+    only for the final statements before commit.
     """
-    ctx = await load_slot_context(session, slot_id)
+    ctx = await load_slot_context(session, slot_id, lock_schedule=True)
     if ctx is None:
         raise NotFound("slot")
     check_schedule_open(ctx, now)
@@ -96,24 +115,20 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
     if ctx.rules.record_requirement == "existing_record_required":
         # medical records (建档) come from the HIS integration; none is known yet for anyone
         raise errors.RecordRequired()
-    # Serialise this person's bookings (across all accounts that hold them): lock order starts
-    # here. The same statement reads the person's restriction at this hospital.
-    until = await session.scalar(
-        select(restrictions.active_until_subquery(hospital_id=ctx.hospital_id, now=now))
-        .where(Person.id == patient.person_id).with_for_update(of=Person))
+    until = await lock_person(session, patient.person_id, hospital_id=ctx.hospital_id, now=now)
     if until is not None:
         raise errors.Restricted(until=until.isoformat(), until_local=ctx.local(until))
-    live = list(await session.scalars(
+    active = list(await session.scalars(
         select(Booking).where(Booking.person_id == patient.person_id, Booking.hospital_id == ctx.hospital_id,
-                              Booking.state.in_(("held", "confirmed")))
+                              Booking.state.in_(ACTIVE_STATES))
     ))
-    await settle_lapsed_holds(session, live, now)
-    live = [b for b in live if b.state in ("held", "confirmed")]
+    await settle_lapsed_holds(session, active, now)
+    active = [b for b in active if b.state in ACTIVE_STATES]
     if ctx.rules.one_per_department_per_day and any(
-        b.department_id == ctx.department_id and b.visit_date == ctx.visit_date for b in live
+        b.department_id == ctx.department_id and b.visit_date == ctx.visit_date for b in active
     ):
         raise errors.DuplicateBooking()
-    if len(live) >= ctx.rules.max_live_bookings_per_person:
+    if len(active) >= ctx.rules.max_live_bookings_per_person:
         raise errors.TooManyBookings(limit=ctx.rules.max_live_bookings_per_person)
 
     amount = ctx.registration_fee + ctx.consultation_fee
@@ -122,6 +137,9 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
         hospital_id=ctx.hospital_id, department_id=ctx.department_id, doctor_id=ctx.doctor_id,
         schedule_id=ctx.schedule_id, slot_id=ctx.slot_id, account_id=account_id, patient_id=patient.id,
         person_id=patient.person_id, visit_date=ctx.visit_date, visit_no=None,
+        dedupe_day=ctx.visit_date if ctx.rules.one_per_department_per_day else None,
+        cancel_deadline=ctx.cancel_deadline,  # kept: later rule edits do not move it
+        strike_cancellations=ctx.rules.strike_cancellations,  # kept too
         booking_code=await _new_booking_code(session, ctx.hospital_id),
         state="held" if amount > 0 else "confirmed", registration_fee=ctx.registration_fee,
         consultation_fee=ctx.consultation_fee, amount_due=amount, hold_expires_at=hold_until,
@@ -130,8 +148,10 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
     session.add(booking)
     try:
         await session.flush()
-    except IntegrityError as exc:  # the unique index of I3 caught a race the check above missed
-        raise errors.DuplicateBooking() from exc
+    except IntegrityError as exc:
+        if _is_i3_violation(exc):  # the I3 index caught what the check above could not see
+            raise errors.DuplicateBooking() from exc
+        raise
     lifecycle.record_creation(session, booking, actor=Actor("account", account_id), now=now)
 
     claimed = await inventory.claim(session, slot_id=ctx.slot_id, booking_id=booking.id, hold_until=hold_until, now=now)
@@ -159,43 +179,78 @@ async def get_for_account(session: AsyncSession, account_id: int, booking_id: in
 
 async def do_confirm(session: AsyncSession, booking_id: int, *, now: dt.datetime,
                      actor: Actor | None = None) -> Booking:
-    """held -> confirmed, only while the hold is running (I4). Called when the fee is paid."""
-    booking = await session.get(Booking, booking_id)
-    if booking is None:
+    """held -> confirmed, only while the hold is running (I4) and the schedule is not
+    suspended. Called when the fee is paid; a refusal makes the payment layer refund.
+
+    Locks: the schedule shared (a 停诊 either finished before us, and we see it, or waits for
+    us and then revokes what we confirmed), then the seat, then the booking row."""
+    found = await session.get(Booking, booking_id)
+    if found is None:
         raise NotFound("booking")
+    ctx = await load_slot_context(session, found.slot_id, lock_schedule=True)
+    booking = await session.get_one(Booking, booking_id, populate_existing=True)  # re-read after the lock
     if booking.state != "held":
         raise errors.TransitionRefused(state=booking.state, event="pay")
-    # the seat row first (lock order), and only if our hold on it has not lapsed
+    if ctx.schedule_status == "suspended":
+        raise errors.ScheduleSuspended()
     if not await inventory.make_permanent(session, booking.id, now):
         raise errors.HoldExpired()
     await lifecycle.apply(session, booking, "pay", actor=actor or Actor.system(), now=now)
-    his_mode = (await load_slot_context(session, booking.slot_id)).his_mode
-    await notices.after_transition(session, booking, now=now, his_mode=his_mode)
+    await notices.after_transition(session, booking, now=now, his_mode=ctx.his_mode)
     return booking
 
 
 async def do_cancel(session: AsyncSession, *, account_id: int, booking_id: int, now: dt.datetime,
                     reason: str | None = None) -> Booking:
-    """Patient cancellation: a hold any time; a confirmed booking until the hospital's deadline."""
-    booking = await get_for_account(session, account_id, booking_id)
-    await inventory.lock_seats_of(session, [booking.id])
+    """Patient cancellation: a hold any time; a confirmed booking until its deadline (the one
+    it was made under). Whether it is a strike follows the hospital's strike_cancellations.
+
+    Locks: schedule (shared), person (the strike count), seat, booking; state re-read after."""
+    found = await get_for_account(session, account_id, booking_id)
+    ctx = await load_slot_context(session, found.slot_id, lock_schedule=True)
+    await lock_person(session, found.person_id, hospital_id=found.hospital_id, now=now)
+    await inventory.lock_seats_of(session, [found.id])
+    booking = await session.get_one(Booking, booking_id, populate_existing=True)
     await settle_lapsed_holds(session, [booking], now)
     if booking.state == "expired":
         return booking  # the hold lapsed on its own: what the patient wanted has happened
-    ctx = await load_slot_context(session, booking.slot_id)
     was_paid = booking.state == "confirmed"
-    if was_paid and now >= ctx.cancel_deadline:
-        raise errors.CancelDeadlinePassed(deadline=ctx.cancel_deadline.isoformat(),
-                                          deadline_local=ctx.local(ctx.cancel_deadline))
-    changes = {"strike_at": now} if was_paid else {}
+    deadline = ctx.deadline_of(booking)
+    if was_paid and now >= deadline:
+        raise errors.CancelDeadlinePassed(deadline=deadline.isoformat(), deadline_local=ctx.local(deadline))
+    strike = booking.state in ACTIVE_STATES and ctx.rules.cancellation_strikes(was_paid=was_paid,
+                                                                                      kept=booking.strike_cancellations)
     await lifecycle.apply(session, booking, "cancel", actor=Actor("account", account_id), now=now,
-                          reason=reason or "patient_cancelled", **changes)
+                          reason=reason or "patient_cancelled", **({"strike_at": now} if strike else {}))
     await inventory.release(session, [booking.id])
     await notices.after_transition(session, booking, now=now, his_mode=ctx.his_mode, was_paid=was_paid)
-    if was_paid:
+    if strike:
         await restrictions.after_strike(session, person_id=booking.person_id, hospital_id=booking.hospital_id,
                                         rules=ctx.rules, now=now)
     return booking
+
+
+async def cancel_preview(session: AsyncSession, *, account_id: int, booking_id: int,
+                         now: dt.datetime) -> CancelPreview:
+    """The remaining allowance before a patient cancels: a read, no lock (the cancellation
+    itself counts again under the person lock)."""
+    booking = await get_for_account(session, account_id, booking_id)
+    ctx = await load_slot_context(session, booking.slot_id)
+    rules, deadline = ctx.rules, ctx.deadline_of(booking)
+    state = "expired" if (booking.state == "held" and booking.hold_expires_at is not None
+                          and booking.hold_expires_at <= now) else booking.state
+    can_cancel = state == "held" or (state == "confirmed" and now < deadline)
+    counts = can_cancel and rules.cancellation_strikes(was_paid=state == "confirmed",
+                                                            kept=booking.strike_cancellations)
+    used = await restrictions.strikes_counted(session, person_id=booking.person_id,
+                                              hospital_id=booking.hospital_id, rules=rules, now=now)
+    restricted = await restrictions.active_until(session, person_id=booking.person_id,
+                                                 hospital_id=booking.hospital_id, now=now) is not None
+    return CancelPreview(booking_id=booking.id, can_cancel=can_cancel, cancel_deadline=deadline,
+                         counts_as_strike=counts, strikes_used=used, strikes_allowed=rules.restriction_threshold,
+                         window_days=rules.restriction_window_days,
+                         restriction_if_cancelled=counts and not restricted and used + 1 >= rules.restriction_threshold,
+                         restriction_days=rules.restriction_days)
 
 
 async def do_expire_due(session: AsyncSession, *, now: dt.datetime, limit: int = 500) -> int:

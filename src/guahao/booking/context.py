@@ -2,7 +2,13 @@
 
 The hold is the hottest path of the platform, so instead of asking catalog and scheduling
 for slot, schedule, department, doctor and rules one by one, it reads them in one joined
-SELECT. Only reads happen here; every write goes through the owning feature.
+SELECT. Only reads happen here; every write goes through the owning feature. The rules come
+out as the one rules type, `staff.rules.Rules` (defaults when the hospital has no row).
+
+`lock_schedule=True` reads the schedule row under a share lock (PostgreSQL `FOR SHARE OF
+schedules`; SQLite writers are serial anyway). It is the first lock of the order schedule →
+person → seats → booking → payment: holds, confirmations and cancellations take it shared,
+so they run side by side, while 停诊 takes it exclusively and so never interleaves with them.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.catalog.models import Department, Doctor, Hospital, HospitalRules
 from guahao.scheduling.models import Schedule, Slot
+from guahao.staff.rules import Rules, rules_from_row
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,7 @@ class SlotContext:
     allowed_sex: str | None
     doctor_id: int | None
     doctor_name: str | None
-    rules: HospitalRules
+    rules: Rules
 
     @property
     def zone(self) -> ZoneInfo:
@@ -56,26 +63,33 @@ class SlotContext:
 
     @property
     def cancel_deadline(self) -> dt.datetime:
-        midnight = dt.datetime.combine(self.visit_date, dt.time(0, 0), tzinfo=self.zone)
-        return (midnight - dt.timedelta(minutes=self.rules.cancel_minutes_before_visit_day)).astimezone(dt.timezone.utc)
+        """The deadline under the hospital's current rules; a booking keeps the one it was made
+        under (`Booking.cancel_deadline`), see `deadline_of`."""
+        return self.rules.cancel_deadline(self.visit_date)
+
+    def deadline_of(self, booking) -> dt.datetime:
+        return booking.cancel_deadline or self.cancel_deadline
 
     def local(self, instant: dt.datetime) -> str:
         return instant.astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
 
 
-async def load_slot_context(session: AsyncSession, slot_id: int) -> SlotContext | None:
-    row = (await session.execute(
+async def load_slot_context(session: AsyncSession, slot_id: int, *, lock_schedule: bool = False) -> SlotContext | None:
+    query = (
         select(Slot, Schedule, Hospital.name, Hospital.timezone, Hospital.his_mode, Department, Doctor.name, HospitalRules)
         .join(Schedule, Schedule.id == Slot.schedule_id)
         .join(Hospital, Hospital.id == Schedule.hospital_id)
-        .join(HospitalRules, HospitalRules.hospital_id == Hospital.id)
+        .outerjoin(HospitalRules, HospitalRules.hospital_id == Hospital.id)  # no row: the defaults
         .join(Department, Department.id == Schedule.department_id)
         .outerjoin(Doctor, Doctor.id == Schedule.doctor_id)
         .where(Slot.id == slot_id)
-    )).first()
+    )
+    if lock_schedule:
+        query = query.with_for_update(read=True, of=Schedule).execution_options(populate_existing=True)
+    row = (await session.execute(query)).first()
     if row is None:
         return None
-    slot, schedule, hospital_name, tz, his_mode, department, doctor_name, rules = row
+    slot, schedule, hospital_name, tz, his_mode, department, doctor_name, rules_row = row
     return SlotContext(
         slot_id=slot.id, pool=slot.pool, slot_starts_at=slot.starts_at, slot_ends_at=slot.ends_at,
         schedule_id=schedule.id, schedule_status=schedule.status, visit_date=schedule.date, period=schedule.period,
@@ -84,9 +98,6 @@ async def load_slot_context(session: AsyncSession, slot_id: int) -> SlotContext 
         hospital_id=schedule.hospital_id, hospital_name=hospital_name, timezone=tz, his_mode=his_mode,
         department_id=department.id, department_name=department.name, department_location=department.location,
         min_age=department.min_age, max_age=department.max_age, allowed_sex=department.allowed_sex,
-        doctor_id=schedule.doctor_id, doctor_name=doctor_name, rules=rules,
+        doctor_id=schedule.doctor_id, doctor_name=doctor_name,
+        rules=rules_from_row(rules_row, schedule.hospital_id, tz),
     )
-
-
-async def load_rules(session: AsyncSession, hospital_id: int) -> HospitalRules:
-    return await session.get_one(HospitalRules, hospital_id)

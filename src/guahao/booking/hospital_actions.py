@@ -7,19 +7,27 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.booking import errors, inventory, lifecycle, notices, restrictions
-from guahao.booking.context import load_rules
+from guahao.booking import actions as booking_actions
 from guahao.booking.lifecycle import Actor
-from guahao.booking.models import Booking
+from guahao.booking.models import ACTIVE_STATES, Booking
 from guahao.catalog.models import Hospital
 from guahao.core.errors import NotFound
 from guahao.scheduling.models import Schedule
+from guahao.staff import rules as staff_rules
 
 
 async def do_suspend(session: AsyncSession, *, schedule_id: int, hospital_id: int | None, reason: str,
                      actor: Actor, now: dt.datetime) -> list[Booking]:
-    """停诊: the schedule stops selling and every live booking becomes revoked, with refund and
-    notification messages in the outbox. Returns the revoked bookings."""
-    schedule = await session.scalar(select(Schedule).where(Schedule.id == schedule_id).with_for_update())
+    """停诊: the schedule stops selling and every active booking becomes revoked, with refund
+    and notification messages in the outbox. Returns the revoked bookings. Always succeeds
+    for a schedule the caller may reach.
+
+    Locks: the schedule row exclusively first (holds, confirmations and cancellations take it
+    shared, so none of them is half-way while we run), then the seats of its active bookings;
+    after waiting for them the bookings are read again and those that ended meanwhile (the
+    sweeper expired a hold, say) are skipped."""
+    schedule = await session.scalar(select(Schedule).where(Schedule.id == schedule_id).with_for_update()
+                                    .execution_options(populate_existing=True))
     if schedule is None or (hospital_id is not None and schedule.hospital_id != hospital_id):
         raise NotFound("schedule")
     if schedule.status == "suspended":
@@ -29,12 +37,10 @@ async def do_suspend(session: AsyncSession, *, schedule_id: int, hospital_id: in
         .values(status="suspended", suspended_reason=reason, updated_at=now)
     )
     his_mode = await session.scalar(select(Hospital.his_mode).where(Hospital.id == schedule.hospital_id))
-    live = list(await session.scalars(
-        select(Booking).where(Booking.schedule_id == schedule.id, Booking.state.in_(("held", "confirmed")))
-        .order_by(Booking.id)
-    ))
-    ids = [b.id for b in live]
+    active = select(Booking).where(Booking.schedule_id == schedule.id, Booking.state.in_(ACTIVE_STATES))
+    ids = list(await session.scalars(active.with_only_columns(Booking.id).order_by(Booking.id)))
     await inventory.lock_seats_of(session, ids)
+    live = list(await session.scalars(active.order_by(Booking.id).execution_options(populate_existing=True)))
     revoked = []
     for booking in live:
         if booking.state == "held" and booking.hold_expires_at is not None and booking.hold_expires_at <= now:
@@ -45,7 +51,7 @@ async def do_suspend(session: AsyncSession, *, schedule_id: int, hospital_id: in
         await lifecycle.apply(session, booking, "suspend", actor=actor, now=now, reason=reason)
         await notices.after_transition(session, booking, now=now, his_mode=his_mode, was_paid=was_paid)
         revoked.append(booking)
-    await inventory.release(session, ids)
+    await inventory.release(session, [b.id for b in live])
     return revoked
 
 
@@ -82,20 +88,29 @@ async def do_complete(session: AsyncSession, booking: Booking, *, actor: Actor, 
 
 
 async def do_mark_no_shows(session: AsyncSession, *, now: dt.datetime, limit: int = 500) -> int:
-    """爽约: confirmed bookings whose period is over without a check-in. Each is a strike."""
+    """爽约: confirmed bookings whose period is over without a check-in. Each is a strike,
+    counted under the person's row lock (as cancellations are), so two strikes at once
+    neither miss nor double a restriction."""
     due = list(await session.scalars(
-        select(Booking).join(Schedule, Schedule.id == Booking.schedule_id)
+        select(Booking.id).join(Schedule, Schedule.id == Booking.schedule_id)
         .where(Booking.state == "confirmed", Schedule.ends_at <= now).order_by(Booking.id).limit(limit)
     ))
-    for booking in due:
+    marked = 0
+    for booking_id in due:
+        found = await session.get_one(Booking, booking_id)
+        await booking_actions.lock_person(session, found.person_id, hospital_id=found.hospital_id, now=now)
+        booking = await session.get_one(Booking, booking_id, populate_existing=True)
+        if booking.state != "confirmed":
+            continue  # checked in or cancelled while we waited
         await lifecycle.apply(session, booking, "miss", actor=Actor.system(), now=now, reason="not_checked_in",
                               strike_at=now)
         his_mode = await session.scalar(select(Hospital.his_mode).where(Hospital.id == booking.hospital_id))
         await notices.after_transition(session, booking, now=now, his_mode=his_mode)
-        rules = await load_rules(session, booking.hospital_id)
+        rules = await staff_rules.get_rules(session, booking.hospital_id)
         await restrictions.after_strike(session, person_id=booking.person_id, hospital_id=booking.hospital_id,
                                         rules=rules, now=now)
-    return len(due)
+        marked += 1
+    return marked
 
 
 async def _zone(session: AsyncSession, hospital_id: int):

@@ -7,7 +7,8 @@ transaction commits (the claim is the last step before commit). On SQLite every 
 transaction is already exclusive (BEGIN IMMEDIATE), so the same statement without the lock
 clause is enough. A seat is free when it has no booking or its hold deadline has passed; the
 claimer that takes over a lapsed seat also marks the lapsed booking expired, in the same
-transaction. Lock order everywhere: person row, then seat rows, then booking rows.
+transaction. Lock order everywhere (DESIGN.md section 5, docs/ARCHITECTURE.md): schedule,
+person, seats, booking, payment.
 """
 from __future__ import annotations
 

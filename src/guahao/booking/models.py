@@ -16,8 +16,17 @@ from sqlalchemy.orm import Mapped, mapped_column
 from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
 
 STATES = ("held", "confirmed", "checked_in", "completed", "cancelled", "expired", "revoked", "no_show")
-LIVE_STATES = ("held", "confirmed", "checked_in", "completed")
-_LIVE_SQL = "state IN ('held', 'confirmed', 'checked_in', 'completed')"
+# The one definition of the state groups (every query and check uses these names):
+# ACTIVE: still ahead of the visit. These count toward a person's limits (one per department
+# and day, max bookings), are what 停诊 revokes, and keep a patient from being deleted (with
+# checked_in, see IN_PROGRESS_STATES).
+ACTIVE_STATES = ("held", "confirmed")
+IN_PROGRESS_STATES = ACTIVE_STATES + ("checked_in",)
+# LIVE: occupy their seat and visit number (I1, I2) and the I3 index. A held booking whose
+# deadline passed is still 'held' in the row until settled; seat queries treat it as free.
+LIVE_STATES = ACTIVE_STATES + ("checked_in", "completed")
+I3_INDEX = "uq_bookings_person_department_day_live"
+_LIVE_SQL = f"state IN {LIVE_STATES!r}"
 
 
 class SlotPosition(IdMixin, Base):
@@ -51,6 +60,9 @@ class Booking(IdMixin, Base):
     patient_id: Mapped[int] = mapped_column(BigId, ForeignKey("patients.id"))
     person_id: Mapped[int] = mapped_column(BigId, ForeignKey("persons.id"))
     visit_date: Mapped[dt.date] = mapped_column(Date)
+    # the visit date when the hospital's one-per-department-per-day rule applied at hold time,
+    # NULL otherwise: the I3 unique index is over this column, so switching the rule off works
+    dedupe_day: Mapped[dt.date | None] = mapped_column(Date)
     visit_no: Mapped[int | None] = mapped_column(Integer)
     booking_code: Mapped[str] = mapped_column(String(8))
     state: Mapped[str] = mapped_column(String(20))
@@ -58,7 +70,13 @@ class Booking(IdMixin, Base):
     consultation_fee: Mapped[int] = mapped_column(Integer)
     amount_due: Mapped[int] = mapped_column(Integer)
     hold_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    # set when a cancellation of a confirmed booking or a no-show counts toward the blacklist
+    # the online cancellation deadline under the rules the booking was made with (DESIGN.md
+    # section 4: a booking keeps its deadlines); NULL only for rows older than this column
+    cancel_deadline: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # and whether its cancellation counts toward the restriction (Rules.strike_cancellations)
+    strike_cancellations: Mapped[str | None] = mapped_column(String(20))
+    # set when a cancellation (per the hospital's strike_cancellations) or a no-show counts
+    # toward the blacklist
     strike_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     state_reason: Mapped[str | None] = mapped_column(String(400))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -71,8 +89,9 @@ class Booking(IdMixin, Base):
         # I2 backstop: a visit number belongs to one live booking of a schedule
         Index("uq_bookings_schedule_visit_no_live", "schedule_id", "visit_no", unique=True,
               sqlite_where=text(_LIVE_SQL), postgresql_where=text(_LIVE_SQL)),
-        # I3: one live booking per real person, hospital, department and day
-        Index("uq_bookings_person_department_day_live", "person_id", "hospital_id", "department_id", "visit_date",
+        # I3: one live booking per real person, hospital, department and day, where the rule is
+        # on (dedupe_day NULL never conflicts)
+        Index(I3_INDEX, "person_id", "hospital_id", "department_id", "dedupe_day",
               unique=True, sqlite_where=text(_LIVE_SQL), postgresql_where=text(_LIVE_SQL)),
         Index("ix_bookings_account_id", "account_id", "created_at"),
         Index("ix_bookings_schedule_state", "schedule_id", "state"),

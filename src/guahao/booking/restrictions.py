@@ -1,5 +1,9 @@
-"""黑名单: strikes (cancelled confirmed bookings, no-shows) in a rolling window bar a person
-from online booking at a hospital for a while. Staff can lift a restriction, audited."""
+"""黑名单: strikes (cancellations the hospital counts, see Rules.strike_cancellations, and
+no-shows) in a rolling window bar a person from online booking at a hospital for a while.
+Staff can lift a restriction, audited.
+
+Strikes are recorded and counted under the person's row lock (booking.actions.lock_person),
+so two strikes at the same moment are counted one after the other."""
 from __future__ import annotations
 
 import datetime as dt
@@ -31,22 +35,27 @@ def active_until_subquery(*, hospital_id: int, now: dt.datetime):
         .correlate(Person).scalar_subquery())
 
 
-async def after_strike(session: AsyncSession, *, person_id: int, hospital_id: int, rules, now: dt.datetime) -> Restriction | None:
-    """Called in the transaction that recorded a strike: restrict when the threshold is reached.
-
-    Strikes already covered by an earlier restriction (before its start) do not count again.
-    """
-    if await active_until(session, person_id=person_id, hospital_id=hospital_id, now=now) is not None:
-        return None
+async def strikes_counted(session: AsyncSession, *, person_id: int, hospital_id: int, rules,
+                          now: dt.datetime) -> int:
+    """Strikes in the rolling window that an earlier restriction has not already answered
+    (those before its start do not count again)."""
     window_start = now - dt.timedelta(days=rules.restriction_window_days)
     last_start = await session.scalar(
         select(func.max(Restriction.starts_at)).where(Restriction.person_id == person_id,
                                                       Restriction.hospital_id == hospital_id))
     since = max(window_start, last_start) if last_start is not None else window_start
-    strikes = await session.scalar(
+    return await session.scalar(
         select(func.count()).select_from(Booking).where(
             Booking.person_id == person_id, Booking.hospital_id == hospital_id, Booking.strike_at > since)
     ) or 0
+
+
+async def after_strike(session: AsyncSession, *, person_id: int, hospital_id: int, rules, now: dt.datetime) -> Restriction | None:
+    """Called in the transaction that recorded a strike, under the person's row lock:
+    restrict when the threshold is reached."""
+    if await active_until(session, person_id=person_id, hospital_id=hospital_id, now=now) is not None:
+        return None
+    strikes = await strikes_counted(session, person_id=person_id, hospital_id=hospital_id, rules=rules, now=now)
     if strikes < rules.restriction_threshold:
         return None
     restriction = Restriction(person_id=person_id, hospital_id=hospital_id, starts_at=now,

@@ -1,6 +1,7 @@
 """Patient-side booking routes."""
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
@@ -10,9 +11,9 @@ from sqlalchemy import func, select
 from guahao.booking import actions, errors
 from guahao.core import idempotency
 from guahao.booking.models import Booking, BookingEvent
-from guahao.booking.schemas import BookingCancel, BookingCreate, BookingEventRead, BookingPage, BookingRead
+from guahao.booking.schemas import BookingCancel, BookingCreate, CancelPreview, BookingEventRead, BookingPage, BookingRead
 from guahao.booking.views import booking_read
-from guahao.core.deps import ClockDep, CurrentAccount, Db, Locale
+from guahao.core.deps import ClockDep, CurrentAccount, CurrentAccountWithKey, Db, Locale
 from guahao.core.errors import GuahaoError, PROBLEM_JSON
 
 router = APIRouter(prefix="/api/v1/bookings", tags=["bookings"])
@@ -25,45 +26,69 @@ def _problem_body(request: Request, exc: GuahaoError, locale: str) -> dict:
             **extra}
 
 
+def _replay_until(exc: GuahaoError, now: dt.datetime) -> dt.datetime:
+    """How long a refusal stays the key's answer (core/idempotency.py): a short retry window,
+    and never past the moment the refusal stops being true for a release."""
+    until = now + idempotency.REFUSAL_REPLAY
+    if exc.code == "not_yet_released" and "release_at" in exc.params:
+        until = min(until, dt.datetime.fromisoformat(exc.params["release_at"]))
+    return until
+
+
 @router.post("", status_code=201, response_model=BookingRead,
              responses={409: {"description": "refused (problem+json with a stable code)"}})
-async def create_booking(request: Request, body: BookingCreate, account: CurrentAccount, db: Db, clock: ClockDep,
-                         locale: Locale, idempotency_key: Annotated[str | None, Header()] = None):
-    """Take a hold (锁号) on a slot for one of your patients. Requires an Idempotency-Key header."""
-    key = idempotency.validate_key(idempotency_key)
-    gate = request.app.state.gate
-    now = clock.now()
+async def create_booking(request: Request, body: BookingCreate, caller: CurrentAccountWithKey, db: Db,
+                         clock: ClockDep, locale: Locale,
+                         idempotency_key: Annotated[str | None, Header()] = None):
+    """Take a hold (锁号) on a slot for one of your patients. Requires an Idempotency-Key header.
+
+    Every answer is the key's answer (I7): a retry replays the first, or waits for it."""
+    arrived_at = clock.now()
+    account_id, key = caller.principal.account_id, caller.key
     req_hash = idempotency.request_hash("POST", request.url.path, body.model_dump())
-    stored = await idempotency.lookup(db, account.account_id, key, req_hash,
-                                      prefetched=getattr(request.state, "idempotency_prefetch", None))
+    stored = idempotency.replay_answer(caller.stored, req_hash, arrived_at)
     if stored is None:
-        stored = await _hold_once(request, db, gate, account.account_id, key, req_hash, body, now, locale)
+        stored = await _hold_once(request, db, clock, account_id, key, req_hash, body, arrived_at, locale)
     status, payload = stored
     media = PROBLEM_JSON if status >= 400 else "application/json"
     return JSONResponse(payload, status_code=status, media_type=media)
 
 
-async def _hold_once(request: Request, db, gate, account_id: int, key: str, req_hash: str, body: BookingCreate,
-                     now, locale: str) -> tuple[int, dict]:
-    """The first answer for this key. A slot known to be full is answered without a database
-    transaction, before queueing for the slot's lane and again after (the slot may have
-    filled while we waited); such answers are not stored, nothing was booked."""
-    sold_out = errors.SlotSoldOut()
+async def _hold_once(request: Request, db, clock, account_id: int, key: str, req_hash: str, body: BookingCreate,
+                     arrived_at: dt.datetime, locale: str) -> tuple[int, dict]:
+    """The first answer for this key.
+
+    A slot known to be full is answered without a hold transaction, before queueing for the
+    slot's lane and again after (it may have filled while we waited). That answer is still
+    recorded as the key's answer (one statement), because a twin of this request may be in
+    flight: if it got there first, its answer is returned instead, so a retry is never told
+    "sold out" while its first request holds the seat."""
+    gate = request.app.state.gate
+
+    async def sold_out() -> tuple[int, dict]:
+        exc = errors.SlotSoldOut()
+        return await idempotency.record(db, account_id=account_id, key=key, req_hash=req_hash,
+                                        arrived_at=arrived_at, status=exc.status,
+                                        body=_problem_body(request, exc, locale),
+                                        replay_until=_replay_until(exc, arrived_at))
+
     if await gate.known_full(body.slot_id):
-        return sold_out.status, _problem_body(request, sold_out, locale)
-
-    async def work(session) -> dict:
-        booking, ctx, patient = await actions.do_hold(session, account_id=account_id, patient_id=body.patient_id,
-                                                      slot_id=body.slot_id, now=now, with_context=True)
-        return (await booking_read(session, booking, now, ctx=ctx, patient=patient)).model_dump(mode="json")
-
+        return await sold_out()
     async with gate.slot_lane(body.slot_id):
         if await gate.known_full(body.slot_id):
-            return sold_out.status, _problem_body(request, sold_out, locale)
+            return await sold_out()
+        now = clock.now()  # after the lane wait: the rules are checked at the time of the claim
+
+        async def work(session) -> dict:
+            booking, ctx, patient = await actions.do_hold(session, account_id=account_id,
+                                                          patient_id=body.patient_id, slot_id=body.slot_id,
+                                                          now=now, with_context=True)
+            return (await booking_read(session, booking, now, ctx=ctx, patient=patient)).model_dump(mode="json")
+
         status, payload = await idempotency.run(
-            db, account_id=account_id, key=key, req_hash=req_hash, now=now, work=work,
+            db, account_id=account_id, key=key, req_hash=req_hash, arrived_at=arrived_at, work=work,
             render_error=lambda exc: _problem_body(request, exc, locale),
-            remember_refusal=lambda exc: exc.code != "slot_sold_out")
+            replay_until=lambda exc: _replay_until(exc, now))
     if payload.get("code") == "slot_sold_out":
         await gate.mark_full(body.slot_id)
     return status, payload
@@ -94,6 +119,15 @@ async def get_booking(booking_id: int, account: CurrentAccount, db: Db, clock: C
     async with db.read() as session:
         booking = await actions.get_for_account(session, account.account_id, booking_id)
         return await booking_read(session, booking, clock.now())
+
+
+@router.get("/{booking_id}/cancel-preview", response_model=CancelPreview)
+async def preview_cancellation(booking_id: int, account: CurrentAccount, db: Db, clock: ClockDep) -> CancelPreview:
+    """Before cancelling: whether it is still possible, whether it counts toward the hospital's
+    restriction, the strikes used and allowed, and whether this one would restrict."""
+    async with db.read() as session:
+        return await actions.cancel_preview(session, account_id=account.account_id, booking_id=booking_id,
+                                            now=clock.now())
 
 
 @router.get("/{booking_id}/events", response_model=list[BookingEventRead])

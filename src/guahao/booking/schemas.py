@@ -57,6 +57,21 @@ class BookingPage(BaseModel):
     total: int
 
 
+class CancelPreview(BaseModel):
+    """What cancelling this booking now would mean, shown before the patient confirms."""
+
+    booking_id: int
+    can_cancel: bool
+    cancel_deadline: dt.datetime = Field(description="kept from the rules the booking was made under")
+    counts_as_strike: bool = Field(description="whether this cancellation counts toward the restriction "
+                                               "(the hospital's strike_cancellations rule)")
+    strikes_used: int = Field(description="cancellations and no-shows counted in the current window")
+    strikes_allowed: int = Field(description="the hospital's threshold; reaching it restricts online booking")
+    window_days: int
+    restriction_if_cancelled: bool
+    restriction_days: int
+
+
 class BookingEventRead(BaseModel):
     from_state: str | None
     to_state: str

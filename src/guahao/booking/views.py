@@ -42,9 +42,9 @@ async def booking_read(session: AsyncSession, booking: Booking, now: dt.datetime
         starts_at=ctx.slot_starts_at, ends_at=ctx.slot_ends_at, visit_no=booking.visit_no if state != "expired" else None,
         booking_code=booking.booking_code, registration_fee=booking.registration_fee,
         consultation_fee=booking.consultation_fee, amount_due=booking.amount_due,
-        hold_expires_at=booking.hold_expires_at, cancel_deadline=ctx.cancel_deadline,
+        hold_expires_at=booking.hold_expires_at, cancel_deadline=ctx.deadline_of(booking),
         state_reason=booking.state_reason,
         patient=PatientBrief(id=patient.id, name=mask_name(patient.name), id_type=patient.id_type,
                              id_number=mask_id_number(patient.id_number)),
-        allowed_actions=allowed_actions(booking, ctx.cancel_deadline, now), created_at=booking.created_at,
+        allowed_actions=allowed_actions(booking, ctx.deadline_of(booking), now), created_at=booking.created_at,
     )

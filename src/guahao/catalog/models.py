@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (Boolean, CheckConstraint, Float, ForeignKey, Integer, String, Text, Time, UniqueConstraint,
-                        event)
+                        event, true)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
@@ -15,6 +15,8 @@ TITLES = ("chief", "associate_chief", "attending", "resident")
 REGISTRATION_LEVELS = ("general", "expert", "special")
 GRANULARITIES = ("day", "half_day", "time_band")
 RECORD_REQUIREMENTS = ("none", "existing_record_required", "auto_create_in_his", "create_at_hospital")
+# which patient cancellations count toward the blacklist: every one (held or paid), paid only, none
+STRIKE_CANCELLATIONS = ("all", "paid_only", "none")
 
 
 class Hospital(IdMixin, Base):
@@ -42,7 +44,11 @@ class Hospital(IdMixin, Base):
 
 
 class HospitalRules(Base):
-    """Per-hospital booking rules (DESIGN.md section 4), edited by hospital admins."""
+    """Per-hospital booking rules (DESIGN.md section 4): the storage of `staff.rules.Rules`.
+
+    Only `guahao.staff.rules` reads and writes this table (and the hold's one joined SELECT in
+    `booking/context.py`); every feature gets the frozen `Rules` snapshot from there. A
+    hospital without a row runs on these column defaults."""
 
     __tablename__ = "hospital_rules"
 
@@ -63,6 +69,9 @@ class HospitalRules(Base):
     record_requirement: Mapped[str] = mapped_column(String(40), default="none")
     verification_required: Mapped[bool] = mapped_column(Boolean, default=True)
     reminder_time: Mapped[dt.time] = mapped_column(Time, default=dt.time(18, 0))
+    strike_cancellations: Mapped[str] = mapped_column(String(20), default="all", server_default="all")
+    # booking SMS also go to the patient's (就诊人) own phone when it differs from the account's
+    sms_to_patient_phone: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
@@ -70,6 +79,7 @@ class HospitalRules(Base):
         CheckConstraint("release_days_ahead BETWEEN 1 AND 90", name="release_days_ahead"),
         CheckConstraint(f"slot_granularity IN {GRANULARITIES!r}", name="slot_granularity"),
         CheckConstraint(f"record_requirement IN {RECORD_REQUIREMENTS!r}", name="record_requirement"),
+        CheckConstraint(f"strike_cancellations IN {STRIKE_CANCELLATIONS!r}", name="strike_cancellations"),
         CheckConstraint("close_minutes_before_start BETWEEN 0 AND 1440", name="close_minutes_before_start"),
         CheckConstraint("max_live_bookings_per_person BETWEEN 1 AND 20", name="max_live_bookings_per_person"),
         CheckConstraint("cancel_minutes_before_visit_day BETWEEN 0 AND 10080", name="cancel_minutes_before_visit_day"),

@@ -71,10 +71,6 @@ async def get_hospital_or_raise(session: AsyncSession, hospital_id: int, *, incl
     return hospital
 
 
-async def get_rules(session: AsyncSession, hospital_id: int) -> HospitalRules | None:
-    return await session.get(HospitalRules, hospital_id)
-
-
 async def get_department_or_raise(session: AsyncSession, department_id: int, *, hospital_id: int | None = None,
                                   include_inactive: bool = False) -> Department:
     """A department; of an active hospital unless include_inactive; of `hospital_id` if given."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -75,22 +75,44 @@ class StaffPrincipal:
             raise NotFound("hospital")
 
 
-async def current_account(request: Request, db: Db, clock: ClockDep) -> AccountPrincipal:
+async def _resolve_account(request: Request, db: Database, clock: Clock, idempotency_key: str | None = None):
     from guahao.accounts import service as accounts_service
 
     token = bearer_or_cookie(request)
     if not token:
         raise Unauthenticated()
-    key = request.headers.get("idempotency-key")
-    key = key if key and len(key) <= 100 else None
     async with db.peek() as conn:
-        auth = await accounts_service.resolve_token(conn, token, now=clock.now(), idempotency_key=key)
+        auth = await accounts_service.resolve_token(conn, token, now=clock.now(), idempotency_key=idempotency_key)
     if auth is None or auth.account_id is None:
         raise Unauthenticated()
-    if key is not None:
-        # the stored answer for this key, read in the same statement (see core/idempotency.py)
-        request.state.idempotency_prefetch = ((auth.account_id, key), auth)
+    return auth
+
+
+async def current_account(request: Request, db: Db, clock: ClockDep) -> AccountPrincipal:
+    auth = await _resolve_account(request, db, clock)
     return AccountPrincipal(account_id=auth.account_id, session_id=auth.id)
+
+
+@dataclass(frozen=True)
+class KeyedAccount:
+    """The caller of an idempotent write and the stored answer row of its Idempotency-Key.
+
+    The hold is the platform's hottest write, so authentication and the key look-up share one
+    statement; this dependency is the one place that does it (routes that need it name it)."""
+
+    principal: AccountPrincipal
+    key: str
+    stored: Any  # a row with status_code, request_hash, response, replay_until (all NULL: no answer)
+
+
+async def current_account_with_key(request: Request, db: Db, clock: ClockDep) -> KeyedAccount:
+    from guahao.core import idempotency
+
+    raw = request.headers.get("idempotency-key")
+    shaped = raw if raw and len(raw) <= 100 and raw.isprintable() else None
+    auth = await _resolve_account(request, db, clock, idempotency_key=shaped)  # 401 before 400
+    key = idempotency.validate_key(raw)
+    return KeyedAccount(AccountPrincipal(account_id=auth.account_id, session_id=auth.id), key, auth)
 
 
 async def current_staff(request: Request, db: Db, clock: ClockDep) -> StaffPrincipal:
@@ -111,4 +133,5 @@ async def current_staff(request: Request, db: Db, clock: ClockDep) -> StaffPrinc
 
 
 CurrentAccount = Annotated[AccountPrincipal, Depends(current_account)]
+CurrentAccountWithKey = Annotated[KeyedAccount, Depends(current_account_with_key)]
 CurrentStaff = Annotated[StaffPrincipal, Depends(current_staff)]

@@ -1,9 +1,21 @@
 """Idempotency-Key handling for client writes (I7): the key table and its protocol.
 
-The key row is inserted at the start of the write transaction and filled with the answer
-at its end, so a concurrent retry blocks on the unique key until the first transaction
-ends and then replays its answer. A refusal is stored too (in its own transaction, since
-the refused one rolled back), so a retry gets the same answer rather than a second attempt.
+Every answer for a key is the key's answer. The key row is the cross-process truth:
+- a write claims the key at the start of its transaction (insert, or take over an answer
+  whose replay window ended before this request arrived) and fills in the answer at its end,
+  so a concurrent retry blocks on the key's row until the first transaction ends and then
+  replays its answer;
+- a refusal is stored in its own transaction (the refused one rolled back), and so is an
+  answer given without any write transaction (the sold-out gate): `record` is one
+  insert-or-nothing statement, and when the key already has an answer (or a write in flight,
+  which the statement waits for) that answer is returned instead of ours.
+
+Which answers are replayed for how long (`replay_until`, NULL = as long as the row is kept):
+a success forever; a refusal only for a short retry window (`REFUSAL_REPLAY`, capped by the
+refusal's own end, e.g. the release time of `not_yet_released`), because refusals depend on
+time and state (a seat comes back, the release comes, a restriction ends) and had no effect.
+A request may take over an ended answer only if it arrived after the window ended, so a slow
+first request never overrides the answer its own retry was already given.
 """
 from __future__ import annotations
 
@@ -14,7 +26,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -33,6 +46,8 @@ class IdempotencyKey(IdMixin, Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # the answer is replayed until then (NULL: for as long as the row is kept); see above
+    replay_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (UniqueConstraint("account_id", "key"),)
 
@@ -42,6 +57,12 @@ class IdempotencyKeyRequired(GuahaoError):
     code, status = "idempotency_key_required", 400
     zh = "缺少 Idempotency-Key 请求头,请为每次提交生成唯一键。"
     en = "The Idempotency-Key header is required; send a unique key per attempt."
+
+
+class IdempotencyKeyBusy(GuahaoError):
+    code, status = "idempotency_key_busy", 409
+    zh = "使用该 Idempotency-Key 的请求仍在处理中,请稍后重试。"
+    en = "A request with this Idempotency-Key is still being processed; retry shortly."
 
 
 class IdempotencyKeyReused(GuahaoError):
@@ -62,72 +83,109 @@ def validate_key(key: str | None) -> str:
     return key
 
 
-class StoredError(Exception):
-    """A refusal replayed from the key store: status and problem body as first answered."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        self.status, self.body = status, body
+REFUSAL_REPLAY = dt.timedelta(seconds=10)
 
 
-def _answer(row, req_hash: str) -> tuple[int, dict] | None:
+def _answer(row, req_hash: str, arrived_at: dt.datetime) -> tuple[int, dict] | None:
+    """The replayable answer in a key row for a request that arrived at `arrived_at`."""
     if row is None or row.status_code in (None, 0):
         return None
     if row.request_hash != req_hash:
         raise IdempotencyKeyReused()
+    if row.replay_until is not None and row.replay_until <= arrived_at:
+        return None  # a refusal whose window ended before this request came: a fresh attempt
     return row.status_code, row.response
 
 
 async def lookup(db: Database, account_id: int, key: str, req_hash: str, *,
-                 prefetched: Any = None) -> tuple[int, dict] | None:
-    """The stored answer for this key, if any.
-
-    `prefetched` is the key row read together with the session token by the authentication
-    dependency (one round trip for both on the hot path); otherwise one autocommit SELECT.
-    """
-    if prefetched is not None and prefetched[0] == (account_id, key):
-        return _answer(prefetched[1], req_hash)
+                 arrived_at: dt.datetime) -> tuple[int, dict] | None:
+    """The stored answer for this key, if any (one autocommit SELECT)."""
     t = IdempotencyKey.__table__
     async with db.peek() as conn:
-        row = (await conn.execute(select(t.c.status_code, t.c.request_hash, t.c.response)
+        row = (await conn.execute(select(t.c.status_code, t.c.request_hash, t.c.response, t.c.replay_until)
                                   .where(t.c.account_id == account_id, t.c.key == key))).first()
-    return _answer(row, req_hash)
+    return _answer(row, req_hash, arrived_at)
 
 
-async def run(db: Database, *, account_id: int, key: str, req_hash: str, now: dt.datetime,
+def replay_answer(row: Any, req_hash: str, arrived_at: dt.datetime) -> tuple[int, dict] | None:
+    """`lookup` for a row read by the caller (the booking route reads it with the session)."""
+    return _answer(row, req_hash, arrived_at)
+
+
+def _claim_statement(dialect: str, values: dict[str, Any], arrived_at: dt.datetime):
+    """INSERT the key row, or take over one whose answer stopped being replayed before this
+    request arrived (same request only); RETURNING tells whether we got it. On PostgreSQL a
+    conflicting uncommitted row makes the statement wait for its transaction to end."""
+    t = IdempotencyKey.__table__
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(t).values(**values)
+    return stmt.on_conflict_do_update(
+        index_elements=[t.c.account_id, t.c.key],
+        set_={name: stmt.excluded[name] for name in ("status_code", "response", "created_at", "replay_until")},
+        where=(t.c.replay_until.is_not(None)) & (t.c.replay_until <= arrived_at)
+        & (t.c.request_hash == stmt.excluded.request_hash),
+    ).returning(t.c.id)
+
+
+async def record(db: Database, *, account_id: int, key: str, req_hash: str, arrived_at: dt.datetime,
+                 status: int, body: dict[str, Any], replay_until: dt.datetime | None) -> tuple[int, dict[str, Any]]:
+    """Make (status, body) the key's answer unless it has one; return the key's answer.
+
+    One statement in a write transaction: no claim, no work. Used for refusals, including the
+    sold-out gate's, so a retry racing its first request gets the same answer either way."""
+    values = dict(account_id=account_id, key=key, request_hash=req_hash, status_code=status, response=body,
+                  created_at=arrived_at, replay_until=replay_until)
+    for _ in range(5):
+        if await _insert_once(db, _claim_statement(db.engine.dialect.name, values, arrived_at)):
+            return status, body
+        stored = await lookup(db, account_id, key, req_hash, arrived_at=arrived_at)
+        if stored is not None:
+            return stored
+        # the answer we conflicted with has gone (its write rolled back) or ended: try again
+    return status, body
+
+
+async def _insert_once(db: Database, stmt) -> bool:
+    """One statement, committed: on PostgreSQL in autocommit (one round trip, the sold-out
+    gate's whole cost); on SQLite in a write transaction (writers queue on BEGIN IMMEDIATE)."""
+    if db.is_sqlite:
+        async with db.begin() as session:
+            return (await session.execute(stmt)).scalar() is not None
+    async with db.peek() as conn:
+        return (await conn.execute(stmt)).scalar() is not None
+
+
+class _KeyTaken(Exception):
+    """The key already has an answer (or had one when we looked): replay it."""
+
+
+async def run(db: Database, *, account_id: int, key: str, req_hash: str, arrived_at: dt.datetime,
               work: Callable[[AsyncSession], Awaitable[dict[str, Any]]],
               render_error: Callable[[GuahaoError], dict[str, Any]],
-              remember_refusal: Callable[[GuahaoError], bool] = lambda exc: True) -> tuple[int, dict[str, Any]]:
-    """Run `work` once per (account, key); return (status, body) of the first answer.
+              replay_until: Callable[[GuahaoError], dt.datetime | None]) -> tuple[int, dict[str, Any]]:
+    """Run `work` once per (account, key); return (status, body) of the key's answer.
 
-    The caller has already looked the key up (`lookup`); a twin that raced past that lookup
-    waits on the key's unique index here and replays the winner's answer. Refusals for which
-    `remember_refusal` is false are not stored: a retry evaluates them afresh.
-    """
-    try:
-        async with db.begin() as session:
-            session.add(IdempotencyKey(account_id=account_id, key=key, request_hash=req_hash, status_code=0,
-                                       response={}, created_at=now))
-            await session.flush()  # a concurrent twin waits here until we finish
-            body = await work(session)
-            await session.execute(update(IdempotencyKey).where(IdempotencyKey.account_id == account_id,
-                                                               IdempotencyKey.key == key)
-                                  .values(status_code=201, response=body))
-        return 201, body
-    except IntegrityError:
-        stored = await lookup(db, account_id, key, req_hash)
-        if stored is None:
-            raise
-        return stored
-    except GuahaoError as exc:
-        body = render_error(exc)
-        if not remember_refusal(exc):
-            return exc.status, body
+    The claim is the first statement of the work transaction: a twin waits on the key row
+    there and replays the winner's answer. A refusal is recorded with the window that
+    `replay_until` gives it (see the module docstring)."""
+    claim = dict(account_id=account_id, key=key, request_hash=req_hash, status_code=0, response={},
+                 created_at=arrived_at, replay_until=None)
+    for _ in range(5):
         try:
             async with db.begin() as session:
-                session.add(IdempotencyKey(account_id=account_id, key=key, request_hash=req_hash,
-                                           status_code=exc.status, response=body, created_at=now))
-        except IntegrityError:
-            stored = await lookup(db, account_id, key, req_hash)
+                stmt = _claim_statement(session.bind.dialect.name, claim, arrived_at)
+                if (await session.execute(stmt)).scalar() is None:
+                    raise _KeyTaken()
+                body = await work(session)
+                await session.execute(update(IdempotencyKey).where(IdempotencyKey.account_id == account_id,
+                                                                   IdempotencyKey.key == key)
+                                      .values(status_code=201, response=body, replay_until=None))
+            return 201, body
+        except _KeyTaken:
+            stored = await lookup(db, account_id, key, req_hash, arrived_at=arrived_at)
             if stored is not None:
                 return stored
-        return exc.status, body
+        except GuahaoError as exc:
+            return await record(db, account_id=account_id, key=key, req_hash=req_hash, arrived_at=arrived_at,
+                                status=exc.status, body=render_error(exc), replay_until=replay_until(exc))
+    raise IdempotencyKeyBusy()

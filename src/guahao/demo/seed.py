@@ -219,7 +219,7 @@ async def _create_templates(session: AsyncSession, built: BuiltHospital, now: dt
 
 async def _suspend_one(session: AsyncSession, built: BuiltHospital, now: dt.datetime) -> int | None:
     """停诊 the first released doctor's clinic after today, as a hospital would."""
-    rules = await scheduling_service.load_rules(session, built.id)
+    rules = await staff_rules.get_rules(session, built.id)
     today = now.astimezone(rules.tz).date()
     schedules = await scheduling_service.list_schedules(session, built.id, today + dt.timedelta(days=1),
                                                         today + dt.timedelta(days=data.SCHEDULE_DAYS - 1),

@@ -16,9 +16,9 @@ from sqlalchemy import String, and_, cast, exists, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.accounts import service as accounts_service
-from guahao.booking.context import SlotContext, load_rules, load_slot_context
+from guahao.booking.context import SlotContext, load_slot_context
 from guahao.booking.models import Booking, BookingEvent, Restriction
-from guahao.catalog.models import Hospital, HospitalRules
+from guahao.catalog.models import Hospital
 from guahao.core.crypto import mask_name
 from guahao.outbox.registry import PermanentFailure
 from guahao.notifications import templates
@@ -26,6 +26,7 @@ from guahao.notifications.delivery import Outgoing
 from guahao.outbox import service as outbox
 from guahao.outbox.models import OutboxMessage
 from guahao.patients.models import Patient
+from guahao.staff import rules as staff_rules
 
 # a hold warning goes out at the first scan (every minute) that finds the deadline this close
 HOLD_WARNING_BEFORE = dt.timedelta(minutes=3)
@@ -125,7 +126,7 @@ async def compose_restriction_messages(session: AsyncSession, restriction_id: in
         raise PermanentFailure(f"restriction {restriction_id} not found")
     if restriction.lifted_at is not None:
         return []  # lifted by staff before we got to it
-    rules = await load_rules(session, restriction.hospital_id)
+    rules = await staff_rules.get_rules(session, restriction.hospital_id)
     since = restriction.starts_at - dt.timedelta(days=rules.restriction_window_days)
     rows = (await session.execute(
         select(Booking.account_id, Booking.patient_id)
@@ -185,14 +186,10 @@ async def reminder_days(session: AsyncSession, now: dt.datetime) -> dict[dt.date
     """Visit date -> hospitals whose reminder time has passed today in their own zone
     (their reminders are for tomorrow's visits, local date)."""
     due: dict[dt.date, list[int]] = defaultdict(list)
-    rows = await session.execute(
-        select(Hospital.id, Hospital.timezone, HospitalRules.reminder_time)
-        .join(HospitalRules, HospitalRules.hospital_id == Hospital.id)
-    )
-    for hospital_id, tz, reminder_time in rows:
-        local = now.astimezone(ZoneInfo(tz))
-        if local.time() >= reminder_time:
-            due[local.date() + dt.timedelta(days=1)].append(hospital_id)
+    for rules in await staff_rules.list_rules(session):  # hospitals without a rules row too
+        local = now.astimezone(rules.tz)
+        if local.time() >= rules.reminder_time:
+            due[local.date() + dt.timedelta(days=1)].append(rules.hospital_id)
     return due
 
 

@@ -30,16 +30,11 @@ ERROR_MAX = 500
 
 async def enqueue(session: AsyncSession, *, topic: str, dedupe_key: str, payload: dict[str, Any],
                   now: dt.datetime, hospital_id: int | None = None, available_at: dt.datetime | None = None) -> None:
-    """Add a message unless one with the same dedupe key exists (in this transaction's view).
-
-    The unique dedupe_key is the real guard: a concurrent duplicate fails the transaction
-    that caused it rather than producing a second effect.
-    """
-    exists = await session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == dedupe_key))
-    if exists is not None:
-        return
-    session.add(OutboxMessage(hospital_id=hospital_id, topic=topic, dedupe_key=dedupe_key, payload=payload,
-                              state="pending", attempts=0, available_at=available_at or now, created_at=now))
+    """Add a message unless one with the same dedupe key exists. Insert-or-ignore on the
+    unique dedupe key, so a concurrent duplicate (another transaction, another process) is a
+    no-op rather than an IntegrityError that would fail the state change that caused it."""
+    await enqueue_once(session, topic=topic, dedupe_key=dedupe_key, payload=payload, now=now,
+                       hospital_id=hospital_id, available_at=available_at)
 
 
 async def enqueue_once(session: AsyncSession, *, topic: str, dedupe_key: str, payload: dict[str, Any],

@@ -10,8 +10,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
-from guahao.core.clock import SHANGHAI, local_datetime
+from guahao.core.clock import local_datetime
 from guahao.scheduling.errors import InvalidBands
+from guahao.staff.rules import Rules  # the one rules type (a frozen snapshot)
 
 Period = Literal["morning", "afternoon", "evening", "all_day"]
 Granularity = Literal["day", "half_day", "time_band"]
@@ -56,17 +57,6 @@ class SlotPlan:
     @property
     def visit_numbers(self) -> range:
         return range(self.first_visit_no, self.first_visit_no + self.capacity)
-
-
-@dataclass(frozen=True)
-class TimeRules:
-    """The part of a hospital's rules that scheduling needs (defaults as in DESIGN.md section 4)."""
-
-    tz: dt.tzinfo = SHANGHAI
-    release_days_ahead: int = 7
-    release_time: dt.time = dt.time(8, 0)
-    close_minutes_before_start: int = 0
-    slot_granularity: str = "time_band"
 
 
 # --- bands ------------------------------------------------------------------------------
@@ -185,7 +175,7 @@ def band_bounds(day: dt.date, band: Band, tz: dt.tzinfo) -> tuple[dt.datetime, d
     return local_datetime(day, band.start, tz), local_datetime(day, band.end, tz)
 
 
-def release_instant(day: dt.date, rules: TimeRules) -> dt.datetime:
+def release_instant(day: dt.date, rules: Rules) -> dt.datetime:
     """When a date's schedules open: `release_days_ahead` days before, at `release_time` local."""
     return local_datetime(day - dt.timedelta(days=rules.release_days_ahead), rules.release_time, rules.tz)
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Response
 from guahao.core.deps import ClockDep, CurrentStaff, Db, StaffPrincipal
 from guahao.core.errors import InvalidRequest
 from guahao.scheduling import availability, service, templates
+from guahao.staff import rules as staff_rules
 from guahao.scheduling.models import Schedule
 from guahao.scheduling.schemas import (
     Availability,
@@ -42,7 +43,7 @@ def _scope(staff: StaffPrincipal) -> int | None:
 async def _hospital_in_scope(db: Db, staff: StaffPrincipal, hospital_id: int) -> None:
     staff.ensure_hospital(hospital_id)
     async with db.read() as session:
-        await service.load_rules(session, hospital_id)  # 404 hospital when it does not exist
+        await staff_rules.get_rules(session, hospital_id)  # 404 hospital when it does not exist
 
 
 # --- templates --------------------------------------------------------------------------
@@ -63,7 +64,7 @@ async def create_template(hospital_id: int, body: TemplateCreate, staff: Current
     staff.require(*WRITERS)
     staff.ensure_hospital(hospital_id)
     async with db.begin() as session:
-        await service.load_rules(session, hospital_id)
+        await staff_rules.get_rules(session, hospital_id)
         template = await templates.do_create_template(session, hospital_id, body, now=clock.now(),
                                                       actor_id=staff.staff_id)
     return template
@@ -117,7 +118,7 @@ async def list_schedules(hospital_id: int, staff: CurrentStaff, db: Db,
     if to_date < from_date or (to_date - from_date).days >= MAX_LIST_DAYS:
         raise InvalidRequest(max_days=MAX_LIST_DAYS)
     async with db.read() as session:
-        rules = await service.load_rules(session, hospital_id)
+        rules = await staff_rules.get_rules(session, hospital_id)
         schedules = await service.list_schedules(session, hospital_id, from_date, to_date,
                                                  department_id=department_id, doctor_id=doctor_id, status=status)
         totals = await service.pool_totals(session, [s.id for s in schedules])
@@ -155,7 +156,7 @@ async def publish_schedule(schedule_id: int, staff: CurrentStaff, db: Db, clock:
 
 async def _detail(session, schedule_id: int, hospital_id: int | None) -> ScheduleDetail:
     schedule = await service.get_schedule_or_raise(session, schedule_id, hospital_id=hospital_id)
-    rules = await service.load_rules(session, schedule.hospital_id)
+    rules = await staff_rules.get_rules(session, schedule.hospital_id)
     slots = await service.list_slots(session, schedule.id)
     totals = {"platform": 0, "onsite": 0}
     for slot in slots:

@@ -2,14 +2,13 @@
 
 Every `do_*` function runs inside the caller's unit of work (`async with db.begin()`) and
 never commits. The booking feature uses `get_schedule_or_raise`, `get_slot_or_raise`,
-`list_slots`, `load_rules`, `closes_at` and `domain.slot_state`.
+`list_slots`, `closes_at` and `domain.slot_state`.
 """
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -17,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.booking import inventory
 from guahao.booking import queries as booking_queries
-from guahao.catalog.models import Doctor, FeeRule, Hospital
+from guahao.catalog.models import Doctor, FeeRule
 from guahao.core.errors import NotFound
 from guahao.scheduling import domain
 from guahao.scheduling.errors import (
@@ -44,17 +43,7 @@ class GenerateOutcome:
 
 # --- lookups ----------------------------------------------------------------------------
 
-async def load_rules(session: AsyncSession, hospital_id: int) -> domain.TimeRules:
-    """The hospital's zone and release/close rules (its defaults if never edited)."""
-    rules = await staff_rules.get_rules(session, hospital_id)  # NotFound("hospital") when unknown
-    zone = await session.scalar(select(Hospital.timezone).where(Hospital.id == hospital_id))
-    return domain.TimeRules(tz=ZoneInfo(zone or "Asia/Shanghai"), release_days_ahead=rules.release_days_ahead,
-                            release_time=rules.release_time,
-                            close_minutes_before_start=rules.close_minutes_before_start,
-                            slot_granularity=rules.slot_granularity)
-
-
-def closes_at(schedule: Schedule, rules: domain.TimeRules) -> dt.datetime:
+def closes_at(schedule: Schedule, rules: staff_rules.Rules) -> dt.datetime:
     """Booking closes at the period start minus the hospital's current close_minutes_before_start."""
     return domain.closing_instant(schedule.starts_at, rules.close_minutes_before_start)
 
@@ -188,7 +177,7 @@ async def do_generate(session: AsyncSession, hospital_id: int, from_date: dt.dat
     skipped, whoever created it. Fees are fixed now from the fee rules; release_at from the
     current rules (publication recomputes it).
     """
-    rules = await load_rules(session, hospital_id)
+    rules = await staff_rules.get_rules(session, hospital_id)
     span = (to_date - from_date).days + 1
     if from_date < domain.local_today(now, rules.tz) or span < 1 or span > MAX_GENERATE_DAYS:
         raise ScheduleRangeInvalid(max_days=MAX_GENERATE_DAYS)
@@ -265,7 +254,7 @@ async def do_update_schedule(session: AsyncSession, schedule_id: int, *, now: dt
         raise ScheduleNotEditable()
     if await _has_bookings(session, schedule.id):
         raise ScheduleHasBookings()
-    rules = await load_rules(session, schedule.hospital_id)
+    rules = await staff_rules.get_rules(session, schedule.hospital_id)
     slots = await list_slots(session, schedule.id)
     totals = {"platform": 0, "onsite": 0}
     for slot in slots:
@@ -297,7 +286,7 @@ async def do_publish(session: AsyncSession, schedule_id: int, *, now: dt.datetim
     schedule = await get_schedule_or_raise(session, schedule_id, hospital_id=hospital_id, for_update=True)
     if schedule.status != "draft":
         raise ScheduleNotDraft()
-    rules = await load_rules(session, schedule.hospital_id)
+    rules = await staff_rules.get_rules(session, schedule.hospital_id)
     schedule.status = "published"
     schedule.release_at = domain.release_instant(schedule.date, rules)
     schedule.updated_at = now

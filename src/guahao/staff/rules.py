@@ -1,8 +1,9 @@
-"""A hospital's booking rules (DESIGN.md section 4): read by scheduling and booking, edited by
-hospital admins.
+"""A hospital's booking rules (DESIGN.md section 4): the one rules type of the platform.
 
-`get_rules` is the one way other features read rules; a hospital without a stored rule row
-runs on the model's defaults. `do_update_rules` locks the row (PostgreSQL: FOR UPDATE; SQLite
+This module owns them. Every feature (booking, scheduling, notifications, catalog views) reads
+them as the frozen `Rules` snapshot through `get_rules` (or `rules_from_row` for the hold's
+joined SELECT); the ORM row `HospitalRules` is only their storage. A hospital without a
+stored rule row runs on the model's defaults. `do_update_rules` locks the row (PostgreSQL: FOR UPDATE; SQLite
 writers are serialised anyway) so that the audit row's old values are the ones replaced.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,11 +43,29 @@ class Rules:
     record_requirement: str
     verification_required: bool
     reminder_time: dt.time
+    strike_cancellations: str  # all | paid_only | none: which patient cancellations are strikes
+    sms_to_patient_phone: bool
+    timezone: str = "Asia/Shanghai"
     updated_at: dt.datetime | None = None  # None: never edited, the defaults apply
 
     @property
     def hold(self) -> dt.timedelta:
         return dt.timedelta(minutes=self.hold_minutes)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def cancellation_strikes(self, *, was_paid: bool, kept: str | None = None) -> bool:
+        """Whether a patient's cancellation of a booking counts toward the restriction; `kept`
+        is the policy the booking was made under (it wins over today's rule)."""
+        policy = kept or self.strike_cancellations
+        return policy == "all" or (policy == "paid_only" and was_paid)
+
+    def cancel_deadline(self, visit_date: dt.date) -> dt.datetime:
+        """The online cancellation deadline (UTC) of a visit on `visit_date`, under these rules."""
+        midnight = dt.datetime.combine(visit_date, dt.time(0, 0), tzinfo=self.tz)
+        return (midnight - dt.timedelta(minutes=self.cancel_minutes_before_visit_day)).astimezone(dt.timezone.utc)
 
 
 def default_values() -> dict[str, Any]:
@@ -54,9 +74,21 @@ def default_values() -> dict[str, Any]:
     return {name: columns[name].default.arg for name in RULE_FIELDS}
 
 
-def _snapshot(row: HospitalRules) -> Rules:
-    return Rules(hospital_id=row.hospital_id, updated_at=row.updated_at,
+def _snapshot(row: HospitalRules, timezone: str | None = None) -> Rules:
+    return Rules(hospital_id=row.hospital_id, updated_at=row.updated_at, timezone=timezone or "Asia/Shanghai",
                  **{name: getattr(row, name) for name in RULE_FIELDS})
+
+
+def default_rules(hospital_id: int = 0, timezone: str = "Asia/Shanghai") -> Rules:
+    """The rules of a hospital that never edited them."""
+    return Rules(hospital_id=hospital_id, timezone=timezone, **default_values())
+
+
+def rules_from_row(row: HospitalRules | None, hospital_id: int, timezone: str | None) -> Rules:
+    """The snapshot of a row read by the caller's own query (None: the hospital's defaults)."""
+    if row is None:
+        return default_rules(hospital_id, timezone or "Asia/Shanghai")
+    return _snapshot(row, timezone)
 
 
 async def _hospital_exists(session: AsyncSession, hospital_id: int) -> bool:
@@ -65,12 +97,20 @@ async def _hospital_exists(session: AsyncSession, hospital_id: int) -> bool:
 
 async def get_rules(session: AsyncSession, hospital_id: int) -> Rules:
     """The rules of a hospital (its defaults if never edited); NotFound for an unknown hospital."""
-    row = await session.get(HospitalRules, hospital_id)
-    if row is not None:
-        return _snapshot(row)
-    if not await _hospital_exists(session, hospital_id):
+    found = (await session.execute(
+        select(Hospital.timezone, HospitalRules).outerjoin(HospitalRules, HospitalRules.hospital_id == Hospital.id)
+        .where(Hospital.id == hospital_id))).first()
+    if found is None:
         raise NotFound("hospital")
-    return Rules(hospital_id=hospital_id, **default_values())
+    return rules_from_row(found[1], hospital_id, found[0])
+
+
+async def list_rules(session: AsyncSession) -> list[Rules]:
+    """Every hospital's rules (defaults where never edited), for scans across hospitals."""
+    rows = await session.execute(
+        select(Hospital.id, Hospital.timezone, HospitalRules)
+        .outerjoin(HospitalRules, HospitalRules.hospital_id == Hospital.id).order_by(Hospital.id))
+    return [rules_from_row(row, hospital_id, tz) for hospital_id, tz, row in rows]
 
 
 def _audit_value(value: Any) -> Any:
@@ -93,12 +133,13 @@ async def do_update_rules(session: AsyncSession, hospital_id: int, update: Hospi
         name: [_audit_value(getattr(row, name)), _audit_value(value)]
         for name, value in new_values.items() if getattr(row, name) != value
     }
+    timezone = await session.scalar(select(Hospital.timezone).where(Hospital.id == hospital_id))
     if not changes:
-        return _snapshot(row)
+        return _snapshot(row, timezone)
     for name in changes:
         setattr(row, name, new_values[name])
     row.updated_at = now
     await session.flush()
     await audit.do_record(session, now=now, action="hospital_rules.update", object_type="hospital_rules",
                           object_id=hospital_id, hospital_id=hospital_id, staff_id=staff_id, detail=changes)
-    return _snapshot(row)
+    return _snapshot(row, timezone)

@@ -85,6 +85,11 @@ class HospitalRulesUpdate(BaseModel):
     record_requirement: Literal[RECORD_REQUIREMENTS]  # type: ignore[valid-type]
     verification_required: bool
     reminder_time: ClockTime = Field(description="time of day of the visit reminder, the day before, HH:MM")
+    strike_cancellations: Literal["all", "paid_only", "none"] = Field(
+        default="all", description="which patient cancellations count toward the restriction: all (held or "
+                                   "paid), paid_only, none (no-shows always count)")
+    sms_to_patient_phone: bool = Field(default=True, description="booking SMS also go to the patient's own "
+                                                                 "phone when it differs from the account's")
 
 
 class HospitalRulesRead(HospitalRulesUpdate):
