@@ -15,6 +15,7 @@ and its live gauges are removed at the next scrape (`reap_dead`).
 """
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import re
@@ -23,6 +24,8 @@ from collections.abc import Iterable
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, generate_latest
 from prometheus_client import multiprocess
 from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from guahao.core import metrics_dir
 
@@ -35,7 +38,7 @@ GATE = Counter("guahao_gate_answers_total", "Sold-out gate answers: sold_out (re
 CONFIRMATIONS = Counter("guahao_bookings_confirmed_total", "Bookings that became confirmed")
 EXPIRIES = Counter("guahao_holds_expired_total", "Unpaid holds released because their time ran out")
 SMS = Counter("guahao_sms_total", "Text messages handed to the SMS provider, by result (sent, failed)", ["result"])
-REFUNDS = Counter("guahao_refunds_total", "Refund attempts at the payment provider, by result (succeeded, failed)",
+REFUNDS = Counter("guahao_refunds_total", "Refund attempts at the payment provider: succeeded, failed (retried), refused",
                   ["result"])
 DEAD_LETTERS = Counter("guahao_jobs_dead_total", "Jobs moved to the dead-letter state", ["topic"])
 # the HIS port arrives with its issue; the counter is here so dashboards can be built now
@@ -45,6 +48,45 @@ HIS_CALLS = Counter("guahao_his_calls_total", "Calls to a hospital information s
 # whichever process answers and need no process to keep them fresh):
 OUTBOX_LAG = "guahao_outbox_lag_seconds"  # age of the oldest due, still pending outbox message
 REFUNDS_PENDING = "guahao_refunds_pending"  # refunds opened and not yet succeeded or failed
+
+
+
+def hold_answered(status: int, payload: dict) -> None:
+    """The booking route's answer to a hold request (replays of a key included)."""
+    HOLDS.labels("created" if status < 400 else str(payload.get("code", "error"))).inc()
+
+
+def counted_gate(known_full):
+    """Decorates the sold-out gate's check: every answer it gives is counted."""
+    @functools.wraps(known_full)
+    async def check(*args, **kwargs) -> bool:
+        full = await known_full(*args, **kwargs)
+        GATE.labels("sold_out" if full else "pass").inc()
+        return full
+
+    return check
+
+
+def count_on_commit(session, counter, *labels: str) -> None:
+    """Count when the caller's transaction commits: an action that is rolled back (a lost
+    race, a later refusal in the same transaction) did not happen and is not counted."""
+    sync = getattr(session, "sync_session", session)
+    sync.info.setdefault(_PENDING, []).append((counter, labels))
+
+
+_PENDING = "guahao_metrics_on_commit"
+
+
+@event.listens_for(Session, "after_commit")
+def _count_committed(session) -> None:
+    for counter, labels in session.info.pop(_PENDING, ()):
+        (counter.labels(*labels) if labels else counter).inc()
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_rolled_back(session) -> None:
+    session.info.pop(_PENDING, None)
+
 
 _PID_FILE = re.compile(r"_(\d+)\.db$")
 
