@@ -76,6 +76,17 @@ def test_workers_and_sandbox_stop_when_serve_with_workers_is_killed(service):
     wait_until(lambda: not listening(service.port), timeout=10, what="the service port to close")
 
 
+def test_workers_and_sandbox_stop_with_serve_with_workers(service):
+    proc = service.serve("--workers", "2")
+    service.wait_healthy()
+    wait_until(lambda: len(children_of(proc.pid)) >= 3, timeout=30, what="two workers and the sandbox")
+    kids = children_of(proc.pid)
+    service.started.extend(kids)
+    assert service.stop(signal.SIGTERM) == 0
+    wait_until(lambda: all(gone(pid) for pid in kids), timeout=20, what="every child to end", log=service.log)
+    assert not listening(service.paysim_port) and not listening(service.port)
+
+
 def test_port_taken_by_a_stale_sandbox_is_refused(service):
     # something (an old sandbox, say) already listens where our sandbox should
     with socket.socket() as squatter:

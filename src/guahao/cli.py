@@ -64,17 +64,28 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
 
     from guahao.core import metrics_dir
     from guahao.core.children import SUPERVISOR_ENV, ChildGroup
+    from guahao.core.logging import configure_logging
 
     # before anything imports prometheus_client, so every worker writes to the shared files
     metrics_path, made_here = metrics_dir.prepare(os.environ.get(metrics_dir.ENV))
     os.environ[metrics_dir.ENV] = metrics_path
     _derive_base_url(host, port)
     os.environ[SUPERVISOR_ENV] = str(os.getpid())
+    settings = get_settings()
+    # uvicorn's supervisor logs through the same formatter and scrubber as the workers
+    configure_logging(json=settings.log_json, log_file=settings.log_file, level=logging.WARNING)
     children = ChildGroup()
 
-    def stop(signum, _frame) -> None:
+    def clean_up() -> None:
         children.stop_all()
-        raise SystemExit(128 + signum)
+        if made_here:
+            metrics_dir.remove(metrics_path)
+
+    def stop(signum, _frame) -> None:
+        clean_up()
+        # then end the way the signal means (a service manager sees "stopped by SIGTERM")
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
     def hang_up(_signum, _frame) -> None:
         # uvicorn (one worker) knows SIGTERM, not SIGHUP: turn it into its graceful stop
@@ -92,9 +103,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
         uvicorn.run("guahao.asgi:app", host=host, port=port, workers=workers, log_level="warning",
                     proxy_headers=True, log_config=None)
     finally:
-        children.stop_all()
-        if made_here:
-            metrics_dir.remove(metrics_path)
+        clean_up()
 
 
 def _derive_base_url(host: str, port: int) -> None:
