@@ -100,3 +100,33 @@ def test_live_gauges_of_dead_processes_are_dropped(tmp_path):
     assert list(tmp_path.glob(f"gauge_livesum_{pid}.db"))
     assert metrics.reap_dead(str(tmp_path)) == [pid]
     assert not list(tmp_path.glob(f"gauge_livesum_{pid}.db"))
+
+
+class _FlakyNotifier:
+    """Fails its first send (a gateway timeout), then accepts."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def send(self, sms) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise TimeoutError("gateway timed out")
+
+
+async def test_sms_sent_and_failed_are_counted(app, db, clock, settings):
+    from guahao.jobs.registry import JobContext, RetryLater
+    from guahao.notifications import delivery
+
+    account_id, _ = await make_account(db, clock.now())
+    ctx = JobContext(db=db, clock=clock, settings=settings, providers={"notifications": _FlakyNotifier()})
+    message = delivery.Outgoing(dedupe_key=f"test:{uuid.uuid4().hex}", template="booking_confirmed",
+                                phone="+8613900000000", locale="zh-CN", params={}, account_id=account_id)
+    sent, failed = value("guahao_sms_total", result="sent"), value("guahao_sms_total", result="failed")
+    with pytest.raises(RetryLater):
+        await delivery.deliver(ctx, message)
+    assert value("guahao_sms_total", result="failed") == failed + 1
+    assert await delivery.deliver(ctx, message)
+    assert value("guahao_sms_total", result="sent") == sent + 1
+    assert not await delivery.deliver(ctx, message)  # sent once: not counted again
+    assert value("guahao_sms_total", result="sent") == sent + 1
