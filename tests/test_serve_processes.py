@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 
-import httpx
 import pytest
 
 from tests.serve_support import Service, children_of, gone, listening, wait_until
