@@ -38,8 +38,8 @@ GATE = Counter("guahao_gate_answers_total", "Sold-out gate answers: sold_out (re
 CONFIRMATIONS = Counter("guahao_bookings_confirmed_total", "Bookings that became confirmed")
 EXPIRIES = Counter("guahao_holds_expired_total", "Unpaid holds released because their time ran out")
 SMS = Counter("guahao_sms_total", "Text messages handed to the SMS provider, by result (sent, failed)", ["result"])
-REFUNDS = Counter("guahao_refunds_total", "Refund attempts at the payment provider: succeeded, failed (retried), refused",
-                  ["result"])
+REFUNDS = Counter("guahao_refunds_total",
+                  "Refund attempts at the payment provider: succeeded, failed (retried later), refused", ["result"])
 DEAD_LETTERS = Counter("guahao_jobs_dead_total", "Jobs moved to the dead-letter state", ["topic"])
 # the HIS port arrives with its issue; the counter is here so dashboards can be built now
 HIS_CALLS = Counter("guahao_his_calls_total", "Calls to a hospital information system, by operation and outcome",
@@ -49,6 +49,7 @@ HIS_CALLS = Counter("guahao_his_calls_total", "Calls to a hospital information s
 OUTBOX_LAG = "guahao_outbox_lag_seconds"  # age of the oldest due, still pending outbox message
 REFUNDS_PENDING = "guahao_refunds_pending"  # refunds opened and not yet succeeded or failed
 
+_PENDING = "guahao_metrics_on_commit"  # Session.info key: counts waiting for the commit
 
 
 def hold_answered(status: int, payload: dict) -> None:
@@ -72,9 +73,6 @@ def count_on_commit(session, counter, *labels: str) -> None:
     race, a later refusal in the same transaction) did not happen and is not counted."""
     sync = getattr(session, "sync_session", session)
     sync.info.setdefault(_PENDING, []).append((counter, labels))
-
-
-_PENDING = "guahao_metrics_on_commit"
 
 
 @event.listens_for(Session, "after_commit")
