@@ -53,37 +53,104 @@ def db_check() -> None:
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           migrate: bool = typer.Option(True, help="run `db upgrade` first")) -> None:
-    """Run the API and pages (and, on the embedded default, the jobs in-process)."""
+    """Run the API and pages (and, on the embedded default, the jobs in-process).
+
+    Children (the embedded payment sandbox) stop with this process on SIGTERM, SIGINT and
+    SIGHUP, and on Linux even when it is SIGKILLed. With --workers > 1, SIGHUP keeps uvicorn's
+    meaning (replace the workers) and the sandbox keeps running."""
+    import os
+    import signal
+
     import uvicorn
 
-    if migrate:
-        db_upgrade()
-    sandbox = _start_embedded_paysim()
+    from guahao.core import metrics_dir
+    from guahao.core.children import SUPERVISOR_ENV, ChildGroup
+    from guahao.core.logging import configure_logging
+
+    # before anything imports prometheus_client, so every worker writes to the shared files
+    metrics_path, made_here = metrics_dir.prepare(os.environ.get(metrics_dir.ENV))
+    os.environ[metrics_dir.ENV] = metrics_path
+    _derive_base_url(host, port)
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())
+    settings = get_settings()
+    # uvicorn's supervisor logs through the same formatter and scrubber as the workers
+    configure_logging(json=settings.log_json, log_file=settings.log_file, level=logging.WARNING)
+    children = ChildGroup()
+
+    def clean_up() -> None:
+        children.stop_all()
+        if made_here:
+            metrics_dir.remove(metrics_path)
+
+    def stop(signum, _frame) -> None:
+        clean_up()
+        # then end the way the signal means (a service manager sees "stopped by SIGTERM")
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    def hang_up(_signum, _frame) -> None:
+        # uvicorn (one worker) knows SIGTERM, not SIGHUP: turn it into its graceful stop
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    # uvicorn puts back these handlers after its graceful stop and raises the signal again;
+    # without them the default action ended the process before `finally` could stop children
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, hang_up)
     try:
+        if migrate:
+            db_upgrade()
+        _start_embedded_paysim(children)
         uvicorn.run("guahao.asgi:app", host=host, port=port, workers=workers, log_level="warning",
-                    proxy_headers=True)
+                    proxy_headers=True, log_config=None)
     finally:
-        if sandbox is not None:
-            sandbox.terminate()
-            sandbox.wait(timeout=10)
+        clean_up()
 
 
-def _start_embedded_paysim():
+def _derive_base_url(host: str, port: int) -> None:
+    """Payment callbacks and the cashier's return link are built from base_url: unless it was
+    set explicitly (environment or .env), it is where this `serve` listens."""
+    import os
+
+    if "base_url" in get_settings().model_fields_set:
+        return
+    reachable = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    if ":" in reachable:
+        reachable = f"[{reachable}]"
+    # the environment, so that uvicorn's worker processes see it too
+    os.environ["GUAHAO_BASE_URL"] = f"http://{reachable}:{port}"
+    get_settings.cache_clear()
+
+
+def _start_embedded_paysim(children):
     """On the embedded default the payment sandbox runs beside the service as its own
     process (it is a separate system in production: the provider), started here so that the
-    README's single run command gives a working payment flow."""
-    import subprocess
+    README's single run command gives a working payment flow. A port already taken is
+    refused: it is most likely a sandbox left over from an earlier run, with another key and
+    ledger, and talking to it would look like a working setup that is not."""
     import sys
     from urllib.parse import urlparse
+
+    from guahao.core.children import port_in_use, wait_for_port
 
     settings = get_settings()
     target = urlparse(settings.paysim_url)
     if not (settings.paysim_embedded and settings.env == "development" and settings.payment_provider == "paysim"
             and target.hostname in ("127.0.0.1", "localhost")):
         return None
+    port = target.port or 80
+    if port_in_use(target.hostname, port):
+        typer.echo(f"port {port} of the payment sandbox ({settings.paysim_url}) is already taken, probably by a "
+                   "sandbox left over from an earlier `guahao serve`; stop that process, or set "
+                   "GUAHAO_PAYSIM_EMBEDDED=false to use what listens there", err=True)
+        raise typer.Exit(1)
     typer.echo(f"payment sandbox (paysim) on {settings.paysim_url}")
-    return subprocess.Popen([sys.executable, "-m", "guahao.cli", "paysim", "--host", target.hostname,
-                             "--port", str(target.port or 80)])
+    proc = children.start([sys.executable, "-m", "guahao.cli", "paysim", "--host", target.hostname,
+                           "--port", str(port)])
+    if not wait_for_port(proc, target.hostname, port):
+        typer.echo("the payment sandbox did not start", err=True)
+        raise typer.Exit(1)
+    return proc
 
 
 @app.command()
@@ -96,10 +163,15 @@ def paysim(host: str = "127.0.0.1", port: int = 8100, db_path: str = "./paysim.d
 
 
 @app.command()
-def worker() -> None:
+def worker(metrics_port: Optional[int] = typer.Option(None, help="serve /metrics on this port"),
+           metrics_host: str = typer.Option("127.0.0.1", help="address of the metrics port")) -> None:
     """Run background jobs as their own process (production topology)."""
     from guahao.jobs.runner import run_worker
 
+    if metrics_port is not None:
+        from guahao.core import metrics
+
+        metrics.start_http_server(metrics_port, metrics_host)
     asyncio.run(run_worker(get_settings()))
 
 

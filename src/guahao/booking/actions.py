@@ -17,6 +17,7 @@ from guahao.booking.context import SlotContext, load_slot_context
 from guahao.booking.lifecycle import Actor
 from guahao.booking.models import ACTIVE_STATES, I3_INDEX, Booking
 from guahao.booking.schemas import CancelPreview
+from guahao.core import metrics
 from guahao.core.errors import NotFound
 from guahao.patients import service as patients_service
 from guahao.patients.models import Person
@@ -73,6 +74,7 @@ async def settle_lapsed_holds(session: AsyncSession, bookings: list[Booking], no
             await lifecycle.apply(session, booking, "expire", actor=Actor.system(), now=now, reason="hold_deadline")
         except errors.TransitionRefused:
             continue  # someone else settled it first
+        metrics.count_on_commit(session, metrics.EXPIRIES)
         await notices.after_transition(session, booking, now=now, his_mode="local")
     await inventory.release(session, ids)
 
@@ -162,10 +164,12 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
         lapsed = await session.get(Booking, lapsed_id)
         if lapsed is not None and lapsed.state == "held":
             await lifecycle.apply(session, lapsed, "expire", actor=Actor.system(), now=now, reason="hold_deadline")
+            metrics.count_on_commit(session, metrics.EXPIRIES)
             await notices.after_transition(session, lapsed, now=now, his_mode=ctx.his_mode)
     booking.visit_no = visit_no
     await session.flush()
     if booking.state == "confirmed":
+        metrics.count_on_commit(session, metrics.CONFIRMATIONS)  # free registration: no payment to wait for
         await notices.after_transition(session, booking, now=now, his_mode=ctx.his_mode)
     return (booking, ctx, patient) if with_context else booking
 
@@ -196,6 +200,7 @@ async def do_confirm(session: AsyncSession, booking_id: int, *, now: dt.datetime
     if not await inventory.make_permanent(session, booking.id, now):
         raise errors.HoldExpired()
     await lifecycle.apply(session, booking, "pay", actor=actor or Actor.system(), now=now)
+    metrics.count_on_commit(session, metrics.CONFIRMATIONS)
     await notices.after_transition(session, booking, now=now, his_mode=ctx.his_mode)
     return booking
 

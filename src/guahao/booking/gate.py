@@ -14,6 +14,8 @@ import asyncio
 import time
 from collections import OrderedDict
 
+from guahao.core import metrics
+
 FULL_TTL_SECONDS = 1.0
 
 
@@ -29,6 +31,7 @@ class SoldOutGate:
 
             self._redis = aioredis.from_url(redis_url, socket_timeout=0.2, socket_connect_timeout=0.2)
 
+    @metrics.counted_gate
     async def known_full(self, slot_id: int) -> bool:
         until = self._full.get(slot_id)
         if until is not None:

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
 from guahao.booking import actions, errors
-from guahao.core import idempotency
+from guahao.core import idempotency, metrics
 from guahao.booking.models import Booking, BookingEvent
 from guahao.booking.schemas import BookingCancel, BookingCreate, CancelPreview, BookingEventRead, BookingPage, BookingRead
 from guahao.booking.views import booking_read
@@ -50,6 +50,7 @@ async def create_booking(request: Request, body: BookingCreate, caller: CurrentA
     if stored is None:
         stored = await _hold_once(request, db, clock, account_id, key, req_hash, body, arrived_at, locale)
     status, payload = stored
+    metrics.hold_answered(status, payload)
     media = PROBLEM_JSON if status >= 400 else "application/json"
     return JSONResponse(payload, status_code=status, media_type=media)
 

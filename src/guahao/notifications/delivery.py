@@ -28,6 +28,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guahao.core import metrics
 from guahao.core.crypto import mask_phone
 from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater
 from guahao.notifications import port as notification_port
@@ -77,6 +78,7 @@ async def deliver(ctx: JobContext, message: Outgoing) -> bool:
         log.warning("sms_send_failed", key=message.dedupe_key, attempt=attempt, error=reason)
         raise RetryLater(f"sms provider: {reason}") from exc
     await _mark_sent(ctx, message.dedupe_key)
+    metrics.SMS.labels("sent").inc()
     log.info("sms_sent", key=message.dedupe_key, template=message.template, attempt=attempt)
     return True
 
@@ -126,6 +128,7 @@ async def _mark_sent(ctx: JobContext, dedupe_key: str) -> None:
 
 
 async def _mark_failed(ctx: JobContext, dedupe_key: str, attempt: int, reason: str) -> None:
+    metrics.SMS.labels("failed").inc()
     now = ctx.clock.now()
     async with ctx.db.begin() as session:
         # only our own claim: a newer attempt (after our lease lapsed) or a success stays

@@ -1,15 +1,19 @@
 """Health, readiness and Prometheus metrics."""
 from __future__ import annotations
 
+import structlog
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from guahao.core.deps import Db
+from guahao.core import metrics as core_metrics
+from guahao.core.deps import ClockDep, Db
 from guahao.core.errors import GuahaoError
 from guahao.migrations_api import current_revision_matches_head
+from guahao.outbox import service as outbox
+from guahao.payments import reports as payment_reports
 
 router = APIRouter(tags=["operations"])
+log = structlog.get_logger("guahao.ops")
 
 
 class NotReady(GuahaoError):
@@ -43,5 +47,21 @@ async def readyz(db: Db) -> dict:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def metrics(db: Db, clock: ClockDep) -> Response:
+    """Every worker's counters (multiprocess mode under `serve`), plus gauges read from the
+    database now, so that they are right whichever process answers."""
+    return Response(core_metrics.render(await _database_gauges(db, clock.now())), media_type=core_metrics.CONTENT_TYPE)
+
+
+async def _database_gauges(db, now) -> list:
+    try:
+        async with db.read() as session:
+            oldest = await outbox.oldest_due(session, now=now)
+            pending = await payment_reports.pending_refunds(session)
+    except Exception as exc:  # a scrape must answer while the database is down: that is when it matters
+        log.warning("metrics_database_unavailable", error=type(exc).__name__)
+        return [core_metrics.gauge("guahao_metrics_database_up", "1 when the scrape could read the database", 0)]
+    lag = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+    return [core_metrics.gauge(core_metrics.OUTBOX_LAG, "Age of the oldest due outbox message still pending", lag),
+            core_metrics.gauge(core_metrics.REFUNDS_PENDING, "Refunds opened and not yet finished", pending),
+            core_metrics.gauge("guahao_metrics_database_up", "1 when the scrape could read the database", 1)]

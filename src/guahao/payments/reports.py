@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.booking.models import Booking
@@ -168,3 +168,8 @@ async def reconciliation(session: AsyncSession, *, day: dt.date, provider: str,
         theirs=LedgerSide(payments=len(their_paid), paid=sum(e.amount for e in their_paid.values()),
                           refunds=len(their_refunds), refunded=sum(e.amount for e in their_refunds.values())),
         differences=diffs, balanced=not diffs)
+
+
+async def pending_refunds(session: AsyncSession) -> int:
+    """Refunds opened and not yet finished (for /metrics: money that is owed back)."""
+    return await session.scalar(select(func.count()).select_from(Refund).where(Refund.state == "pending")) or 0

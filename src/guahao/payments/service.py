@@ -17,6 +17,7 @@ from guahao.booking import actions as booking_actions
 from guahao.booking.models import Booking
 from guahao.catalog import service as catalog_service
 from guahao.config import Settings
+from guahao.core import metrics
 from guahao.core.db import Database
 from guahao.payments import actions, errors, rejections
 from guahao.payments import provider as provider_config
@@ -242,14 +243,17 @@ async def refund(db: Database, port: PaymentPort | None, *, booking_id: int, pay
     except ProviderRefused as exc:
         async with db.begin() as session:
             await actions.do_note_refund_attempt(session, order.refund_id, f"refused: {exc.code}", now, give_up=True)
+        metrics.REFUNDS.labels("refused").inc()
         log.error("refund_refused", refund_id=order.refund_id, code=exc.code)
         raise
     except ProviderError as exc:
         async with db.begin() as session:
             await actions.do_note_refund_attempt(session, order.refund_id, str(exc), now)
+        metrics.REFUNDS.labels("failed").inc()
         raise
     if result.status != "SUCCESS":
         raise ProviderError(f"refund {order.out_refund_no} still {result.status}")
     async with db.begin() as session:
         await actions.do_finish_refund(session, order.refund_id, result, now)
+    metrics.REFUNDS.labels("succeeded").inc()
     return "succeeded"
