@@ -20,6 +20,7 @@ from guahao.catalog.models import REGISTRATION_LEVELS, TITLES, Department, Docto
 from guahao.catalog.schemas import (DepartmentCreate, DepartmentUpdate, DoctorCreate, DoctorUpdate, FeeRuleIn,
                                     HospitalCreate, HospitalUpdate)
 from guahao.catalog.search import apply_search_keys, keyword_condition, normalize_query
+from guahao.core import localtime
 from guahao.core.errors import GuahaoError, InvalidRequest, NotFound
 
 EARTH_RADIUS_KM = 6371.0088
@@ -60,6 +61,14 @@ class DuplicateFeeRule(GuahaoError):
 
 def hospital_zone(hospital: Hospital) -> ZoneInfo:
     return ZoneInfo(hospital.timezone)
+
+
+async def zone_of(session: AsyncSession, hospital_id: int | None) -> ZoneInfo:
+    """The zone a hospital's times are shown in; the platform default for no hospital."""
+    name = None
+    if hospital_id is not None:
+        name = await session.scalar(select(Hospital.timezone).where(Hospital.id == hospital_id))
+    return localtime.zone(name)
 
 
 # --- lookups --------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from guahao.booking.models import Booking
+from guahao.catalog import service as catalog_service
+from guahao.core.localtime import localize
 from guahao.core.deps import ClockDep, CurrentStaff, Db
 from guahao.core.errors import NotFound
 from guahao.payments import errors, reports
@@ -26,7 +28,8 @@ async def booking_payments(booking_id: int, staff: CurrentStaff, db: Db) -> Book
         booking = await session.get(Booking, booking_id)
         if booking is None or (not staff.is_operator and booking.hospital_id != staff.hospital_id):
             raise NotFound("booking")
-        return await reports.booking_money(session, booking)
+        return localize(await reports.booking_money(session, booking),
+                        await catalog_service.zone_of(session, booking.hospital_id))
 
 
 @router.get("/payments/totals", response_model=MoneyTotals)

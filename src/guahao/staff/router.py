@@ -11,8 +11,10 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from guahao.accounts import service as accounts_service
 from guahao.accounts.cookies import clear_session_cookie, set_session_cookie
+from guahao.catalog import service as catalog_service
 from guahao.core.deps import ClockDep, CurrentStaff, Db, Limiter
 from guahao.core.errors import Forbidden, NotFound
+from guahao.core.localtime import localize
 from guahao.staff import audit
 from guahao.staff import rules as staff_rules
 from guahao.staff import service as staff_service
@@ -108,7 +110,8 @@ async def read_rules(hospital_id: int, staff: CurrentStaff, db: Db) -> HospitalR
     staff.ensure_hospital(hospital_id)
     async with db.read() as session:
         rules = await staff_rules.get_rules(session, hospital_id)
-    return HospitalRulesRead.model_validate(rules)
+        zone = await catalog_service.zone_of(session, hospital_id)
+    return localize(HospitalRulesRead.model_validate(rules), zone)
 
 
 @router.put("/hospitals/{hospital_id}/rules", response_model=HospitalRulesRead)
@@ -120,7 +123,8 @@ async def replace_rules(hospital_id: int, body: HospitalRulesUpdate, staff: Curr
     async with db.begin() as session:
         rules = await staff_rules.do_update_rules(session, hospital_id, body, now=clock.now(),
                                                   staff_id=staff.staff_id)
-    return HospitalRulesRead.model_validate(rules)
+        zone = await catalog_service.zone_of(session, hospital_id)
+    return localize(HospitalRulesRead.model_validate(rules), zone)
 
 
 # --- audit log ------------------------------------------------------------------------------
@@ -138,8 +142,9 @@ async def list_audit(staff: CurrentStaff, db: Db, hospital_id: int | None = None
     async with db.read() as session:
         entries = await audit.list_entries(session, hospital_id=hospital_id, limit=limit + 1,
                                            before_id=before_id, action=action)
+        zone = await catalog_service.zone_of(session, hospital_id)  # the platform's zone for operators
     page = entries[:limit]
     items = [AuditRead(id=e.id, at=e.at, staff_id=e.staff_id, account_id=e.account_id, hospital_id=e.hospital_id,
                        action=e.action, object_type=e.object_type, object_id=e.object_id,
                        detail=audit.load_detail(e)) for e in page]
-    return AuditPage(items=items, next_cursor=page[-1].id if len(entries) > limit else None)
+    return localize(AuditPage(items=items, next_cursor=page[-1].id if len(entries) > limit else None), zone)
