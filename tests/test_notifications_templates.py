@@ -11,7 +11,7 @@ from guahao.notifications import templates
 from guahao.notifications.port import Sms
 
 SAMPLE = {
-    "patient": "王**", "hospital": "北京协和医院", "department": "心内科", "doctor": "张伟",
+    "patient": "王*", "hospital": "北京协和医院", "department": "心内科", "doctor": "张伟",
     "time": "11月21日 上午 08:00-08:30", "visit_no": "7", "code": "12345678", "location": "门诊楼2层B区",
     "deadline": "10:15", "refund": "费用将原路退回", "until": "2026年12月19日 10:00", "amount": "15.00",
 }
@@ -48,13 +48,13 @@ def test_each_template_renders_with_all_its_parameters(code, locale):
 
 def test_confirmed_text_in_zh_reads_like_the_product():
     text = templates.render("booking_confirmed", templates.pick_params("booking_confirmed", SAMPLE), "zh-CN")
-    assert text == ("王**预约成功：北京协和医院 心内科 张伟，11月21日 上午 08:00-08:30，就诊序号7，取号码12345678。"
+    assert text == ("王*预约成功：北京协和医院 心内科 张伟，11月21日 上午 08:00-08:30，就诊序号7，取号码12345678。"
                     "请按时到门诊楼2层B区签到取号。")
 
 
 def test_a_missing_parameter_is_refused():
     with pytest.raises(KeyError):
-        templates.pick_params("booking_confirmed", {"patient": "王**"})
+        templates.pick_params("booking_confirmed", {"patient": "王*"})
 
 
 def test_english_is_its_own_gateway_template():
@@ -88,4 +88,4 @@ def test_the_message_renders_its_own_text():
     sms = Sms(phone="+8613900001111", template="hold_expiring",
               params=templates.pick_params("hold_expiring", SAMPLE), locale="en", out_id="hold_expiring:1")
     assert sms.gateway_template == "hold_expiring_en"
-    assert sms.text.startswith("The slot held for 王** at 北京协和医院") and "10:15" in sms.text
+    assert sms.text.startswith("The slot held for 王* at 北京协和医院") and "10:15" in sms.text

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (Boolean, CheckConstraint, Float, ForeignKey, Integer, String, Text, Time, UniqueConstraint,
-                        event)
+                        event, true)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
@@ -63,6 +63,8 @@ class HospitalRules(Base):
     record_requirement: Mapped[str] = mapped_column(String(40), default="none")
     verification_required: Mapped[bool] = mapped_column(Boolean, default=True)
     reminder_time: Mapped[dt.time] = mapped_column(Time, default=dt.time(18, 0))
+    # booking SMS also go to the patient's own number when it is not the account holder's
+    sms_to_patient_phone: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (

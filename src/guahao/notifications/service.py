@@ -7,6 +7,7 @@ cancelled since, a hold warning after payment) is dropped instead of sent.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from guahao.notifications.delivery import Outgoing
 from guahao.outbox import service as outbox
 from guahao.outbox.models import OutboxMessage
 from guahao.patients.models import Patient
+from guahao.staff import rules as staff_rules
 
 # a hold warning goes out at the first scan (every minute) that finds the deadline this close
 HOLD_WARNING_BEFORE = dt.timedelta(minutes=3)
@@ -41,13 +43,8 @@ class Recipient:
 
 
 async def recipient(session: AsyncSession, account_id: int) -> Recipient:
-    """Messages go to the account holder's number, not to `Patient.phone`.
-
-    The account holder is the person who booked, paid and can cancel or rebook; their number
-    is proven by the SMS login code and they chose the language. A patient's own number is
-    declared, not verified, and is often a child's or an elderly parent's who cannot act on
-    "pay within 3 minutes" - and booking codes should not go to an unverified number.
-    """
+    """The account holder: the person who booked, paid and can cancel or rebook; their number
+    is proven by the SMS login code and they chose the language. Every message goes to them."""
     account = await accounts_service.get(session, account_id)
     if account is None:
         raise PermanentFailure(f"account {account_id} not found")
@@ -80,9 +77,40 @@ async def _was_paid(session: AsyncSession, booking: Booking) -> bool:
     return from_state == "confirmed" and booking.amount_due > 0
 
 
+# Templates the patient's own phone gets as well (hospital rule `sms_to_patient_phone`): the
+# 就诊人 goes to the visit and must know of it, its code and its cancellation. The payment
+# prompt is not among them: only the account holder can pay.
+PATIENT_TEMPLATES = frozenset(BOOKING_TEMPLATES) - {"hold_expiring"}
+
+
+def patient_message_key(template: str, booking_id: int) -> str:
+    return message_key(template, booking_id) + ":patient"
+
+
+async def compose_booking_messages(session: AsyncSession, template: str, booking_id: int,
+                                   now: dt.datetime) -> list[Outgoing]:
+    """The message `template` about a booking, one per recipient: the account holder, and the
+    patient's own number when the hospital wants it and it is another number (the same
+    number gets one message, not two). Empty when it is no longer worth sending."""
+    message = await compose_booking_message(session, template, booking_id, now)
+    if message is None:
+        return []
+    messages = [message]
+    if template in PATIENT_TEMPLATES:
+        booking = await session.get_one(Booking, booking_id)
+        patient = await session.get_one(Patient, booking.patient_id)
+        rules = await staff_rules.get_rules(session, booking.hospital_id)
+        if rules.sms_to_patient_phone and patient.phone and patient.phone != message.phone:
+            # the account holder's language: the patient entry records none of its own
+            messages.append(dataclasses.replace(message, dedupe_key=patient_message_key(template, booking_id),
+                                                phone=patient.phone))
+    return messages
+
+
 async def compose_booking_message(session: AsyncSession, template: str, booking_id: int,
                                   now: dt.datetime) -> Outgoing | None:
-    """The message `template` about a booking, or None when it is no longer worth sending."""
+    """The account holder's message `template` about a booking, or None when it is no longer
+    worth sending."""
     if template not in BOOKING_TEMPLATES:
         raise PermanentFailure(f"not a booking template: {template}")
     booking = await session.get(Booking, booking_id)

@@ -6,7 +6,7 @@ here are the approved wording, used by the console provider to show what the pat
 and by tests. An English text is a template of its own at the gateway, hence its own id.
 
 Parameters carry no ID number and no phone number; the patient's name is always masked
-(`王小明` -> `王**`), so a rendered text is safe to print in development.
+(`王小明` -> `王*`), so a rendered text is safe to print in development.
 """
 from __future__ import annotations
 

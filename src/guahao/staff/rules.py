@@ -42,6 +42,7 @@ class Rules:
     verification_required: bool
     reminder_time: dt.time
     updated_at: dt.datetime | None = None  # None: never edited, the defaults apply
+    sms_to_patient_phone: bool = True
 
     @property
     def hold(self) -> dt.timedelta:

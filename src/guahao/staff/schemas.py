@@ -85,6 +85,8 @@ class HospitalRulesUpdate(BaseModel):
     record_requirement: Literal[RECORD_REQUIREMENTS]  # type: ignore[valid-type]
     verification_required: bool
     reminder_time: ClockTime = Field(description="time of day of the visit reminder, the day before, HH:MM")
+    sms_to_patient_phone: bool = Field(default=True, description="booking SMS also go to the patient's own "
+                                                                 "number when it differs from the account's")
 
 
 class HospitalRulesRead(HospitalRulesUpdate):
