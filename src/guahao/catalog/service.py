@@ -37,8 +37,9 @@ DEFAULT_FEES = [(level, title, 100, fee) for level, row in _DEFAULT_CONSULTATION
 
 class FeeNotConfigured(GuahaoError):
     code, status = "fee_not_configured", 409
-    zh = "该医院尚未设置此号别的费用,暂不能预约。"
-    en = "The hospital has not priced this registration level yet, so it cannot be booked."
+    zh = "该医院尚未设置此号别的挂号费和诊查费,暂不能预约。"
+    en = ("The hospital has not set the registration fee and consultation fee of this registration level yet, "
+          "so it cannot be booked.")
 
 
 class DepartmentDepth(GuahaoError):

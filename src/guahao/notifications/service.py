@@ -128,12 +128,12 @@ async def compose_booking_message(session: AsyncSession, template: str, booking_
         "time": templates.visit_time(slot.slot_starts_at, slot.slot_ends_at, slot.period, slot.zone, loc),
         "visit_no": str(booking.visit_no or ""), "code": booking.booking_code,
         "location": slot.department_location or templates.default_location(loc),
-        "amount": templates.yuan(booking.amount_due),
+        "fees": templates.fee_text(booking.registration_fee, booking.consultation_fee, loc),
     }
     if booking.hold_expires_at is not None:
         values["deadline"] = templates.clock_time(booking.hold_expires_at, slot.zone)
     if template in ("booking_cancelled", "booking_revoked"):
-        values["refund"] = templates.refund_status(await _was_paid(session, booking), loc)
+        values["refund"] = templates.refund_status(await _was_paid(session, booking), loc, values["fees"])
     return Outgoing(dedupe_key=message_key(template, booking.id), template=template, phone=to.phone, locale=loc,
                     params=templates.pick_params(template, values), account_id=to.account_id,
                     hospital_id=booking.hospital_id, booking_id=booking.id)
