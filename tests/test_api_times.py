@@ -134,3 +134,34 @@ async def test_a_1330_visit_reads_1330_plus_0800_in_every_view(client, db, clock
     availability = (await client.get(f"/api/v1/departments/{world['department']}/availability?from={DAY}&days=1")).json()
     assert assert_all_local(availability, "availability") >= 2
     assert availability["days"][0]["periods"][0]["schedules"][0]["slots"][0]["starts_at"] == VISIT
+
+
+async def test_answers_about_no_hospital_use_the_platform_zone(client, db, clock):
+    """Patients, staff users and the job queue belong to no hospital: China time, +08:00."""
+    from guahao.outbox import service as outbox
+
+    account, token, patient = await new_patient(db, clock)
+    _, operator = await make_staff(db, clock.now(), role="platform_operator", hospital_id=None)
+    async with db.begin() as s:
+        await outbox.enqueue(s, topic="t.dead", dedupe_key="times-dead", payload={}, now=clock.now())
+    from guahao.outbox.models import OutboxMessage
+
+    async with db.begin() as s:
+        await s.execute(update(OutboxMessage).where(OutboxMessage.dedupe_key == "times-dead")
+                        .values(state="dead", done_at=clock.now()))
+
+    views = {"patients": ("/api/v1/me/patients", token), "patient": (f"/api/v1/me/patients/{patient}", token),
+             "staff users": ("/api/v1/staff/users", operator), "dead letters": ("/api/v1/staff/jobs/dead", operator)}
+    for name, (url, bearer) in views.items():
+        answer = await client.get(url, headers=auth(bearer))
+        assert answer.status_code == 200, (name, answer.text)
+        assert assert_all_local(answer.json(), name) >= 1, name
+
+
+async def test_a_login_tells_its_expiry_in_china_time(app, client):
+    from tests.test_accounts import login, new_phone, send_code
+
+    phone, e164 = new_phone()
+    answer = await login(client, phone, await send_code(client, app, phone, e164))
+    assert answer.status_code == 200, answer.text
+    assert assert_all_local(answer.json(), "login") == 1

@@ -13,9 +13,9 @@ from guahao.booking.models import Booking, BookingEvent
 from guahao.booking.schemas import BookingCancel, BookingCreate, BookingEventRead, BookingPage, BookingRead
 from guahao.booking.views import booking_read
 from guahao.catalog import service as catalog_service
-from guahao.core.localtime import localize
 from guahao.core.deps import ClockDep, CurrentAccount, Db, Locale
 from guahao.core.errors import GuahaoError, PROBLEM_JSON
+from guahao.core.localtime import localize
 
 router = APIRouter(prefix="/api/v1/bookings", tags=["bookings"])
 

@@ -15,8 +15,8 @@ from guahao.booking.schemas import (BookingRead, CheckInByCode, LiftRequest, Res
 from guahao.booking.views import booking_read
 from guahao.catalog import service as catalog_service
 from guahao.core.crypto import mask_name
-from guahao.core.localtime import localize
 from guahao.core.deps import ClockDep, CurrentStaff, Db
+from guahao.core.localtime import localize
 from guahao.patients.models import Patient
 from guahao.scheduling.models import Schedule, Slot
 

@@ -5,6 +5,8 @@ from guahao.catalog import labels
 from guahao.catalog.models import Department, Doctor, FeeRule, Hospital, HospitalRules
 from guahao.catalog.schemas import (DepartmentNode, DepartmentRead, DepartmentRestrictions, DoctorDetail, DoctorRead,
                                     FeeRuleRead, Fees, HospitalDetail, HospitalRead, HospitalStaffRead, RulesSummary)
+from guahao.core import localtime
+from guahao.core.localtime import localize
 
 
 def _hospital_fields(h: Hospital, locale: str) -> dict:
@@ -34,8 +36,9 @@ def hospital_detail(h: Hospital, rules: HospitalRules | None, locale: str) -> Ho
 
 
 def hospital_staff_read(h: Hospital, locale: str) -> HospitalStaffRead:
-    return HospitalStaffRead(**_hospital_fields(h, locale), introduction=h.introduction, timezone=h.timezone,
-                             his_mode=h.his_mode, active=h.active, created_at=h.created_at)
+    return localize(HospitalStaffRead(**_hospital_fields(h, locale), introduction=h.introduction,
+                                      timezone=h.timezone, his_mode=h.his_mode, active=h.active,
+                                      created_at=h.created_at), localtime.zone(h.timezone))
 
 
 def department_node(d: Department, children: list[Department] = ()) -> DepartmentNode:

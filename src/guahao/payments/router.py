@@ -7,9 +7,9 @@ from fastapi.responses import JSONResponse
 
 from guahao.booking import actions as booking_actions
 from guahao.catalog import service as catalog_service
-from guahao.core.localtime import localize
 from guahao.core.deps import ClockDep, CurrentAccount, Db
 from guahao.core.errors import NotFound
+from guahao.core.localtime import localize
 from guahao.payments import errors, reports, service
 from guahao.payments.schemas import PaymentRead, PaymentStarted
 from guahao.payments.staff_router import router as staff_router

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query, Request
 
 from guahao.booking.models import Booking
 from guahao.catalog import service as catalog_service
-from guahao.core.localtime import localize
 from guahao.core.deps import ClockDep, CurrentStaff, Db
 from guahao.core.errors import NotFound
+from guahao.core.localtime import localize
 from guahao.payments import errors, reports
 from guahao.payments.port import ProviderError, ProviderRefused
 from guahao.payments.schemas import BookingMoney, MoneyTotals, ReconciliationReport

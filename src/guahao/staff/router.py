@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from guahao.accounts import service as accounts_service
 from guahao.accounts.cookies import clear_session_cookie, set_session_cookie
 from guahao.catalog import service as catalog_service
+from guahao.core.clock import SHANGHAI  # staff accounts: the platform zone
 from guahao.core.deps import ClockDep, CurrentStaff, Db, Limiter
 from guahao.core.errors import Forbidden, NotFound
 from guahao.core.localtime import localize
@@ -48,8 +49,8 @@ async def login(body: StaffLogin, request: Request, response: Response, db: Db, 
         token = await staff_service.do_open_session(session, user, now=now, password=body.password)
     set_session_cookie(response, token, settings=request.app.state.settings, ttl=staff_service.SESSION_TTL)
     log.info("staff_login", staff_id=user.id)
-    return StaffLoginRead(token=token, expires_at=now + staff_service.SESSION_TTL,
-                          staff=StaffUserRead.model_validate(user))
+    return localize(StaffLoginRead(token=token, expires_at=now + staff_service.SESSION_TTL,
+                                   staff=StaffUserRead.model_validate(user)), SHANGHAI)
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
@@ -67,7 +68,7 @@ async def read_me(staff: CurrentStaff, db: Db) -> StaffUserRead:
         user = await staff_service.get(session, staff.staff_id)
     if user is None:
         raise NotFound("staff")
-    return StaffUserRead.model_validate(user)
+    return localize(StaffUserRead.model_validate(user), SHANGHAI)
 
 
 # --- staff users ----------------------------------------------------------------------------
@@ -87,7 +88,7 @@ async def create_user(body: StaffUserCreate, staff: CurrentStaff, db: Db, clock:
         user = await staff_service.do_create_staff(
             session, username=body.username, password=body.password, role=body.role, hospital_id=hospital_id,
             display_name=body.display_name, now=clock.now(), actor_staff_id=staff.staff_id)
-    return StaffUserRead.model_validate(user)
+    return localize(StaffUserRead.model_validate(user), SHANGHAI)
 
 
 @router.get("/users", response_model=list[StaffUserRead])
@@ -99,7 +100,7 @@ async def list_users(staff: CurrentStaff, db: Db, hospital_id: int | None = None
         staff.ensure_hospital(hospital_id)
     async with db.read() as session:
         users = await staff_service.list_staff(session, hospital_id=hospital_id)
-    return [StaffUserRead.model_validate(u) for u in users]
+    return localize([StaffUserRead.model_validate(u) for u in users], SHANGHAI)
 
 
 # --- hospital rules -------------------------------------------------------------------------
