@@ -33,7 +33,7 @@ def check_schedule_open(ctx: SlotContext, now: dt.datetime) -> None:
     if ctx.schedule_status != "published":
         raise errors.ScheduleNotPublished()
     if now < ctx.release_at:
-        raise errors.NotYetReleased(release_at=ctx.release_at.isoformat(), release_at_local=ctx.local(ctx.release_at))
+        raise errors.NotYetReleased(release_at=ctx.iso(ctx.release_at), release_at_local=ctx.local(ctx.release_at))
     if now >= ctx.closes_at or now >= ctx.slot_ends_at:
         raise errors.BookingClosed()
 
@@ -102,7 +102,7 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
         select(restrictions.active_until_subquery(hospital_id=ctx.hospital_id, now=now))
         .where(Person.id == patient.person_id).with_for_update(of=Person))
     if until is not None:
-        raise errors.Restricted(until=until.isoformat(), until_local=ctx.local(until))
+        raise errors.Restricted(until=ctx.iso(until), until_local=ctx.local(until))
     live = list(await session.scalars(
         select(Booking).where(Booking.person_id == patient.person_id, Booking.hospital_id == ctx.hospital_id,
                               Booking.state.in_(("held", "confirmed")))
@@ -185,7 +185,7 @@ async def do_cancel(session: AsyncSession, *, account_id: int, booking_id: int, 
     ctx = await load_slot_context(session, booking.slot_id)
     was_paid = booking.state == "confirmed"
     if was_paid and now >= ctx.cancel_deadline:
-        raise errors.CancelDeadlinePassed(deadline=ctx.cancel_deadline.isoformat(),
+        raise errors.CancelDeadlinePassed(deadline=ctx.iso(ctx.cancel_deadline),
                                           deadline_local=ctx.local(ctx.cancel_deadline))
     changes = {"strike_at": now} if was_paid else {}
     await lifecycle.apply(session, booking, "cancel", actor=Actor("account", account_id), now=now,
