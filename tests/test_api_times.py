@@ -165,3 +165,18 @@ async def test_a_login_tells_its_expiry_in_china_time(app, client):
     answer = await login(client, phone, await send_code(client, app, phone, e164))
     assert answer.status_code == 200, answer.text
     assert assert_all_local(answer.json(), "login") == 1
+
+
+async def test_a_refusal_gives_its_time_in_the_hospitals_zone(client, db, clock, fake):
+    world = await _afternoon_world(db, clock)
+    account, token, patient = await new_patient(db, clock)
+    held = await client.post("/api/v1/bookings", json={"slot_id": world["slot"], "patient_id": patient},
+                             headers={**auth(token), "Idempotency-Key": "times-2"})
+    no = (await start_payment(client, token, held.json()["id"])).json()["pay_url"].rsplit("/", 1)[1]
+    headers, body = fake.pay(no)
+    await client.post("/api/v1/payments/notify/paysim", content=body, headers=headers)
+    clock.set(dt.datetime.combine(DAY, dt.time(0, 5), tzinfo=SHANGHAI))
+
+    refused = await client.post(f"/api/v1/bookings/{held.json()['id']}/cancel", headers=auth(token))
+
+    assert refused.status_code == 409 and refused.json()["deadline"] == f"{DAY.isoformat()}T00:00:00+08:00"
