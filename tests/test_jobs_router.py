@@ -54,7 +54,7 @@ async def test_operator_retries_a_dead_job_once_and_it_is_audited(client, db, cl
     r = await client.post(f"/api/v1/staff/jobs/{mid}/retry", headers=jobs_api["operator"])
     assert r.status_code == 200, r.text
     body = r.json()
-    assert (body["state"], body["attempts"], body["available_at"][:19]) == ("pending", 0, "2026-11-19T02:00:00")
+    assert (body["state"], body["attempts"], body["available_at"]) == ("pending", 0, "2026-11-19T10:00:00+08:00")
     again = await client.post(f"/api/v1/staff/jobs/{mid}/retry", headers=jobs_api["operator"])
     assert again.status_code == 409 and again.json()["code"] == "job_not_dead"
     missing = await client.post("/api/v1/staff/jobs/999999/retry", headers=jobs_api["operator"])

@@ -115,7 +115,7 @@ class _FlakyNotifier:
 
 
 async def test_sms_sent_and_failed_are_counted(app, db, clock, settings):
-    from guahao.jobs.registry import JobContext, RetryLater
+    from guahao.outbox.registry import JobContext, RetryLater
     from guahao.notifications import delivery
 
     account_id, _ = await make_account(db, clock.now())

@@ -20,7 +20,7 @@ from guahao.booking.lifecycle import Actor
 from guahao.catalog.models import HospitalRules
 from guahao.core.clock import SHANGHAI
 from guahao.outbox.registry import HANDLERS, PERIODIC, JobContext, RetryLater
-from guahao.notifications import delivery, service
+from guahao.notifications import delivery, service, templates
 from guahao.notifications import jobs as notify_jobs
 from guahao.notifications.models import SentMessage
 from guahao.notifications.port import RecordingNotifier
@@ -49,7 +49,9 @@ async def new_account(db, now, locale: str = "zh-CN") -> tuple[int, str]:
 @pytest.fixture
 async def world(db, clock):
     now = clock.now()
-    hid = await make_hospital(db, now, name="北京协和医院")
+    # these tests follow the account holder's messages; the copies to a patient's own phone
+    # (on by default) are tested in test_notifications_patient_phone.py
+    hid = await make_hospital(db, now, name="北京协和医院", sms_to_patient_phone=False)
     dep = await make_department(db, hid, name="心内科", location="门诊楼2层B区")
     doc = await make_doctor(db, hid, dep, name="张伟")
     sch, slots = await make_schedule(db, now, hospital_id=hid, department_id=dep, doctor_id=doc, day=TOMORROW,
@@ -129,7 +131,7 @@ async def test_confirmation_is_sent_once_to_the_account_holder(db, clock, ctx, s
     async with db.read() as s:
         row = await s.scalar(select(SentMessage).where(SentMessage.booking_id == bid))
         assert row.state == "sent" and row.dedupe_key == f"booking_confirmed:{bid}"
-    assert message.params["patient"] == "王**"
+    assert message.params["patient"] == "王*"
     assert message.params["hospital"] == "北京协和医院" and message.params["department"] == "心内科"
     assert message.params["doctor"] == "张伟" and message.params["location"] == "门诊楼2层B区"
     assert message.params["time"] == "11月20日 上午 08:00-08:30"
@@ -145,7 +147,7 @@ async def test_cancellation_of_a_paid_booking_says_the_fee_is_refunded(db, clock
     await run_often(notify_jobs.booking_cancelled, ctx, payload)
 
     assert [m.template for m in sms.sent] == ["booking_cancelled"]
-    assert sms.sent[0].params["refund"] == "费用将原路退回"
+    assert sms.sent[0].params["refund"] == "费用（挂号费 ¥5.00 + 诊查费 ¥10.00,合计 ¥15.00）将原路退回"
 
 
 async def test_revoked_by_suspension_tells_paid_and_unpaid_bookings_apart(db, clock, ctx, sms, world):
@@ -162,7 +164,8 @@ async def test_revoked_by_suspension_tells_paid_and_unpaid_bookings_apart(db, cl
 
     assert len(sms.sent) == 2
     refund = {m.params["time"]: m.params["refund"] for m in sms.sent}
-    assert refund == {"11月20日 上午 08:00-08:30": "费用将原路退回", "11月20日 上午 08:30-09:00": "未产生费用"}
+    assert refund == {"11月20日 上午 08:00-08:30": "费用（挂号费 ¥5.00 + 诊查费 ¥10.00,合计 ¥15.00）将原路退回",
+                      "11月20日 上午 08:30-09:00": "未产生费用"}
 
 
 async def test_expired_hold_is_told_once(db, clock, ctx, sms, world):
@@ -200,7 +203,7 @@ async def test_restriction_is_told_once_with_its_end_date(db, clock, ctx, sms, w
 
     assert [m.template for m in sms.sent] == ["restriction_applied"]
     assert sms.sent[0].phone == world["phone"]
-    assert sms.sent[0].params == {"patient": "王**", "hospital": "北京协和医院", "until": "2026年12月19日 10:00"}
+    assert sms.sent[0].params == {"patient": "王*", "hospital": "北京协和医院", "until": "2026年12月19日 10:00"}
 
 
 async def test_late_payment_refund_is_told(db, clock, ctx, sms, world):
@@ -209,7 +212,9 @@ async def test_late_payment_refund_is_told(db, clock, ctx, sms, world):
     # enqueued by payments when a payment arrives after the hold ended
     await run_often(notify_jobs.payment_late_refunded, ctx, {"booking_id": bid})
     assert [m.template for m in sms.sent] == ["payment_late_refunded"]
-    assert sms.sent[0].params["amount"] == "15.00"
+    assert sms.sent[0].params["fees"] == "挂号费 ¥5.00 + 诊查费 ¥10.00,合计 ¥15.00"
+    text = templates.render("payment_late_refunded", sms.sent[0].params, "zh-CN")
+    assert "的费用（挂号费 ¥5.00 + 诊查费 ¥10.00,合计 ¥15.00）到账时锁号已超时" in text
 
 
 # --- language, stale messages, console ------------------------------------------------------------
@@ -226,7 +231,7 @@ async def test_an_english_account_gets_english(db, clock, ctx, world):
     assert sms.phone == phone and sms.locale == "en" and sms.gateway_template == "booking_confirmed_en"
     assert sms.out_id == f"booking_confirmed:{bid}"  # the gateway dedupes on it
     assert sms.params["time"] == "20 Nov, morning, 08:00-08:30"
-    assert sms.text.startswith("Booking confirmed for 王**: 北京协和医院, 心内科, 张伟, 20 Nov, morning, 08:00-08:30")
+    assert sms.text.startswith("Booking confirmed for 王*: 北京协和医院, 心内科, 张伟, 20 Nov, morning, 08:00-08:30")
 
 
 async def test_a_confirmation_for_a_booking_cancelled_since_is_not_sent(db, clock, ctx, sms, world):
@@ -242,7 +247,7 @@ async def test_console_prints_the_text_to_a_masked_number(db, clock, ctx, world,
     await book(db, clock, world)
     await notify_jobs.booking_confirmed(ctx, await only_payload(db, "notify.booking_confirmed"))
     err = capsys.readouterr().err
-    assert "预约成功" in err and "王**" in err and "11月20日 上午 08:00-08:30" in err
+    assert "预约成功" in err and "王*" in err and "11月20日 上午 08:00-08:30" in err
     assert world["phone"][3:] not in err and f"{world['phone'][3:6]}****{world['phone'][-4:]}" in err
 
 

@@ -82,7 +82,8 @@ async def test_paying_twice_returns_the_same_payment_and_the_amount_is_always_ou
     assert Counter(r.status_code for r in answers) == {201: 1, 200: 9}
     assert {(r.json()["payment_id"], r.json()["amount"], r.json()["pay_url"]) for r in answers} == {
         (answers[0].json()["payment_id"], FEE, answers[0].json()["pay_url"])}
-    assert answers[0].json()["expires_at"] == (clock.now() + dt.timedelta(minutes=15)).isoformat().replace("+00:00", "Z")
+    expires = dt.datetime.fromisoformat(answers[0].json()["expires_at"])
+    assert expires == clock.now() + dt.timedelta(minutes=15) and expires.utcoffset() == dt.timedelta(hours=8)
     assert await count_rows(db, Payment) == 1 and fake.calls.count("create") >= 1
 
 

@@ -6,7 +6,7 @@ import ipaddress
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Development-only key material. Outside `development` these values are refused so that a
@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     job_concurrency: int = 4
     job_timeout_seconds: float = 300  # per handler run
     job_plugins: str = ""  # extra handler modules, comma-separated (GUAHAO_JOB_PLUGINS)
+    # retention (days; guahao.ops.retention purges hourly, in batches of retention_batch rows)
+    retention_outbox_done_days: int = Field(default=30, ge=1)  # finished messages; dead letters stay
+    retention_idempotency_days: int = Field(default=7, ge=1)  # far longer than any client retries
+    retention_sms_code_days: int = Field(default=1, ge=1)  # after the code expired
+    retention_session_days: int = Field(default=30, ge=1)  # after the session expired or was revoked
+    retention_notification_days: int = Field(default=180, ge=1)  # sent_messages, the SMS log
+    retention_batch: int = Field(default=500, ge=1, le=10_000)
     log_json: bool = False
     log_file: str | None = None  # also append log lines here (used by the privacy test)
     base_url: str = "http://127.0.0.1:8000"

@@ -11,9 +11,11 @@ from guahao.accounts.cookies import clear_session_cookie, set_session_cookie
 from guahao.accounts.errors import SmsUnavailable
 from guahao.accounts.schemas import AccountRead, AccountUpdate, LoginCreate, LoginRead, SmsCodeCreate, SmsCodeSent
 from guahao.config import Settings
+from guahao.core.clock import SHANGHAI
 from guahao.core.crypto import mask_phone
 from guahao.core.deps import ClockDep, CurrentAccount, Db, Limiter
 from guahao.core.errors import NotFound
+from guahao.core.localtime import localize
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 log = structlog.get_logger("guahao.accounts")
@@ -65,7 +67,8 @@ async def login(body: LoginCreate, request: Request, response: Response, db: Db,
         raise outcome
     set_session_cookie(response, outcome.token, settings=settings, ttl=ttl)
     log.info("account_login", account_id=outcome.account.id)
-    return LoginRead(token=outcome.token, expires_at=outcome.expires_at, account=_account_read(outcome.account))
+    return localize(LoginRead(token=outcome.token, expires_at=outcome.expires_at,
+                              account=_account_read(outcome.account)), SHANGHAI)
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)

@@ -35,7 +35,7 @@ def check_schedule_open(ctx: SlotContext, now: dt.datetime) -> None:
     if ctx.schedule_status != "published":
         raise errors.ScheduleNotPublished()
     if now < ctx.release_at:
-        raise errors.NotYetReleased(release_at=ctx.release_at.isoformat(), release_at_local=ctx.local(ctx.release_at))
+        raise errors.NotYetReleased(release_at=ctx.iso(ctx.release_at), release_at_local=ctx.local(ctx.release_at))
     if now >= ctx.closes_at or now >= ctx.slot_ends_at:
         raise errors.BookingClosed()
 
@@ -119,7 +119,7 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
         raise errors.RecordRequired()
     until = await lock_person(session, patient.person_id, hospital_id=ctx.hospital_id, now=now)
     if until is not None:
-        raise errors.Restricted(until=until.isoformat(), until_local=ctx.local(until))
+        raise errors.Restricted(until=ctx.iso(until), until_local=ctx.local(until))
     active = list(await session.scalars(
         select(Booking).where(Booking.person_id == patient.person_id, Booking.hospital_id == ctx.hospital_id,
                               Booking.state.in_(ACTIVE_STATES))
@@ -222,7 +222,7 @@ async def do_cancel(session: AsyncSession, *, account_id: int, booking_id: int, 
     was_paid = booking.state == "confirmed"
     deadline = ctx.deadline_of(booking)
     if was_paid and now >= deadline:
-        raise errors.CancelDeadlinePassed(deadline=deadline.isoformat(), deadline_local=ctx.local(deadline))
+        raise errors.CancelDeadlinePassed(deadline=ctx.iso(deadline), deadline_local=ctx.local(deadline))
     strike = booking.state in ACTIVE_STATES and ctx.rules.cancellation_strikes(was_paid=was_paid,
                                                                                       kept=booking.strike_cancellations)
     await lifecycle.apply(session, booking, "cancel", actor=Actor("account", account_id), now=now,

@@ -73,6 +73,10 @@ class SlotContext:
     def local(self, instant: dt.datetime) -> str:
         return instant.astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
 
+    def iso(self, instant: dt.datetime) -> str:
+        """For times in refusals: the hospital's wall clock with its offset, like every answer."""
+        return instant.astimezone(self.zone).isoformat()
+
 
 async def load_slot_context(session: AsyncSession, slot_id: int, *, lock_schedule: bool = False) -> SlotContext | None:
     query = (

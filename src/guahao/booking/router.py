@@ -13,8 +13,10 @@ from guahao.core import idempotency, metrics
 from guahao.booking.models import Booking, BookingEvent
 from guahao.booking.schemas import BookingCancel, BookingCreate, CancelPreview, BookingEventRead, BookingPage, BookingRead
 from guahao.booking.views import booking_read
+from guahao.catalog import service as catalog_service
 from guahao.core.deps import ClockDep, CurrentAccount, CurrentAccountWithKey, Db, Locale
 from guahao.core.errors import GuahaoError, PROBLEM_JSON
+from guahao.core.localtime import localize
 
 router = APIRouter(prefix="/api/v1/bookings", tags=["bookings"])
 
@@ -134,11 +136,12 @@ async def preview_cancellation(booking_id: int, account: CurrentAccount, db: Db,
 @router.get("/{booking_id}/events", response_model=list[BookingEventRead])
 async def booking_events(booking_id: int, account: CurrentAccount, db: Db) -> list[BookingEventRead]:
     async with db.read() as session:
-        await actions.get_for_account(session, account.account_id, booking_id)
+        booking = await actions.get_for_account(session, account.account_id, booking_id)
         rows = await session.scalars(select(BookingEvent).where(BookingEvent.booking_id == booking_id)
                                      .order_by(BookingEvent.id))
-        return [BookingEventRead(from_state=e.from_state, to_state=e.to_state, actor_type=e.actor_type,
-                                 reason=e.reason, at=e.at) for e in rows]
+        events = [BookingEventRead(from_state=e.from_state, to_state=e.to_state, actor_type=e.actor_type,
+                                   reason=e.reason, at=e.at) for e in rows]
+        return localize(events, await catalog_service.zone_of(session, booking.hospital_id))
 
 
 @router.post("/{booking_id}/cancel", response_model=BookingRead)

@@ -5,6 +5,8 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
+from guahao.core import fees
+
 
 class BookingCreate(BaseModel):
     slot_id: int = Field(gt=0)
@@ -41,9 +43,9 @@ class BookingRead(BaseModel):
     ends_at: dt.datetime
     visit_no: int | None
     booking_code: str
-    registration_fee: int
-    consultation_fee: int
-    amount_due: int
+    registration_fee: int = Field(description=fees.REGISTRATION_FEE)
+    consultation_fee: int = Field(description=fees.CONSULTATION_FEE)
+    amount_due: int = Field(description=fees.TOTAL_FEE)
     hold_expires_at: dt.datetime | None
     cancel_deadline: dt.datetime
     state_reason: str | None

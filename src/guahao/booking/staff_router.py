@@ -13,8 +13,10 @@ from guahao.booking.models import Booking
 from guahao.booking.schemas import (BookingRead, CheckInByCode, LiftRequest, RestrictionRead, RosterEntry,
                                     SuspendRequest)
 from guahao.booking.views import booking_read
+from guahao.catalog import service as catalog_service
 from guahao.core.crypto import mask_name
 from guahao.core.deps import ClockDep, CurrentStaff, Db
+from guahao.core.localtime import localize
 from guahao.patients.models import Patient
 from guahao.scheduling.models import Schedule, Slot
 
@@ -74,8 +76,9 @@ async def roster(hospital_id: int, date: dt.date, staff: CurrentStaff, db: Db, d
         query = query.where(Booking.schedule_id == schedule_id)
     async with db.read() as session:
         rows = (await session.execute(query.order_by(Schedule.starts_at, Booking.schedule_id, Booking.visit_no))).all()
-    return [RosterEntry(booking_id=b.id, visit_no=b.visit_no, booking_code=b.booking_code, state=b.state,
-                        patient_name=mask_name(name), starts_at=starts) for b, starts, name in rows]
+        zone = await catalog_service.zone_of(session, hospital_id)
+    return localize([RosterEntry(booking_id=b.id, visit_no=b.visit_no, booking_code=b.booking_code, state=b.state,
+                                 patient_name=mask_name(name), starts_at=starts) for b, starts, name in rows], zone)
 
 
 @router.post("/hospitals/{hospital_id}/check-in", response_model=BookingRead)
@@ -115,7 +118,8 @@ async def list_restrictions(hospital_id: int, staff: CurrentStaff, db: Db, clock
     staff.ensure_hospital(hospital_id)
     async with db.read() as session:
         rows = await restrictions.list_for_hospital(session, hospital_id, active_only=active, now=clock.now())
-    return [RestrictionRead.model_validate(r, from_attributes=True) for r in rows]
+        zone = await catalog_service.zone_of(session, hospital_id)
+    return localize([RestrictionRead.model_validate(r, from_attributes=True) for r in rows], zone)
 
 
 @router.post("/restrictions/{restriction_id}/lift", response_model=RestrictionRead)
@@ -126,4 +130,5 @@ async def lift_restriction(restriction_id: int, body: LiftRequest, staff: Curren
         r = await restrictions.do_lift(session, restriction_id=restriction_id, staff_id=staff.staff_id,
                                        hospital_id=None if staff.is_operator else staff.hospital_id,
                                        reason=body.reason, now=clock.now())
-        return RestrictionRead.model_validate(r, from_attributes=True)
+        return localize(RestrictionRead.model_validate(r, from_attributes=True),
+                        await catalog_service.zone_of(session, r.hospital_id))

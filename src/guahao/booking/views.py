@@ -1,4 +1,4 @@
-"""Read models: a booking as the patient or the front desk sees it."""
+"""Read models: a booking as the patient or the front desk sees it, times in the hospital's zone."""
 from __future__ import annotations
 
 import datetime as dt
@@ -10,6 +10,7 @@ from guahao.booking.lifecycle import FHIR_STATUS
 from guahao.booking.models import Booking
 from guahao.booking.schemas import BookingRead, PatientBrief
 from guahao.core.crypto import mask_id_number, mask_name
+from guahao.core.localtime import localize
 from guahao.patients.models import Patient
 
 
@@ -34,7 +35,7 @@ async def booking_read(session: AsyncSession, booking: Booking, now: dt.datetime
     ctx = ctx or await load_slot_context(session, booking.slot_id)
     patient = patient or await session.get_one(Patient, booking.patient_id)
     state = effective_state(booking, now)
-    return BookingRead(
+    return localize(BookingRead(
         id=booking.id, state=state, fhir_status=FHIR_STATUS[state], hospital_id=booking.hospital_id,
         hospital_name=ctx.hospital_name, department_id=booking.department_id, department_name=ctx.department_name,
         location=ctx.department_location, doctor_id=booking.doctor_id, doctor_name=ctx.doctor_name,
@@ -47,4 +48,4 @@ async def booking_read(session: AsyncSession, booking: Booking, now: dt.datetime
         patient=PatientBrief(id=patient.id, name=mask_name(patient.name), id_type=patient.id_type,
                              id_number=mask_id_number(patient.id_number)),
         allowed_actions=allowed_actions(booking, ctx.deadline_of(booking), now), created_at=booking.created_at,
-    )
+    ), ctx.zone)

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from guahao.catalog.models import HIS_MODES, LEVELS
+from guahao.core import fees
 
 Title = Literal["chief", "associate_chief", "attending", "resident"]
 FeeTitle = Literal["none", "chief", "associate_chief", "attending", "resident"]
@@ -220,9 +221,9 @@ class DoctorUpdate(_Patch):
 
 
 class Fees(BaseModel):
-    registration_fee: int  # fen
-    consultation_fee: int  # fen
-    total: int  # fen
+    registration_fee: int = Field(description=fees.REGISTRATION_FEE)
+    consultation_fee: int = Field(description=fees.CONSULTATION_FEE)
+    total: int = Field(description=fees.TOTAL_FEE)
 
 
 class DoctorRead(BaseModel):
@@ -248,17 +249,17 @@ class DoctorDetail(DoctorRead):
 class FeeRuleIn(_Input):
     registration_level: RegistrationLevel
     title: FeeTitle
-    registration_fee: int = Field(ge=0, le=MAX_FEE)
-    consultation_fee: int = Field(ge=0, le=MAX_FEE)
+    registration_fee: int = Field(ge=0, le=MAX_FEE, description=fees.REGISTRATION_FEE)
+    consultation_fee: int = Field(ge=0, le=MAX_FEE, description=fees.CONSULTATION_FEE)
 
 
 class FeeRuleRead(BaseModel):
     registration_level: str
     title: str
     title_label: str
-    registration_fee: int
-    consultation_fee: int
-    total: int
+    registration_fee: int = Field(description=fees.REGISTRATION_FEE)
+    consultation_fee: int = Field(description=fees.CONSULTATION_FEE)
+    total: int = Field(description=fees.TOTAL_FEE)
 
 
 # --- search ---------------------------------------------------------------------------------

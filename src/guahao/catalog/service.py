@@ -20,6 +20,7 @@ from guahao.catalog.models import REGISTRATION_LEVELS, TITLES, Department, Docto
 from guahao.catalog.schemas import (DepartmentCreate, DepartmentUpdate, DoctorCreate, DoctorUpdate, FeeRuleIn,
                                     HospitalCreate, HospitalUpdate)
 from guahao.catalog.search import apply_search_keys, keyword_condition, normalize_query
+from guahao.core import localtime
 from guahao.core.errors import GuahaoError, InvalidRequest, NotFound
 
 EARTH_RADIUS_KM = 6371.0088
@@ -36,8 +37,9 @@ DEFAULT_FEES = [(level, title, 100, fee) for level, row in _DEFAULT_CONSULTATION
 
 class FeeNotConfigured(GuahaoError):
     code, status = "fee_not_configured", 409
-    zh = "该医院尚未设置此号别的费用,暂不能预约。"
-    en = "The hospital has not priced this registration level yet, so it cannot be booked."
+    zh = "该医院尚未设置此号别的挂号费和诊查费,暂不能预约。"
+    en = ("The hospital has not set the registration fee and consultation fee of this registration level yet, "
+          "so it cannot be booked.")
 
 
 class DepartmentDepth(GuahaoError):
@@ -60,6 +62,14 @@ class DuplicateFeeRule(GuahaoError):
 
 def hospital_zone(hospital: Hospital) -> ZoneInfo:
     return ZoneInfo(hospital.timezone)
+
+
+async def zone_of(session: AsyncSession, hospital_id: int | None) -> ZoneInfo:
+    """The zone a hospital's times are shown in; the platform default for no hospital."""
+    name = None
+    if hospital_id is not None:
+        name = await session.scalar(select(Hospital.timezone).where(Hospital.id == hospital_id))
+    return localtime.zone(name)
 
 
 # --- lookups --------------------------------------------------------------------------------

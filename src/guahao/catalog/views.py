@@ -7,6 +7,8 @@ from guahao.catalog import labels
 from guahao.catalog.models import Department, Doctor, FeeRule, Hospital
 from guahao.catalog.schemas import (DepartmentNode, DepartmentRead, DepartmentRestrictions, DoctorDetail, DoctorRead,
                                     FeeRuleRead, Fees, HospitalDetail, HospitalRead, HospitalStaffRead, RulesSummary)
+from guahao.core import localtime
+from guahao.core.localtime import localize
 
 if TYPE_CHECKING:  # the one rules type, owned by staff.rules
     from guahao.staff.rules import Rules
@@ -39,8 +41,9 @@ def hospital_detail(h: Hospital, rules: "Rules | None", locale: str) -> Hospital
 
 
 def hospital_staff_read(h: Hospital, locale: str) -> HospitalStaffRead:
-    return HospitalStaffRead(**_hospital_fields(h, locale), introduction=h.introduction, timezone=h.timezone,
-                             his_mode=h.his_mode, active=h.active, created_at=h.created_at)
+    return localize(HospitalStaffRead(**_hospital_fields(h, locale), introduction=h.introduction,
+                                      timezone=h.timezone, his_mode=h.his_mode, active=h.active,
+                                      created_at=h.created_at), localtime.zone(h.timezone))
 
 
 def department_node(d: Department, children: list[Department] = ()) -> DepartmentNode:

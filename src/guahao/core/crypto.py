@@ -368,9 +368,10 @@ def mask_phone(value: str) -> str:
 
 
 def mask_name(value: str) -> str:
+    """First character and one star (张*, 阿*): the length of the name stays hidden too."""
     if not value:
         return value
-    return value[0] + "*" * max(1, len(value) - 1)
+    return value[0] + "*"
 
 
 def mask_card(value: str) -> str:

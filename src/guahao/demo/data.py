@@ -78,7 +78,8 @@ class DemoHospital:
 LEVEL_BY_TITLE = {"chief": "expert", "associate_chief": "expert", "attending": "general", "resident": "general"}
 CAPACITY_BY_TITLE = {"chief": (12, 4), "associate_chief": (16, 6), "attending": (20, 8), "resident": (24, 8)}
 
-# Fees in fen: registration fee, and the consultation fee by registration level and title
+# Fees in fen: the 挂号费 (registration fee) of the grade, and the 诊查费 (consultation fee) by
+# registration level and title; a patient pays both
 # ("none" = a general clinic without a named doctor).
 FEE_GRADES: dict[str, tuple[int, dict[str, dict[str, int]]]] = {
     "tertiary": (500, {

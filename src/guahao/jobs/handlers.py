@@ -10,6 +10,7 @@ import importlib
 import os
 
 import guahao.booking.jobs  # noqa: F401  (registers booking.* handlers and periodic jobs)
+import guahao.ops.retention  # noqa: F401  (registers the retention.purge_* periodic jobs)
 
 OPTIONAL_MODULES = ("guahao.payments.jobs", "guahao.notifications.jobs", "guahao.his.jobs", "guahao.keys.jobs")
 
@@ -32,7 +33,7 @@ def plugin_modules(settings: object | None = None) -> list[str]:
 
 def load(settings: object | None = None) -> list[str]:
     """Import the optional feature modules and the plugins; returns the modules loaded."""
-    loaded = ["guahao.booking.jobs"]
+    loaded = ["guahao.booking.jobs", "guahao.ops.retention"]
     loaded += [name for name in OPTIONAL_MODULES if _import_optional(name)]
     for name in plugin_modules(settings):
         importlib.import_module(name)  # a named plugin that fails to import is an error

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
+from guahao.core.clock import SHANGHAI
 from guahao.core.deps import ClockDep, CurrentStaff, Db
 from guahao.core.errors import Forbidden
+from guahao.core.localtime import localize
 from guahao.jobs import service as jobs_service
 from guahao.jobs.schemas import JobPage, JobRead, JobStats, JobTopicCount
 
@@ -25,7 +27,8 @@ async def list_dead(staff: CurrentStaff, db: Db, topic: str | None = None,
     async with db.read() as session:
         messages = await jobs_service.list_dead(session, limit=limit, before_id=before_id, topic=topic)
     items = [JobRead.of(m) for m in messages]
-    return JobPage(items=items, next_before_id=items[-1].id if len(items) == limit else None)
+    # the operator's queue spans hospitals: times in the platform's zone
+    return localize(JobPage(items=items, next_before_id=items[-1].id if len(items) == limit else None), SHANGHAI)
 
 
 @router.post("/{message_id}/retry", response_model=JobRead)
@@ -34,7 +37,7 @@ async def retry(message_id: int, staff: CurrentStaff, db: Db, clock: ClockDep) -
     _operator_only(staff)
     async with db.begin() as session:
         message = await jobs_service.do_retry_dead(session, message_id, now=clock.now(), staff_id=staff.staff_id)
-        return JobRead.of(message)
+        return localize(JobRead.of(message), SHANGHAI)
 
 
 @router.get("/stats", response_model=JobStats)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 from guahao.core import crypto
-from guahao.jobs.registry import JobContext, handler, periodic
+from guahao.outbox.registry import JobContext, handler, periodic
 from guahao.keys import rotation
 
 periodic("keys.reencrypt", dt.timedelta(hours=1))

@@ -26,15 +26,31 @@ def _id(payload: dict[str, Any], name: str) -> int:
 
 
 async def send_about_booking(ctx: JobContext, template: str, payload: dict[str, Any]) -> bool:
-    """Send `template` about the payload's booking once. True when this call sent it."""
+    """Send `template` about the payload's booking once to each recipient. True when this
+    call sent at least one."""
     booking_id = _id(payload, "booking_id")
-    if await delivery.already_sent(ctx, service.message_key(template, booking_id)):
-        return False
     async with ctx.db.read() as session:
-        message = await service.compose_booking_message(session, template, booking_id, ctx.clock.now())
-    if message is None:
-        return False
-    return await delivery.deliver(ctx, message)
+        messages = await service.compose_booking_messages(session, template, booking_id, ctx.clock.now())
+    return await _deliver_all(ctx, messages)
+
+
+async def _deliver_all(ctx: JobContext, messages: list[delivery.Outgoing]) -> bool:
+    """Deliver each message; one recipient's failure does not hold back the others. A retry
+    re-runs them all; those already sent are no-ops (their dedupe keys)."""
+    failures: list[Exception] = []
+    sent = False
+    for message in messages:
+        if await delivery.already_sent(ctx, message.dedupe_key):  # a read spares the claim's write
+            continue
+        try:
+            sent = await delivery.deliver(ctx, message) or sent
+        except (RetryLater, PermanentFailure) as exc:
+            failures.append(exc)
+    for kind in (RetryLater, PermanentFailure):
+        for exc in failures:
+            if isinstance(exc, kind):
+                raise exc
+    return sent
 
 
 @handler("notify.booking_confirmed")
@@ -78,17 +94,7 @@ async def restriction_applied(ctx: JobContext, payload: dict) -> None:
     restriction_id = _id(payload, "restriction_id")
     async with ctx.db.read() as session:
         messages = await service.compose_restriction_messages(session, restriction_id)
-    failures: list[Exception] = []
-    for message in messages:  # one account's failure does not hold back the others
-        try:
-            await delivery.deliver(ctx, message)
-        except (RetryLater, PermanentFailure) as exc:
-            failures.append(exc)
-    # a retry re-runs them all; those already sent are no-ops
-    for kind in (RetryLater, PermanentFailure):
-        for exc in failures:
-            if isinstance(exc, kind):
-                raise exc
+    await _deliver_all(ctx, messages)
 
 
 async def _scan(ctx: JobContext, enqueue) -> None:

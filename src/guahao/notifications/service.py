@@ -7,6 +7,7 @@ cancelled since, a hold warning after payment) is dropped instead of sent.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
@@ -42,13 +43,8 @@ class Recipient:
 
 
 async def recipient(session: AsyncSession, account_id: int) -> Recipient:
-    """Messages go to the account holder's number, not to `Patient.phone`.
-
-    The account holder is the person who booked, paid and can cancel or rebook; their number
-    is proven by the SMS login code and they chose the language. A patient's own number is
-    declared, not verified, and is often a child's or an elderly parent's who cannot act on
-    "pay within 3 minutes" - and booking codes should not go to an unverified number.
-    """
+    """The account holder: the person who booked, paid and can cancel or rebook; their number
+    is proven by the SMS login code and they chose the language. Every message goes to them."""
     account = await accounts_service.get(session, account_id)
     if account is None:
         raise PermanentFailure(f"account {account_id} not found")
@@ -81,9 +77,40 @@ async def _was_paid(session: AsyncSession, booking: Booking) -> bool:
     return from_state == "confirmed" and booking.amount_due > 0
 
 
+# Templates the patient's own phone gets as well (hospital rule `sms_to_patient_phone`): the
+# 就诊人 goes to the visit and must know of it, its code and its cancellation. The payment
+# prompt is not among them: only the account holder can pay.
+PATIENT_TEMPLATES = frozenset(BOOKING_TEMPLATES) - {"hold_expiring"}
+
+
+def patient_message_key(template: str, booking_id: int) -> str:
+    return message_key(template, booking_id) + ":patient"
+
+
+async def compose_booking_messages(session: AsyncSession, template: str, booking_id: int,
+                                   now: dt.datetime) -> list[Outgoing]:
+    """The message `template` about a booking, one per recipient: the account holder, and the
+    patient's own number when the hospital wants it and it is another number (the same
+    number gets one message, not two). Empty when it is no longer worth sending."""
+    message = await compose_booking_message(session, template, booking_id, now)
+    if message is None:
+        return []
+    messages = [message]
+    if template in PATIENT_TEMPLATES:
+        booking = await session.get_one(Booking, booking_id)
+        patient = await session.get_one(Patient, booking.patient_id)
+        rules = await staff_rules.get_rules(session, booking.hospital_id)
+        if rules.sms_to_patient_phone and patient.phone and patient.phone != message.phone:
+            # the account holder's language: the patient entry records none of its own
+            messages.append(dataclasses.replace(message, dedupe_key=patient_message_key(template, booking_id),
+                                                phone=patient.phone))
+    return messages
+
+
 async def compose_booking_message(session: AsyncSession, template: str, booking_id: int,
                                   now: dt.datetime) -> Outgoing | None:
-    """The message `template` about a booking, or None when it is no longer worth sending."""
+    """The account holder's message `template` about a booking, or None when it is no longer
+    worth sending."""
     if template not in BOOKING_TEMPLATES:
         raise PermanentFailure(f"not a booking template: {template}")
     booking = await session.get(Booking, booking_id)
@@ -101,12 +128,12 @@ async def compose_booking_message(session: AsyncSession, template: str, booking_
         "time": templates.visit_time(slot.slot_starts_at, slot.slot_ends_at, slot.period, slot.zone, loc),
         "visit_no": str(booking.visit_no or ""), "code": booking.booking_code,
         "location": slot.department_location or templates.default_location(loc),
-        "amount": templates.yuan(booking.amount_due),
+        "fees": templates.fee_text(booking.registration_fee, booking.consultation_fee, loc),
     }
     if booking.hold_expires_at is not None:
         values["deadline"] = templates.clock_time(booking.hold_expires_at, slot.zone)
     if template in ("booking_cancelled", "booking_revoked"):
-        values["refund"] = templates.refund_status(await _was_paid(session, booking), loc)
+        values["refund"] = templates.refund_status(await _was_paid(session, booking), loc, values["fees"])
     return Outgoing(dedupe_key=message_key(template, booking.id), template=template, phone=to.phone, locale=loc,
                     params=templates.pick_params(template, values), account_id=to.account_id,
                     hospital_id=booking.hospital_id, booking_id=booking.id)

@@ -5,13 +5,16 @@ and its parameters, the gateway fills them in (and adds our signature 【...】)
 here are the approved wording, used by the console provider to show what the patient reads
 and by tests. An English text is a template of its own at the gateway, hence its own id.
 
+Amounts always name both parts of the fee, 挂号费 and 诊查费 (`core.fees`).
 Parameters carry no ID number and no phone number; the patient's name is always masked
-(`王小明` -> `王**`), so a rendered text is safe to print in development.
+(`王小明` -> `王*`), so a rendered text is safe to print in development.
 """
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+
+from guahao.core import fees
 
 LOCALES = ("zh-CN", "en")
 
@@ -81,11 +84,11 @@ _ALL = (
     ),
     Template(
         "payment_late_refunded",
-        ("patient", "hospital", "department", "time", "amount"),
-        "您为{patient}支付的{hospital} {department} {time}挂号费{amount}元到账时锁号已超时，预约未成功，"
+        ("patient", "hospital", "department", "time", "fees"),
+        "您为{patient}支付的{hospital} {department} {time}的费用（{fees}）到账时锁号已超时，预约未成功，"
         "费用将原路退回。",
-        "The payment of CNY {amount} for {patient} at {hospital}, {department}, {time} arrived after the hold "
-        "had expired, so no booking was made; the fee will be refunded to the original payment method.",
+        "The payment ({fees}) for {patient} at {hospital}, {department}, {time} arrived after the hold "
+        "had expired, so no booking was made; it will be refunded to the original payment method.",
     ),
 )
 TEMPLATES: dict[str, Template] = {t.code: t for t in _ALL}
@@ -144,13 +147,18 @@ def date_time(instant: dt.datetime, zone: dt.tzinfo, locale: str) -> str:
     return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}"
 
 
-def yuan(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
+def fee_text(registration_fee: int, consultation_fee: int, locale: str) -> str:
+    """Both parts and the total: `挂号费 ¥5.00 + 诊查费 ¥20.00,合计 ¥25.00`."""
+    return fees.breakdown(registration_fee, consultation_fee, "en" if _en(locale) else "zh-CN")
 
 
-def refund_status(paid: bool, locale: str) -> str:
+def refund_status(paid: bool, locale: str, fee: str = "") -> str:
+    """`fee`: the paid amount as `fee_text` words it, named in the refund when given."""
     if paid:
-        return "the fee will be refunded to the original payment method" if _en(locale) else "费用将原路退回"
+        if _en(locale):
+            return f"the fees ({fee}) will be refunded to the original payment method" if fee else \
+                "the fee will be refunded to the original payment method"
+        return f"费用（{fee}）将原路退回" if fee else "费用将原路退回"
     return "no fee was charged" if _en(locale) else "未产生费用"
 
 

@@ -9,7 +9,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response, status
 
+from guahao.core.clock import SHANGHAI as PLATFORM_ZONE  # a patient belongs to no hospital
 from guahao.core.deps import ClockDep, CurrentAccount, Db
+from guahao.core.localtime import localize
 from guahao.patients import service
 from guahao.patients.schemas import PatientCreate, PatientPage, PatientRead, PatientUpdate, VerifyRequest
 
@@ -26,7 +28,7 @@ async def add_patient(body: PatientCreate, request: Request, account: CurrentAcc
     async with db.begin() as session:
         patient = await service.do_add_patient(session, account_id=account.account_id, data=body,
                                                max_patients=max_patients, now=now)
-    return PatientRead.from_patient(patient, today=service.local_today(now))
+    return localize(PatientRead.from_patient(patient, today=service.local_today(now)), PLATFORM_ZONE)
 
 
 @router.get("", response_model=PatientPage)
@@ -34,15 +36,16 @@ async def list_patients(request: Request, account: CurrentAccount, db: Db, clock
     async with db.read() as session:
         patients = await service.list_for_account(session, account.account_id)
     today = service.local_today(clock.now())
-    return PatientPage(items=[PatientRead.from_patient(p, today=today) for p in patients], total=len(patients),
-                       max_patients=request.app.state.settings.max_patients_per_account)
+    return localize(PatientPage(items=[PatientRead.from_patient(p, today=today) for p in patients],
+                                total=len(patients), max_patients=request.app.state.settings.max_patients_per_account),
+                    PLATFORM_ZONE)
 
 
 @router.get("/{patient_id}", response_model=PatientRead)
 async def get_patient(patient_id: PatientId, account: CurrentAccount, db: Db, clock: ClockDep) -> PatientRead:
     async with db.read() as session:
         patient = await service.get_or_raise(session, account.account_id, patient_id)
-    return PatientRead.from_patient(patient, today=service.local_today(clock.now()))
+    return localize(PatientRead.from_patient(patient, today=service.local_today(clock.now())), PLATFORM_ZONE)
 
 
 @router.patch("/{patient_id}", response_model=PatientRead)
@@ -52,7 +55,7 @@ async def update_patient(patient_id: PatientId, body: PatientUpdate, account: Cu
     async with db.begin() as session:
         patient = await service.do_update_patient(session, account_id=account.account_id, patient_id=patient_id,
                                                   data=body, now=now)
-    return PatientRead.from_patient(patient, today=service.local_today(now))
+    return localize(PatientRead.from_patient(patient, today=service.local_today(now)), PLATFORM_ZONE)
 
 
 @router.delete("/{patient_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -84,4 +87,4 @@ async def verify_patient(patient_id: PatientId, body: VerifyRequest, request: Re
     patient = await service.verify_identity(db, request.app.state.face_check, request.app.state.limiter, clock,
                                             account_id=account.account_id, patient_id=patient_id,
                                             liveness_token=body.liveness_token)
-    return PatientRead.from_patient(patient, today=service.local_today(clock.now()))
+    return localize(PatientRead.from_patient(patient, today=service.local_today(clock.now())), PLATFORM_ZONE)

@@ -6,8 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from guahao.booking import actions as booking_actions
+from guahao.catalog import service as catalog_service
 from guahao.core.deps import ClockDep, CurrentAccount, Db, Limiter
 from guahao.core.errors import NotFound
+from guahao.core.localtime import localize
 from guahao.payments import errors, rejections, reports, service
 from guahao.payments.schemas import PaymentRead, PaymentStarted
 
@@ -60,14 +62,17 @@ async def start_payment(request: Request, booking_id: int, account: CurrentAccou
     p = started.payment
     body = PaymentStarted(payment_id=p.id, booking_id=p.booking_id, pay_url=p.pay_url, amount=p.amount,
                           state=p.state, expires_at=started.hold_expires_at)
+    async with db.read() as session:
+        body = localize(body, await catalog_service.zone_of(session, p.hospital_id))
     return JSONResponse(body.model_dump(mode="json"), status_code=201 if started.created else 200)
 
 
 @router.get("/api/v1/bookings/{booking_id}/payments", response_model=list[PaymentRead])
 async def list_payments(booking_id: int, account: CurrentAccount, db: Db) -> list[PaymentRead]:
     async with db.read() as session:
-        await booking_actions.get_for_account(session, account.account_id, booking_id)
-        return await reports.payments_of(session, booking_id)
+        booking = await booking_actions.get_for_account(session, account.account_id, booking_id)
+        return localize(await reports.payments_of(session, booking_id),
+                        await catalog_service.zone_of(session, booking.hospital_id))
 
 
 @router.post("/api/v1/payments/notify/{provider}", include_in_schema=False)

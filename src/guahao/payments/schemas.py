@@ -5,12 +5,14 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
+from guahao.core import fees
+
 
 class PaymentStarted(BaseModel):
     payment_id: int
     booking_id: int
     pay_url: str
-    amount: int
+    amount: int = Field(description=fees.TOTAL_FEE)
     state: str
     # the hold deadline: pay before it, or the seat is released
     expires_at: dt.datetime
@@ -31,7 +33,7 @@ class PaymentRead(BaseModel):
     id: int
     booking_id: int
     out_trade_no: str
-    amount: int
+    amount: int = Field(description=fees.TOTAL_FEE)
     state: str
     pay_url: str | None
     provider: str
@@ -47,7 +49,7 @@ class BookingMoney(BaseModel):
     booking_id: int
     hospital_id: int
     booking_state: str
-    amount_due: int
+    amount_due: int = Field(description=fees.TOTAL_FEE)
     paid: int
     refunded: int
     refund_pending: int

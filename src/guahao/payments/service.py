@@ -17,7 +17,7 @@ from guahao.booking import actions as booking_actions
 from guahao.booking.models import Booking
 from guahao.catalog import service as catalog_service
 from guahao.config import Settings
-from guahao.core import metrics
+from guahao.core import fees, metrics
 from guahao.core.db import Database
 from guahao.payments import actions, errors, rejections
 from guahao.payments import provider as provider_config
@@ -55,7 +55,7 @@ async def start_payment(db: Database, port: PaymentPort | None, settings: Settin
         booking = await session.get_one(Booking, booking_id)
         hospital = await catalog_service.get_hospital_or_raise(session, booking.hospital_id, include_inactive=True)
         department = await catalog_service.get_department_or_raise(session, booking.department_id)
-        description = f"{hospital.name} {department.name} 挂号费"
+        description = f"{hospital.name} {department.name} {fees.parts(booking.registration_fee, booking.consultation_fee)}"
     if payment.pay_url is None:
         try:
             pay_url = await port.create_payment(

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 
 from guahao.booking.models import Booking
+from guahao.catalog import service as catalog_service
 from guahao.core.deps import ClockDep, CurrentStaff, Db
 from guahao.core.errors import Forbidden, NotFound
+from guahao.core.localtime import localize
 from guahao.payments import errors, reports, resolve
 from guahao.payments.models import Payment, Refund
 from guahao.payments.port import ProviderError, ProviderRefused
@@ -29,7 +31,8 @@ async def booking_payments(booking_id: int, staff: CurrentStaff, db: Db) -> Book
         booking = await session.get(Booking, booking_id)
         if booking is None or (not staff.is_operator and booking.hospital_id != staff.hospital_id):
             raise NotFound("booking")
-        return await reports.booking_money(session, booking)
+        return localize(await reports.booking_money(session, booking),
+                        await catalog_service.zone_of(session, booking.hospital_id))
 
 
 @router.get("/payments/totals", response_model=MoneyTotals)

@@ -30,9 +30,9 @@ class BandsNotUsed(SchedulingError):
 
 class FeeNotConfigured(SchedulingError):
     code, status = "fee_not_configured", 409
-    zh = "尚未配置“{registration_level}”号别、职称“{title}”的挂号费,请先在医院设置中添加收费标准。"
-    en = ("No fee is configured for registration level '{registration_level}' and title '{title}'; "
-          "add the fee rule in the hospital settings first.")
+    zh = "尚未配置“{registration_level}”号别、职称“{title}”的挂号费和诊查费,请先在医院设置中添加收费标准。"
+    en = ("No registration fee and consultation fee are configured for registration level "
+          "'{registration_level}' and title '{title}'; add the fee rule in the hospital settings first.")
 
 
 class ScheduleRangeInvalid(SchedulingError):

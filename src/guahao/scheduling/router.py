@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Response
 
 from guahao.core.deps import ClockDep, CurrentStaff, Db, StaffPrincipal
 from guahao.core.errors import InvalidRequest
+from guahao.core.localtime import localize
 from guahao.scheduling import availability, service, templates
 from guahao.staff import rules as staff_rules
 from guahao.scheduling.models import Schedule
@@ -162,24 +163,22 @@ async def _detail(session, schedule_id: int, hospital_id: int | None) -> Schedul
     for slot in slots:
         totals[slot.pool] += slot.capacity
     read = _schedule_read(schedule, rules, totals)
-    slot_reads = [SlotRead(id=s.id, pool=s.pool, starts_at=s.starts_at.astimezone(rules.tz),
-                           ends_at=s.ends_at.astimezone(rules.tz), capacity=s.capacity,
+    slot_reads = [SlotRead(id=s.id, pool=s.pool, starts_at=s.starts_at, ends_at=s.ends_at, capacity=s.capacity,
                            first_visit_no=s.first_visit_no) for s in slots]
-    return ScheduleDetail(**read.model_dump(), slots=slot_reads)
+    return localize(ScheduleDetail(**dict(read), slots=slot_reads), rules.tz)
 
 
 def _schedule_read(schedule: Schedule, rules, totals: dict[str, int]) -> ScheduleRead:
-    tz = rules.tz
-    return ScheduleRead(
+    return localize(ScheduleRead(
         id=schedule.id, hospital_id=schedule.hospital_id, department_id=schedule.department_id,
         doctor_id=schedule.doctor_id, template_id=schedule.template_id, date=schedule.date,
-        period=schedule.period, starts_at=schedule.starts_at.astimezone(tz), ends_at=schedule.ends_at.astimezone(tz),
+        period=schedule.period, starts_at=schedule.starts_at, ends_at=schedule.ends_at,
         registration_level=schedule.registration_level, registration_fee=schedule.registration_fee,
         consultation_fee=schedule.consultation_fee,
         total_fee=schedule.registration_fee + schedule.consultation_fee, status=schedule.status,
-        suspended_reason=schedule.suspended_reason, release_at=schedule.release_at.astimezone(tz),
-        closes_at=service.closes_at(schedule, rules).astimezone(tz),
-        platform_capacity=totals["platform"], onsite_capacity=totals["onsite"])
+        suspended_reason=schedule.suspended_reason, release_at=schedule.release_at,
+        closes_at=service.closes_at(schedule, rules),
+        platform_capacity=totals["platform"], onsite_capacity=totals["onsite"]), rules.tz)
 
 
 # --- public availability ----------------------------------------------------------------

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from guahao.core import fees
+
 Period = Literal["morning", "afternoon", "evening", "all_day"]
 Level = Literal["general", "expert", "special"]
 Status = Literal["draft", "published", "suspended"]
@@ -91,9 +93,9 @@ class ScheduleRead(BaseModel):
     starts_at: dt.datetime
     ends_at: dt.datetime
     registration_level: Level
-    registration_fee: int
-    consultation_fee: int
-    total_fee: int
+    registration_fee: int = Field(description=fees.REGISTRATION_FEE)
+    consultation_fee: int = Field(description=fees.CONSULTATION_FEE)
+    total_fee: int = Field(description=fees.TOTAL_FEE)
     status: Status
     suspended_reason: str | None
     release_at: dt.datetime
@@ -139,9 +141,9 @@ class AvailableSchedule(BaseModel):
     department_id: int
     doctor: DoctorBrief | None  # null = the department's general clinic
     registration_level: Level
-    registration_fee: int  # fen
-    consultation_fee: int  # fen
-    total_fee: int  # fen
+    registration_fee: int = Field(description=fees.REGISTRATION_FEE)
+    consultation_fee: int = Field(description=fees.CONSULTATION_FEE)
+    total_fee: int = Field(description=fees.TOTAL_FEE)
     state: State
     release_at: dt.datetime | None = None  # only while not_yet_released
     closes_at: dt.datetime

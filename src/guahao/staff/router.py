@@ -13,10 +13,13 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from guahao.accounts import service as accounts_service
 from guahao.accounts.cookies import clear_session_cookie, set_session_cookie
+from guahao.catalog import service as catalog_service
+from guahao.core.clock import SHANGHAI  # staff accounts: the platform zone
 from guahao.core.deps import ClockDep, CurrentStaff, Db, Limiter
 from guahao.core.errors import Forbidden, NotFound
 from guahao.core import audit
 from guahao.staff import lockout
+from guahao.core.localtime import localize
 from guahao.staff import rules as staff_rules
 from guahao.staff import service as staff_service
 from guahao.staff.errors import InvalidCredentials, LoginLocked
@@ -73,8 +76,8 @@ async def login(body: StaffLogin, request: Request, response: Response, db: Db, 
         token = await staff_service.do_open_session(session, user, now=now, password=body.password)
     set_session_cookie(response, token, settings=request.app.state.settings, ttl=staff_service.SESSION_TTL)
     log.info("staff_login", staff_id=user.id)
-    return StaffLoginRead(token=token, expires_at=now + staff_service.SESSION_TTL,
-                          staff=StaffUserRead.model_validate(user))
+    return localize(StaffLoginRead(token=token, expires_at=now + staff_service.SESSION_TTL,
+                                   staff=StaffUserRead.model_validate(user)), SHANGHAI)
 
 
 def _locked(attempt: lockout.Attempt, now: dt.datetime) -> LoginLocked:
@@ -111,7 +114,7 @@ async def read_me(staff: CurrentStaff, db: Db) -> StaffUserRead:
         user = await staff_service.get(session, staff.staff_id)
     if user is None:
         raise NotFound("staff")
-    return StaffUserRead.model_validate(user)
+    return localize(StaffUserRead.model_validate(user), SHANGHAI)
 
 
 # --- staff users ----------------------------------------------------------------------------
@@ -131,7 +134,7 @@ async def create_user(body: StaffUserCreate, staff: CurrentStaff, db: Db, clock:
         user = await staff_service.do_create_staff(
             session, username=body.username, password=body.password, role=body.role, hospital_id=hospital_id,
             display_name=body.display_name, now=clock.now(), actor_staff_id=staff.staff_id)
-    return StaffUserRead.model_validate(user)
+    return localize(StaffUserRead.model_validate(user), SHANGHAI)
 
 
 @router.get("/users", response_model=list[StaffUserRead])
@@ -143,7 +146,7 @@ async def list_users(staff: CurrentStaff, db: Db, hospital_id: int | None = None
         staff.ensure_hospital(hospital_id)
     async with db.read() as session:
         users = await staff_service.list_staff(session, hospital_id=hospital_id)
-    return [StaffUserRead.model_validate(u) for u in users]
+    return localize([StaffUserRead.model_validate(u) for u in users], SHANGHAI)
 
 
 # --- hospital rules -------------------------------------------------------------------------
@@ -154,7 +157,8 @@ async def read_rules(hospital_id: int, staff: CurrentStaff, db: Db) -> HospitalR
     staff.ensure_hospital(hospital_id)
     async with db.read() as session:
         rules = await staff_rules.get_rules(session, hospital_id)
-    return HospitalRulesRead.model_validate(rules)
+        zone = await catalog_service.zone_of(session, hospital_id)
+    return localize(HospitalRulesRead.model_validate(rules), zone)
 
 
 @router.put("/hospitals/{hospital_id}/rules", response_model=HospitalRulesRead)
@@ -166,7 +170,8 @@ async def replace_rules(hospital_id: int, body: HospitalRulesUpdate, staff: Curr
     async with db.begin() as session:
         rules = await staff_rules.do_update_rules(session, hospital_id, body, now=clock.now(),
                                                   staff_id=staff.staff_id)
-    return HospitalRulesRead.model_validate(rules)
+        zone = await catalog_service.zone_of(session, hospital_id)
+    return localize(HospitalRulesRead.model_validate(rules), zone)
 
 
 # --- audit log ------------------------------------------------------------------------------
@@ -184,8 +189,9 @@ async def list_audit(staff: CurrentStaff, db: Db, hospital_id: int | None = None
     async with db.read() as session:
         entries = await audit.list_entries(session, hospital_id=hospital_id, limit=limit + 1,
                                            before_id=before_id, action=action)
+        zone = await catalog_service.zone_of(session, hospital_id)  # the platform's zone for operators
     page = entries[:limit]
     items = [AuditRead(id=e.id, at=e.at, staff_id=e.staff_id, account_id=e.account_id, hospital_id=e.hospital_id,
                        action=e.action, object_type=e.object_type, object_id=e.object_id,
                        detail=audit.load_detail(e)) for e in page]
-    return AuditPage(items=items, next_cursor=page[-1].id if len(entries) > limit else None)
+    return localize(AuditPage(items=items, next_cursor=page[-1].id if len(entries) > limit else None), zone)

@@ -47,6 +47,7 @@ class Rules:
     sms_to_patient_phone: bool
     timezone: str = "Asia/Shanghai"
     updated_at: dt.datetime | None = None  # None: never edited, the defaults apply
+    sms_to_patient_phone: bool = True
 
     @property
     def hold(self) -> dt.timedelta:

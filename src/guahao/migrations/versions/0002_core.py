@@ -7,8 +7,8 @@ from alembic import op
 import sqlalchemy as sa
 import guahao.core.db
 
-revision = "0002_core"
-down_revision = "0001"
+revision = '0002_core'
+down_revision = '0001'
 branch_labels = None
 depends_on = None
 

@@ -1,15 +1,15 @@
 """staff login lockout counters
 
-Revision ID: 0002_sec
-Revises: 0001
+Revision ID: 0005_sec
+Revises: 0004_pay
 """
 from alembic import op
 import sqlalchemy as sa
 import guahao.core.db
 
 
-revision = '0002_sec'
-down_revision = '0001'
+revision = '0005_sec'
+down_revision = '0004_pay'
 branch_labels = None
 depends_on = None
 

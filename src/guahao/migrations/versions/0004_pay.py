@@ -1,15 +1,15 @@
 """payments: hourly counts of rejected notifications
 
-Revision ID: 0002_pay
-Revises: 0001
+Revision ID: 0004_pay
+Revises: 0003_crypto
 """
 from alembic import op
 import sqlalchemy as sa
 import guahao.core.db
 
 
-revision = '0002_pay'
-down_revision = '0001'
+revision = '0004_pay'
+down_revision = '0003_crypto'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """row keys for encrypted rows: the associated data that binds a ciphertext to its row
 
-Revision ID: 0002_crypto
-Revises: 0001
+Revision ID: 0003_crypto
+Revises: 0002_core
 
 Existing rows get a random row key here; their values stay in the v1 format (no associated
 data), which the application still reads, until `guahao keys reencrypt` rewrites them as v2.
@@ -12,8 +12,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002_crypto'
-down_revision = '0001'
+revision = '0003_crypto'
+down_revision = '0002_core'
 branch_labels = None
 depends_on = None
 
