@@ -5,10 +5,10 @@ import datetime as dt
 import itertools
 import random
 
-from guahao.booking import inventory
 from guahao.core.clock import SHANGHAI
 from guahao.core.crypto import lookup_hash
 from guahao.patients.models import Patient, Person
+from guahao.scheduling import seats
 from guahao.scheduling.models import Schedule, Slot
 from tests.conftest import remember_sensitive
 
@@ -59,7 +59,7 @@ async def make_schedule(db, now: dt.datetime, *, hospital_id: int, department_id
                         registration_fee: int = 500, consultation_fee: int = 1000, status: str = "published",
                         release_at: dt.datetime | None = None, bands: int = 1) -> tuple[int, list[int]]:
     """A schedule 08:00-12:00 local with `bands` platform slots sharing `capacity` seats."""
-    start = dt.datetime.combine(day, dt.time(8, 0), tzinfo=SHANGHAI).astimezone(dt.timezone.utc)
+    start = dt.datetime.combine(day, dt.time(8, 0), tzinfo=SHANGHAI).astimezone(dt.UTC)
     end = start + dt.timedelta(hours=4)
     async with db.begin() as s:
         sch = Schedule(hospital_id=hospital_id, department_id=department_id, doctor_id=doctor_id, date=day,
@@ -80,5 +80,5 @@ async def make_schedule(db, now: dt.datetime, *, hospital_id: int, department_id
                 visit_no += cap
                 slots.append(slot)
         await s.flush()
-        await inventory.do_create_positions(s, slots)
+        await seats.do_create_positions(s, slots)
         return sch.id, [sl.id for sl in slots if sl.pool == "platform"]

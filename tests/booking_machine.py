@@ -17,22 +17,22 @@ import asyncio
 import datetime as dt
 from collections import Counter
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import func, select, text
 
 from guahao.booking import actions, hospital_actions
 from guahao.booking.lifecycle import Actor
-from guahao.booking.models import Booking, BookingEvent, Restriction, SlotPosition
+from guahao.booking.models import Booking, BookingEvent, Restriction
 from guahao.core.clock import SHANGHAI, FrozenClock
 from guahao.core.db import create_database
 from guahao.core.errors import GuahaoError
 from guahao.models import Base
+from guahao.scheduling.models import SlotPosition
 from tests.booking_builders import make_id_number, make_patient, make_schedule
 from tests.builders import make_account, make_department, make_hospital
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 START = dt.datetime(2026, 11, 19, 2, 0, tzinfo=UTC)  # Thursday 10:00 in Shanghai
 LIVE = ("held", "confirmed", "checked_in", "completed")
 HOLD = dt.timedelta(minutes=30)

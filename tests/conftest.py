@@ -106,7 +106,7 @@ def backend(database_url) -> str:
 @pytest.fixture
 def clock() -> FrozenClock:
     # a Thursday morning in Shanghai, well clear of midnight
-    return FrozenClock(dt.datetime(2026, 11, 19, 2, 0, tzinfo=dt.timezone.utc))
+    return FrozenClock(dt.datetime(2026, 11, 19, 2, 0, tzinfo=dt.UTC))
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import os
 import time
 from pathlib import Path
 
-from guahao.outbox.registry import JobContext, handler
 from guahao.outbox import service as outbox
+from guahao.outbox.registry import JobContext, handler
 
 DIR = Path(os.environ.get("JOBTEST_DIR", "."))
 

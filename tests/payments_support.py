@@ -9,16 +9,16 @@ from sqlalchemy import func, select, update
 
 from guahao.booking import actions as booking_actions
 from guahao.booking.models import Booking
-from guahao.outbox.registry import HANDLERS, JobContext
+from guahao.core.crypto import lookup_hash
 from guahao.outbox.models import OutboxMessage
+from guahao.outbox.registry import HANDLERS, JobContext
+from guahao.patients.models import Patient, Person
 from guahao.payments import jobs as payment_jobs  # noqa: F401  (registers the handlers)
 from guahao.payments.invariants import check_money
 from guahao.payments.models import Payment
-from guahao.core.crypto import lookup_hash
-from guahao.patients.models import Patient, Person
 from tests.booking_builders import make_id_number, make_patient, make_schedule
-from tests.conftest import remember_sensitive
 from tests.builders import auth, make_account, make_department, make_doctor, make_hospital
+from tests.conftest import remember_sensitive
 
 DAY = dt.date(2026, 11, 21)  # two days after the test clock: cancellable, bookable
 FEE = 1500  # 500 registration + 1000 consultation, in fen

@@ -57,7 +57,7 @@ async def _afternoon_world(db, clock) -> dict:
 def test_localize_converts_nested_models_and_keeps_the_instant():
     from guahao.payments.schemas import PaymentRead, RefundRead
 
-    utc = dt.datetime(2026, 11, 21, 5, 30, tzinfo=dt.timezone.utc)
+    utc = dt.datetime(2026, 11, 21, 5, 30, tzinfo=dt.UTC)
     refund = RefundRead(id=1, out_refund_no="r", amount=1, state="pending", reason="x", attempts=0,
                         created_at=utc, succeeded_at=None)
     payment = PaymentRead(id=1, booking_id=1, out_trade_no="t", amount=1, state="paid", pay_url=None,

@@ -11,7 +11,7 @@ from guahao.scheduling import service
 from guahao.scheduling.models import Schedule
 from tests.builders import auth, make_department, make_doctor, make_hospital, make_staff
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 VISIT_DAY = dt.date(2026, 11, 26)  # a Thursday; 08:00 local = 00:00 UTC
 
 

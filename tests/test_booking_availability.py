@@ -45,8 +45,7 @@ async def test_remaining_drops_with_a_hold_and_returns_when_it_lapses(client, db
 async def test_generated_schedules_have_one_seat_per_visit_number(client, db, clock):
     from sqlalchemy import func, select
 
-    from guahao.booking.models import SlotPosition
-    from guahao.scheduling.models import Slot
+    from guahao.scheduling.models import Slot, SlotPosition
     from tests.builders import make_staff
 
     now = clock.now()

@@ -116,10 +116,10 @@ async def test_not_yet_released_says_when(client, db, clock, world):
 
 
 async def test_booking_closes_at_period_start(client, db, clock, world):
-    clock.set(dt.datetime(2026, 11, 21, 0, 0, tzinfo=dt.timezone.utc))  # 08:00 Shanghai on the visit day
+    clock.set(dt.datetime(2026, 11, 21, 0, 0, tzinfo=dt.UTC))  # 08:00 Shanghai on the visit day
     r = await hold(client, world["token"], world["slot"], world["patient"])
     assert r.json()["code"] == "booking_closed"
-    clock.set(dt.datetime(2026, 11, 20, 23, 59, 59, tzinfo=dt.timezone.utc))
+    clock.set(dt.datetime(2026, 11, 20, 23, 59, 59, tzinfo=dt.UTC))
     r = await hold(client, world["token"], world["slot"], world["patient"])
     assert r.status_code == 201
 

@@ -62,7 +62,7 @@ def server(pg_url, tmp_path):
 async def test_last_slot_race_over_http_two_worker_processes(pg_url, server):
     db = create_database(pg_url, pool_size=5)
     try:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         hid = await make_hospital(db, now)
         dep = await make_department(db, hid)
         doc = await make_doctor(db, hid, dep)

@@ -17,7 +17,7 @@ from guahao.outbox.models import OutboxMessage
 from tests.booking_builders import make_patient, make_schedule
 from tests.builders import auth, make_account, make_department, make_doctor, make_hospital, make_staff
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 DAY = dt.date(2026, 11, 21)
 
 

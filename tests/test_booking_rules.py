@@ -186,7 +186,7 @@ async def test_concurrent_strikes_restrict_exactly_once(db, clock):
 
 async def test_concurrent_no_show_marking_and_cancel_restrict_once(db, clock):
     now = clock.now()
-    later = dt.datetime(2026, 11, 21, 6, 0, tzinfo=dt.timezone.utc)  # 14:00 in Shanghai, visit day over
+    later = dt.datetime(2026, 11, 21, 6, 0, tzinfo=dt.UTC)  # 14:00 in Shanghai, visit day over
     for _ in range(4):
         hid = await make_hospital(db, now, restriction_threshold=2)
         dep = await make_department(db, hid)

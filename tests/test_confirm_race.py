@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import select, text
 
 from guahao.booking import actions
-from guahao.booking.models import Booking, BookingEvent, SlotPosition
+from guahao.booking.models import Booking, BookingEvent
 from guahao.core.errors import GuahaoError
+from guahao.scheduling.models import SlotPosition
 from tests.booking_builders import make_patient, make_schedule
 from tests.builders import make_account, make_department, make_doctor, make_hospital
 

@@ -13,10 +13,10 @@ from guahao.booking import actions as booking_actions
 from guahao.booking.models import Booking
 from guahao.core.db import create_database
 from guahao.jobs import handlers, registry, runner, scheduler
-from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater
 from guahao.jobs.runner import JobConfig, drain
 from guahao.outbox import service as outbox
 from guahao.outbox.models import OutboxMessage
+from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater
 from tests.booking_builders import make_patient, make_schedule
 from tests.builders import make_account, make_department, make_doctor, make_hospital
 
@@ -335,7 +335,7 @@ async def test_the_worker_schedules_only_when_the_bucket_changes(ctx, db, clock,
 
 
 def test_bucket_start_is_aligned_in_utc():
-    at = dt.datetime(2026, 11, 19, 2, 7, 31, tzinfo=dt.timezone.utc)
+    at = dt.datetime(2026, 11, 19, 2, 7, 31, tzinfo=dt.UTC)
     assert scheduler.bucket_start(at, dt.timedelta(minutes=10)) == at.replace(minute=0, second=0)
     assert scheduler.bucket_start(at, dt.timedelta(minutes=1)) == at.replace(second=0)
 

@@ -23,7 +23,7 @@ from guahao.outbox.models import OutboxMessage
 from tests.conftest import LOG_FILE, TEST_DATA_KEY, TEST_INDEX_KEY
 
 REPO = Path(__file__).resolve().parents[1]
-UTC = dt.timezone.utc
+UTC = dt.UTC
 pytestmark = pytest.mark.slow
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from guahao.core.audit import AuditEntry
 from guahao.jobs.router import router as jobs_router
 from guahao.jobs.runner import JobConfig, drain
-from guahao.outbox.registry import JobContext
 from guahao.outbox import service as outbox
 from guahao.outbox.models import OutboxMessage
-from guahao.core.audit import AuditEntry
+from guahao.outbox.registry import JobContext
 from tests.builders import auth, make_hospital, make_staff
 
 

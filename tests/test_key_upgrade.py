@@ -26,7 +26,7 @@ from tests.conftest import _pg_admin, _pg_reachable, pg_url_for, remember_sensit
 
 OLD, NEW = (base64.b64encode(secrets.token_bytes(32)).decode() for _ in range(2))
 PHONE, NAME, NUMBER = "+8613600000001", "钱七", "110101199003070011"
-NOW = dt.datetime(2026, 11, 19, 2, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 19, 2, 0, tzinfo=dt.UTC)
 
 
 def v1(value: str) -> str:

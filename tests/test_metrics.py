@@ -115,8 +115,8 @@ class _FlakyNotifier:
 
 
 async def test_sms_sent_and_failed_are_counted(app, db, clock, settings):
-    from guahao.outbox.registry import JobContext, RetryLater
     from guahao.notifications import delivery
+    from guahao.outbox.registry import JobContext, RetryLater
 
     account_id, _ = await make_account(db, clock.now())
     ctx = JobContext(db=db, clock=clock, settings=settings, providers={"notifications": _FlakyNotifier()})

@@ -19,12 +19,12 @@ from guahao.booking import actions, hospital_actions
 from guahao.booking.lifecycle import Actor
 from guahao.catalog.models import HospitalRules
 from guahao.core.clock import SHANGHAI
-from guahao.outbox.registry import HANDLERS, PERIODIC, JobContext, RetryLater
 from guahao.notifications import delivery, service, templates
 from guahao.notifications import jobs as notify_jobs
 from guahao.notifications.models import SentMessage
 from guahao.notifications.port import RecordingNotifier
 from guahao.outbox.models import OutboxMessage
+from guahao.outbox.registry import HANDLERS, PERIODIC, JobContext, RetryLater
 from tests.booking_builders import make_patient, make_schedule
 from tests.builders import make_account, make_department, make_doctor, make_hospital
 from tests.conftest import remember_sensitive

@@ -8,9 +8,9 @@ from sqlalchemy import select
 
 from guahao.accounts.sms import RecordingSms
 from guahao.jobs import handlers
-from guahao.outbox.registry import JobContext
 from guahao.jobs.runner import drain
 from guahao.outbox.models import OutboxMessage
+from guahao.outbox.registry import JobContext
 from tests.test_notifications import TOMORROW, FlakySms, book, local, world  # noqa: F401 (fixture)
 
 
@@ -19,7 +19,7 @@ def _ctx(db, clock, settings, sms) -> JobContext:
     return JobContext(db=db, clock=clock, settings=settings, providers={"sms": sms})
 
 
-async def test_confirmation_then_reminder_through_the_runner(db, clock, settings, world):  # noqa: F811
+async def test_confirmation_then_reminder_through_the_runner(db, clock, settings, world):
     sms = RecordingSms()
     ctx = _ctx(db, clock, settings, sms)
     await book(db, clock, world)
@@ -38,7 +38,7 @@ async def test_confirmation_then_reminder_through_the_runner(db, clock, settings
     assert states == {"done"}
 
 
-async def test_a_failing_gateway_is_retried_by_the_runner_and_sends_once(db, clock, settings, world):  # noqa: F811
+async def test_a_failing_gateway_is_retried_by_the_runner_and_sends_once(db, clock, settings, world):
     flaky = FlakySms(failures=1, phone_in_error=world["phone"])
     ctx = _ctx(db, clock, settings, flaky)
     await book(db, clock, world)

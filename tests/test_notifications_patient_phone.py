@@ -9,9 +9,9 @@ from sqlalchemy import select, update
 from guahao.accounts.sms import RecordingSms
 from guahao.booking import actions
 from guahao.catalog.models import HospitalRules
-from guahao.outbox.registry import JobContext
 from guahao.notifications import jobs as notify_jobs
 from guahao.notifications.models import SentMessage
+from guahao.outbox.registry import JobContext
 from guahao.patients.models import Patient
 from tests.booking_builders import make_patient, make_schedule
 from tests.builders import make_department, make_doctor, make_hospital

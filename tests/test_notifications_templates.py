@@ -66,7 +66,7 @@ def test_english_is_its_own_gateway_template():
 
 
 def test_visit_time_is_local_to_the_hospital():
-    start = dt.datetime(2026, 11, 21, 0, 0, tzinfo=dt.timezone.utc)  # 08:00 in Shanghai
+    start = dt.datetime(2026, 11, 21, 0, 0, tzinfo=dt.UTC)  # 08:00 in Shanghai
     end = start + dt.timedelta(minutes=30)
     assert templates.visit_time(start, end, "morning", SHANGHAI, "zh-CN") == "11月21日 上午 08:00-08:30"
     assert templates.visit_time(start, end, "morning", SHANGHAI, "en") == "21 Nov, morning, 08:00-08:30"
@@ -76,7 +76,7 @@ def test_visit_time_is_local_to_the_hospital():
 
 
 def test_dates_money_and_refund_status():
-    until = dt.datetime(2026, 12, 19, 2, 0, tzinfo=dt.timezone.utc)
+    until = dt.datetime(2026, 12, 19, 2, 0, tzinfo=dt.UTC)
     assert templates.date_time(until, SHANGHAI, "zh-CN") == "2026年12月19日 10:00"
     assert templates.date_time(until, SHANGHAI, "en") == "19 Dec 2026, 10:00"
     assert templates.refund_status(True, "zh-CN") == "费用将原路退回"

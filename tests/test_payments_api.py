@@ -18,8 +18,16 @@ from guahao.payments.fake import InMemoryPayments
 from guahao.payments.invariants import check_money
 from guahao.payments.models import Payment, Refund
 from tests.builders import auth, make_hospital, make_staff
-from tests.payments_support import (FEE, assert_money_invariant, count_rows, hold, make_world, new_patient,
-                                    run_jobs, start_payment)
+from tests.payments_support import (
+    FEE,
+    assert_money_invariant,
+    count_rows,
+    hold,
+    make_world,
+    new_patient,
+    run_jobs,
+    start_payment,
+)
 
 
 @pytest.fixture

@@ -12,16 +12,26 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select, update
 
-from guahao.outbox.registry import JobContext
+from guahao.core.audit import AuditEntry
 from guahao.outbox.models import OutboxMessage
+from guahao.outbox.registry import JobContext
 from guahao.payments import service
 from guahao.payments.fake import InMemoryPayments
 from guahao.payments.invariants import check_money
 from guahao.payments.models import Payment, Refund
-from guahao.core.audit import AuditEntry
 from tests.builders import auth, make_staff
-from tests.payments_support import (FEE, assert_money_invariant, count_rows, get_booking, hold, latest_payment,
-                                    make_world, new_patient, run_jobs, start_payment)
+from tests.payments_support import (
+    FEE,
+    assert_money_invariant,
+    count_rows,
+    get_booking,
+    hold,
+    latest_payment,
+    make_world,
+    new_patient,
+    run_jobs,
+    start_payment,
+)
 
 
 @pytest.fixture

@@ -15,9 +15,20 @@ from guahao.outbox.models import OutboxMessage
 from guahao.payments import jobs as payment_jobs
 from guahao.payments.models import Payment, PaymentNotification, Refund
 from tests.builders import auth, make_staff
-from tests.payments_support import (FEE, assert_money_invariant, count_rows, get_booking, hold, hold_many,
-                                    latest_payment, make_patients, make_world, new_patient, run_jobs,
-                                    start_payment)
+from tests.payments_support import (
+    FEE,
+    assert_money_invariant,
+    count_rows,
+    get_booking,
+    hold,
+    hold_many,
+    latest_payment,
+    make_patients,
+    make_world,
+    new_patient,
+    run_jobs,
+    start_payment,
+)
 from tests.paysim_fixture import *  # noqa: F403
 from tests.paysim_fixture import free_port, serving
 

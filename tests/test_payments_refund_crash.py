@@ -16,8 +16,15 @@ from sqlalchemy import select
 from guahao.outbox.models import OutboxMessage
 from guahao.payments.models import Refund
 from guahao.payments.paysim_client import SandboxPayments
-from tests.payments_support import (assert_money_invariant, count_rows, hold, latest_payment, make_world,
-                                    new_patient, start_payment)
+from tests.payments_support import (
+    assert_money_invariant,
+    count_rows,
+    hold,
+    latest_payment,
+    make_world,
+    new_patient,
+    start_payment,
+)
 from tests.paysim_fixture import PAYSIM_KEY, paysim, sandbox  # noqa: F401
 from tests.test_jobs_processes import Workers
 
@@ -25,7 +32,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
-def workers(db, database_url, tmp_path, sandbox):  # noqa: F811
+def workers(db, database_url, tmp_path, sandbox):
     w = Workers(database_url, tmp_path)
     w.env.update({"GUAHAO_PAYMENT_PROVIDER": "paysim", "GUAHAO_PAYSIM_URL": sandbox.url,
                   "GUAHAO_PAYSIM_KEY": PAYSIM_KEY, "GUAHAO_JOB_PLUGINS": "tests.refund_crash_plugin",
@@ -35,7 +42,7 @@ def workers(db, database_url, tmp_path, sandbox):  # noqa: F811
 
 
 @pytest.fixture
-async def paying(app, sandbox):  # noqa: F811
+async def paying(app, sandbox):
     """Our app paying through the sandbox process (no HTTP server: the test posts the
     provider's notification itself)."""
     port = SandboxPayments(sandbox.url, PAYSIM_KEY)
@@ -44,7 +51,7 @@ async def paying(app, sandbox):  # noqa: F811
     await port.aclose()
 
 
-async def _late_payment(client, db, clock, sandbox, port) -> str:  # noqa: F811
+async def _late_payment(client, db, clock, sandbox, port) -> str:
     """A payment that reaches us after its hold ended: its refund is queued (outbox)."""
     world = await make_world(db, clock)
     account, token, patient = await new_patient(db, clock)
@@ -79,7 +86,7 @@ async def _wait_file(path: Path, workers: Workers, timeout: float) -> str:
 
 
 async def test_a_refund_killed_after_the_provider_accepted_it_is_recorded_once_by_the_next_worker(
-        client, db, clock, sandbox, paying, workers, tmp_path):  # noqa: F811
+        client, db, clock, sandbox, paying, workers, tmp_path):
     no = await _late_payment(client, db, clock, sandbox, paying)
     await assert_money_invariant(db)  # refund pending (queued) from the notification's commit on
 
@@ -112,7 +119,7 @@ async def test_a_refund_killed_after_the_provider_accepted_it_is_recorded_once_b
 
 
 async def test_the_provider_refunds_at_most_once_per_refund_number_under_concurrent_retries(
-        client, db, clock, sandbox, paying):  # noqa: F811
+        client, db, clock, sandbox, paying):
     no = await _late_payment(client, db, clock, sandbox, paying)
     refund_no = f"{no}R"
     answers = await asyncio.gather(*(paying.refund(out_trade_no=no, out_refund_no=refund_no, amount=1500)

@@ -15,8 +15,18 @@ from guahao.booking.models import BookingEvent
 from guahao.payments import wire
 from guahao.payments.models import PaymentNotification, Refund
 from tests.builders import auth, make_staff
-from tests.payments_support import (FEE, assert_money_invariant, count_rows, get_booking, hold,
-                                    latest_payment, make_world, new_patient, run_jobs, start_payment)
+from tests.payments_support import (
+    FEE,
+    assert_money_invariant,
+    count_rows,
+    get_booking,
+    hold,
+    latest_payment,
+    make_world,
+    new_patient,
+    run_jobs,
+    start_payment,
+)
 from tests.paysim_fixture import *  # noqa: F403
 from tests.paysim_fixture import PAYSIM_KEY
 
@@ -39,16 +49,16 @@ async def test_forged_tampered_stale_and_wrong_amount_notifications_change_nothi
     notify = f"http://127.0.0.1:{our_port}/api/v1/payments/notify/paysim"
 
     async with httpx.AsyncClient(timeout=10) as http:
-        forged_headers = wire.sign("not-the-key", genuine, at=dt.datetime.now(dt.timezone.utc))
+        forged_headers = wire.sign("not-the-key", genuine, at=dt.datetime.now(dt.UTC))
         forged_headers[wire.H_SERIAL] = wire.key_serial(PAYSIM_KEY)  # claims to be signed with our key
         forged = await http.post(notify, content=genuine, headers=forged_headers)
         other_key = await http.post(notify, content=genuine,
-                                    headers=wire.sign("not-the-key", genuine, at=dt.datetime.now(dt.timezone.utc)))
+                                    headers=wire.sign("not-the-key", genuine, at=dt.datetime.now(dt.UTC)))
         changed = json.loads(genuine)
         changed["resource"]["amount"]["total"] = 1
         tampered = await http.post(notify, headers=headers,
                                    content=json.dumps(changed, ensure_ascii=False, separators=(",", ":")).encode())
-        stale_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=6)
+        stale_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=6)
         stale = await http.post(notify, content=genuine, headers=wire.sign(PAYSIM_KEY, genuine, at=stale_at))
         unsigned = await http.post(notify, content=genuine, headers={"Content-Type": "application/json"})
         for r in (forged, other_key, tampered, stale, unsigned):

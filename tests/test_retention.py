@@ -10,10 +10,10 @@ from sqlalchemy import func, select
 from guahao.accounts.models import AuthSession, SmsCode
 from guahao.core.idempotency import IdempotencyKey
 from guahao.jobs import handlers
-from guahao.outbox.registry import HANDLERS, PERIODIC, JobContext
 from guahao.notifications.models import SentMessage
 from guahao.ops import retention
 from guahao.outbox.models import OutboxMessage
+from guahao.outbox.registry import HANDLERS, PERIODIC, JobContext
 from tests.builders import make_account
 
 DAY = dt.timedelta(days=1)

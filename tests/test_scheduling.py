@@ -1,24 +1,23 @@
 """Scheduling: the pure domain, templates, generation, edits and publication by staff."""
 from __future__ import annotations
 
-import dataclasses
-
 import asyncio
+import dataclasses
 import datetime as dt
 
 import pytest
 from sqlalchemy import select, update
 
+from guahao.catalog import rules as hospital_rules
 from guahao.catalog.models import HospitalRules
+from guahao.core.audit import AuditEntry
 from guahao.core.clock import SHANGHAI
 from guahao.scheduling import domain, service
-from guahao.staff import rules as staff_rules
 from guahao.scheduling.errors import InvalidBands
 from guahao.scheduling.models import Schedule
-from guahao.core.audit import AuditEntry
 from tests.builders import auth, make_department, make_doctor, make_hospital, make_staff
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T = dt.time
 
 
@@ -95,7 +94,7 @@ def test_visit_numbers_are_contiguous_and_unique_per_schedule(platform, onsite, 
 
 
 def test_release_instant_is_computed_in_the_hospital_zone():
-    rules = staff_rules.default_rules()
+    rules = hospital_rules.default_rules()
     assert domain.release_instant(dt.date(2026, 11, 26), rules) == dt.datetime(2026, 11, 19, 0, 0, tzinfo=UTC)
     midnight = dataclasses.replace(rules, release_time=T(0, 0))
     assert domain.release_instant(dt.date(2026, 11, 26), midnight) == dt.datetime(2026, 11, 18, 16, tzinfo=UTC)
@@ -273,7 +272,7 @@ async def test_staff_of_another_hospital_get_404(client, db, clock, world):
          {"from_date": "2026-11-19", "to_date": "2026-11-20"}, "hospital"),
         ("get", f"/api/v1/staff/hospitals/{hid}/schedules?from=2026-11-19&to=2026-11-30", None, "hospital"),
     ]
-    for method, url, body, what in calls:
+    for method, url, body, _what in calls:
         kwargs = {"json": body} if body is not None else {}
         response = await client.request(method.upper(), url, headers=h, **kwargs)
         assert response.status_code == 404, (method, url, response.text)
@@ -367,7 +366,7 @@ async def test_services_expose_slots_and_rules_to_other_features(db, clock, clie
     async with db.read() as s:
         slots = await service.list_slots(s, schedule.id, pool="platform")
         slot = await service.get_slot_or_raise(s, slots[0].id, hospital_id=world["hospital"])
-        rules = await staff_rules.get_rules(s, world["hospital"])
+        rules = await hospital_rules.get_rules(s, world["hospital"])
         assert service.closes_at(schedule, rules) == schedule.starts_at
         assert (await service.live_counts(s, [slot.id], clock.now())) == {slot.id: 0}
         with pytest.raises(Exception) as missing:

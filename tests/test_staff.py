@@ -7,13 +7,13 @@ import pytest
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
+from guahao.catalog import rules as hospital_rules
 from guahao.catalog.models import HospitalRules
+from guahao.core.audit import AuditEntry
 from guahao.core.deps import SESSION_COOKIE
 from guahao.core.errors import NotFound
-from guahao.staff import rules as staff_rules
 from guahao.staff import service as staff_service
 from guahao.staff.errors import InvalidRole, RoleScope, UsernameTaken, WeakPassword
-from guahao.core.audit import AuditEntry
 from guahao.staff.models import StaffUser
 from tests.builders import auth, make_account, make_hospital, make_staff
 
@@ -188,7 +188,7 @@ async def test_admin_edits_rules_and_the_change_is_audited(client, db, clock):
     assert entry["detail"] == {"hold_minutes": [15, 20], "release_time": ["08:00", "07:30"],
                                "slot_granularity": ["time_band", "day"]}
     async with db.read() as s:
-        assert (await staff_rules.get_rules(s, hospital)).hold_minutes == 20
+        assert (await hospital_rules.get_rules(s, hospital)).hold_minutes == 20
 
 
 async def test_putting_the_same_rules_writes_no_audit_row(client, db, clock):
@@ -279,7 +279,7 @@ async def test_hospital_without_a_rules_row_runs_on_defaults_until_edited(client
     async with db.begin() as s:
         await s.execute(delete(HospitalRules).where(HospitalRules.hospital_id == hospital))
     async with db.read() as s:
-        rules = await staff_rules.get_rules(s, hospital)
+        rules = await hospital_rules.get_rules(s, hospital)
     assert (rules.hold_minutes, rules.release_days_ahead, rules.updated_at) == (15, 7, None)
     _, admin = await make_staff(db, clock.now(), role="hospital_admin", hospital_id=hospital)
     body = await rules_body(client, admin, hospital, hold_minutes=10)

@@ -8,8 +8,8 @@ import asyncio
 import httpx
 from sqlalchemy import select
 
-from guahao.staff import service as staff_service
 from guahao.core.audit import AuditEntry
+from guahao.staff import service as staff_service
 from guahao.staff.models import StaffLoginThrottle
 from tests.builders import make_hospital
 

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from types import SimpleNamespace
 
 from fastapi import FastAPI
 
 from guahao import __version__
+from guahao.accounts import service as accounts_service
 from guahao.accounts.router import router as accounts_router
 from guahao.booking.gate import SoldOutGate
 from guahao.booking.router import router as booking_router
@@ -29,6 +31,7 @@ from guahao.payments.router import router as payments_router
 from guahao.payments.staff_router import router as payments_staff_router
 from guahao.providers import build_providers
 from guahao.scheduling.router import router as scheduling_router
+from guahao.staff import service as staff_service
 from guahao.staff.router import router as staff_router
 
 # Routes match in this order; the booking routes take the release rush, so they come first.
@@ -72,6 +75,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.clock = clock or SystemClock()
     app.state.limiter = RateLimiter(settings.redis_url)
     app.state.providers = build_providers(settings)
+    # core.deps.Authenticator: who a session token belongs to, answered by accounts and staff
+    app.state.authenticator = SimpleNamespace(resolve_token=accounts_service.resolve_token,
+                                              resolve_staff=staff_service.resolve_principal)
     app.state.sms = app.state.providers["sms"]
     app.state.face_check = app.state.providers["face_check"]
     app.state.gate = SoldOutGate(settings.redis_url)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Optional
 
 import typer
 
@@ -163,7 +162,7 @@ def paysim(host: str = "127.0.0.1", port: int = 8100, db_path: str = "./paysim.d
 
 
 @app.command()
-def worker(metrics_port: Optional[int] = typer.Option(None, help="serve /metrics on this port"),
+def worker(metrics_port: int | None = typer.Option(None, help="serve /metrics on this port"),
            metrics_host: str = typer.Option("127.0.0.1", help="address of the metrics port")) -> None:
     """Run background jobs as their own process (production topology)."""
     from guahao.jobs.runner import run_worker
@@ -191,7 +190,7 @@ def seed(demo: bool = typer.Option(False, "--demo", help="load the demo data set
 
 @app.command("create-staff")
 def create_staff(username: str, role: str, password: str = typer.Option(..., prompt=True, hide_input=True),
-                 hospital_id: Optional[int] = None, display_name: Optional[str] = None) -> None:
+                 hospital_id: int | None = None, display_name: str | None = None) -> None:
     """Create a staff user (platform_operator, hospital_admin, scheduler, front_desk)."""
     from guahao.core.errors import GuahaoError
     from guahao.staff.service import create_staff_cli

@@ -121,7 +121,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _no_placeholders_outside_development(self) -> "Settings":
+    def _no_placeholders_outside_development(self) -> Settings:
         if self.env != "development":
             bad = [n for n in ("data_key", "index_key", "secret_key") if getattr(self, n) in PLACEHOLDERS
                    and not getattr(self, n + "s", "")]  # a keyring replaces the single key

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 bench_app = typer.Typer(help="Benchmarks (results and how to read them: docs/BENCHMARKS.md)", no_args_is_help=True)
 
 
-class Backend(str, Enum):
+class Backend(StrEnum):
     postgresql = "postgresql"
     sqlite = "sqlite"
 
@@ -32,20 +31,20 @@ def rush(
     patients: int = typer.Option(5000, min=1, help="N: accounts, each with one verified patient; one hold each"),
     slots: int = typer.Option(100, min=1, help="C: platform seats of the released schedule"),
     connections: int = typer.Option(256, min=1, help="K: concurrent keep-alive HTTP/1.1 connections"),
-    workers: Optional[int] = typer.Option(None, min=1, help="W: uvicorn worker processes (default 2, SQLite 1)"),
-    target: Optional[str] = typer.Option(None, help="base URL of a running guahao; seeds its database "
+    workers: int | None = typer.Option(None, min=1, help="W: uvicorn worker processes (default 2, SQLite 1)"),
+    target: str | None = typer.Option(None, help="base URL of a running guahao; seeds its database "
                                          "(--database-url or GUAHAO_DATABASE_URL, keys from GUAHAO_*)"),
-    database_url: Optional[str] = typer.Option(None, help="with --target: the target's database URL"),
+    database_url: str | None = typer.Option(None, help="with --target: the target's database URL"),
     redis: bool = typer.Option(False, "--redis/--no-redis", help="give guahao GUAHAO_REDIS_URL (shared sold-out gate)"),
     redis_url: str = typer.Option("redis://127.0.0.1:6379/0", help="Redis for --redis"),
-    db_pool_size: Optional[int] = typer.Option(None, help="guahao's GUAHAO_DB_POOL_SIZE (default: product default)"),
+    db_pool_size: int | None = typer.Option(None, help="guahao's GUAHAO_DB_POOL_SIZE (default: product default)"),
     bare_pool_size: int = typer.Option(5, help="asyncpg pool per worker of the bare endpoint"),
     raw_pools: str = typer.Option("4,64", help="asyncpg pool sizes of the raw-driver references"),
     references: bool = typer.Option(True, "--references/--no-references", help="also run the references"),
     lead: float = typer.Option(3.0, help="seconds between publishing and the release instant T0"),
     warmup: int = typer.Option(64, min=0, help="holds sent before T0 (answered not_yet_released) to warm workers"),
     keep_logs: bool = typer.Option(False, help="keep the servers' logs and the SQLite files"),
-    json_out: Optional[Path] = typer.Option(None, help="also write the figures as JSON here"),
+    json_out: Path | None = typer.Option(None, help="also write the figures as JSON here"),
 ) -> None:
     """The 08:00 release rush: N patients press "book" at T0 for C seats of one doctor."""
     from guahao.bench.report import table, target_lines

@@ -28,7 +28,7 @@ from guahao.bench import loadgen, refs, seed
 from guahao.bench.report import RushFigures, figures
 from guahao.bench.servers import PG_ADMIN_URL, ScratchPostgres, UvicornServer, asyncpg_dsn
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 HOLD_PATH = "/api/v1/bookings"
 
 

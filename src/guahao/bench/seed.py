@@ -16,15 +16,15 @@ from sqlalchemy import func, insert, select, update
 import guahao.models  # noqa: F401 - every table, so that foreign keys resolve
 from guahao.accounts import service as accounts_service
 from guahao.accounts.models import Account, AuthSession
-from guahao.booking import inventory
 from guahao.booking.models import LIVE_STATES, Booking
-from guahao.core.idempotency import IdempotencyKey
 from guahao.catalog.models import Department, Doctor, Hospital, HospitalRules
 from guahao.core.clock import SHANGHAI, local_datetime
 from guahao.core.crypto import for_row, lookup_hash, new_row_key
 from guahao.core.db import Database
 from guahao.core.idcard import check_char
+from guahao.core.idempotency import IdempotencyKey
 from guahao.patients.models import Patient, Person
+from guahao.scheduling import seats
 from guahao.scheduling.models import Schedule, Slot
 
 CHUNK = 1000
@@ -132,7 +132,7 @@ async def seed_schedule(db: Database, now: dt.datetime, *, capacity: int,
                     ends_at=start + dt.timedelta(hours=4), capacity=capacity, first_visit_no=1)
         s.add(slot)
         await s.flush()
-        await inventory.do_create_positions(s, [slot])
+        await seats.do_create_positions(s, [slot])
         return hospital.id, schedule.id, slot.id
 
 
@@ -158,7 +158,7 @@ async def check_slot(db: Database, slot_id: int, now: dt.datetime) -> SlotCheck:
             select(func.count(), func.count(func.distinct(Booking.visit_no)), func.min(Booking.visit_no),
                    func.max(Booking.visit_no))
             .where(Booking.slot_id == slot_id, Booking.state.in_(LIVE_STATES)))).one()
-        taken = (await inventory.taken_counts(s, [slot_id], now)).get(slot_id, 0)
+        taken = (await seats.taken_counts(s, [slot_id], now)).get(slot_id, 0)
     return SlotCheck(live, distinct, taken, (low, high) if live else None)
 
 

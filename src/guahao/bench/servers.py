@@ -141,7 +141,7 @@ class UvicornServer:
         except OSError:
             return "(no log)"
 
-    def __enter__(self) -> "UvicornServer":
+    def __enter__(self) -> UvicornServer:
         self.start()
         return self
 

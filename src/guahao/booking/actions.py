@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.booking import errors, inventory, lifecycle, notices, restrictions
+from guahao.booking import errors, lifecycle, notices, restrictions
 from guahao.booking.context import SlotContext, load_slot_context
 from guahao.booking.lifecycle import Actor
 from guahao.booking.models import ACTIVE_STATES, I3_INDEX, Booking
@@ -21,6 +21,7 @@ from guahao.core import metrics
 from guahao.core.errors import NotFound
 from guahao.patients import service as patients_service
 from guahao.patients.models import Person
+from guahao.scheduling import seats
 
 
 def _age_on(birth: dt.date, day: dt.date) -> int:
@@ -68,7 +69,7 @@ async def settle_lapsed_holds(session: AsyncSession, bookings: list[Booking], no
     if not lapsed:
         return
     ids = [b.id for b in lapsed]
-    await inventory.lock_seats_of(session, ids)
+    await seats.lock_seats_of(session, ids)
     for booking in lapsed:
         try:
             await lifecycle.apply(session, booking, "expire", actor=Actor.system(), now=now, reason="hold_deadline")
@@ -76,7 +77,7 @@ async def settle_lapsed_holds(session: AsyncSession, bookings: list[Booking], no
             continue  # someone else settled it first
         metrics.count_on_commit(session, metrics.EXPIRIES)
         await notices.after_transition(session, booking, now=now, his_mode="local")
-    await inventory.release(session, ids)
+    await seats.release(session, ids)
 
 
 def _is_i3_violation(exc: IntegrityError) -> bool:
@@ -156,7 +157,7 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
         raise
     lifecycle.record_creation(session, booking, actor=Actor("account", account_id), now=now)
 
-    claimed = await inventory.claim(session, slot_id=ctx.slot_id, booking_id=booking.id, hold_until=hold_until, now=now)
+    claimed = await seats.claim(session, slot_id=ctx.slot_id, booking_id=booking.id, hold_until=hold_until, now=now)
     if claimed is None:
         raise errors.SlotSoldOut()
     visit_no, lapsed_id = claimed
@@ -197,7 +198,7 @@ async def do_confirm(session: AsyncSession, booking_id: int, *, now: dt.datetime
         raise errors.TransitionRefused(state=booking.state, event="pay")
     if ctx.schedule_status == "suspended":
         raise errors.ScheduleSuspended()
-    if not await inventory.make_permanent(session, booking.id, now):
+    if not await seats.make_permanent(session, booking.id, now):
         raise errors.HoldExpired()
     await lifecycle.apply(session, booking, "pay", actor=actor or Actor.system(), now=now)
     metrics.count_on_commit(session, metrics.CONFIRMATIONS)
@@ -214,7 +215,7 @@ async def do_cancel(session: AsyncSession, *, account_id: int, booking_id: int, 
     found = await get_for_account(session, account_id, booking_id)
     ctx = await load_slot_context(session, found.slot_id, lock_schedule=True)
     await lock_person(session, found.person_id, hospital_id=found.hospital_id, now=now)
-    await inventory.lock_seats_of(session, [found.id])
+    await seats.lock_seats_of(session, [found.id])
     booking = await session.get_one(Booking, booking_id, populate_existing=True)
     await settle_lapsed_holds(session, [booking], now)
     if booking.state == "expired":
@@ -227,7 +228,7 @@ async def do_cancel(session: AsyncSession, *, account_id: int, booking_id: int, 
                                                                                       kept=booking.strike_cancellations)
     await lifecycle.apply(session, booking, "cancel", actor=Actor("account", account_id), now=now,
                           reason=reason or "patient_cancelled", **({"strike_at": now} if strike else {}))
-    await inventory.release(session, [booking.id])
+    await seats.release(session, [booking.id])
     await notices.after_transition(session, booking, now=now, his_mode=ctx.his_mode, was_paid=was_paid)
     if strike:
         await restrictions.after_strike(session, person_id=booking.person_id, hospital_id=booking.hospital_id,

@@ -3,7 +3,7 @@
 The hold is the hottest path of the platform, so instead of asking catalog and scheduling
 for slot, schedule, department, doctor and rules one by one, it reads them in one joined
 SELECT. Only reads happen here; every write goes through the owning feature. The rules come
-out as the one rules type, `staff.rules.Rules` (defaults when the hospital has no row).
+out as the one rules type, `catalog.rules.Rules` (defaults when the hospital has no row).
 
 `lock_schedule=True` reads the schedule row under a share lock (PostgreSQL `FOR SHARE OF
 schedules`; SQLite writers are serial anyway). It is the first lock of the order schedule →
@@ -20,8 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.catalog.models import Department, Doctor, Hospital, HospitalRules
+from guahao.catalog.rules import Rules, rules_from_row
 from guahao.scheduling.models import Schedule, Slot
-from guahao.staff.rules import Rules, rules_from_row
 
 
 @dataclass(frozen=True)

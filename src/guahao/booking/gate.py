@@ -70,7 +70,7 @@ class SoldOutGate:
         while len(self._full) > self._max:
             self._full.popitem(last=False)
 
-    def slot_lane(self, slot_id: int) -> "_Lane":
+    def slot_lane(self, slot_id: int) -> _Lane:
         return _Lane(self, slot_id)
 
 

@@ -6,14 +6,15 @@ import datetime as dt
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.booking import errors, inventory, lifecycle, notices, restrictions
 from guahao.booking import actions as booking_actions
+from guahao.booking import errors, lifecycle, notices, restrictions
 from guahao.booking.lifecycle import Actor
 from guahao.booking.models import ACTIVE_STATES, Booking
+from guahao.catalog import rules as hospital_rules
 from guahao.catalog.models import Hospital
 from guahao.core.errors import NotFound
+from guahao.scheduling import seats
 from guahao.scheduling.models import Schedule
-from guahao.staff import rules as staff_rules
 
 
 async def do_suspend(session: AsyncSession, *, schedule_id: int, hospital_id: int | None, reason: str,
@@ -39,7 +40,7 @@ async def do_suspend(session: AsyncSession, *, schedule_id: int, hospital_id: in
     his_mode = await session.scalar(select(Hospital.his_mode).where(Hospital.id == schedule.hospital_id))
     active = select(Booking).where(Booking.schedule_id == schedule.id, Booking.state.in_(ACTIVE_STATES))
     ids = list(await session.scalars(active.with_only_columns(Booking.id).order_by(Booking.id)))
-    await inventory.lock_seats_of(session, ids)
+    await seats.lock_seats_of(session, ids)
     live = list(await session.scalars(active.order_by(Booking.id).execution_options(populate_existing=True)))
     revoked = []
     for booking in live:
@@ -51,7 +52,7 @@ async def do_suspend(session: AsyncSession, *, schedule_id: int, hospital_id: in
         await lifecycle.apply(session, booking, "suspend", actor=actor, now=now, reason=reason)
         await notices.after_transition(session, booking, now=now, his_mode=his_mode, was_paid=was_paid)
         revoked.append(booking)
-    await inventory.release(session, [b.id for b in live])
+    await seats.release(session, [b.id for b in live])
     return revoked
 
 
@@ -106,7 +107,7 @@ async def do_mark_no_shows(session: AsyncSession, *, now: dt.datetime, limit: in
                               strike_at=now)
         his_mode = await session.scalar(select(Hospital.his_mode).where(Hospital.id == booking.hospital_id))
         await notices.after_transition(session, booking, now=now, his_mode=his_mode)
-        rules = await staff_rules.get_rules(session, booking.hospital_id)
+        rules = await hospital_rules.get_rules(session, booking.hospital_id)
         await restrictions.after_strike(session, person_id=booking.person_id, hospital_id=booking.hospital_id,
                                         rules=rules, now=now)
         marked += 1

@@ -48,7 +48,7 @@ class Actor:
     id: int | None = None
 
     @classmethod
-    def system(cls) -> "Actor":
+    def system(cls) -> Actor:
         return cls("system")
 
 

@@ -1,6 +1,7 @@
 """Bookings (挂号单), their visit-number positions, events, idempotency keys and restrictions.
 
 Capacity is rows, not a counter: every platform/onsite seat of a slot is one `SlotPosition`
+(owned by scheduling, claimed through `guahao.scheduling.seats`)
 with its visit number. A hold writes the booking id and the hold deadline onto a free
 position; a position whose hold deadline has passed counts as free to every query, so
 capacity returns the instant a hold expires, with no job running (I4). Uniqueness of visit
@@ -27,25 +28,6 @@ IN_PROGRESS_STATES = ACTIVE_STATES + ("checked_in",)
 LIVE_STATES = ACTIVE_STATES + ("checked_in", "completed")
 I3_INDEX = "uq_bookings_person_department_day_live"
 _LIVE_SQL = f"state IN {LIVE_STATES!r}"
-
-
-class SlotPosition(IdMixin, Base):
-    __tablename__ = "slot_positions"
-
-    hospital_id: Mapped[int] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="CASCADE"))
-    schedule_id: Mapped[int] = mapped_column(BigId, ForeignKey("schedules.id", ondelete="CASCADE"))
-    slot_id: Mapped[int] = mapped_column(BigId, ForeignKey("slots.id", ondelete="CASCADE"))
-    visit_no: Mapped[int] = mapped_column(Integer)
-    # the booking occupying this seat; with hold_expires_at set it is a hold that lapses by time
-    booking_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("bookings.id", ondelete="SET NULL"))
-    hold_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-
-    __table_args__ = (
-        UniqueConstraint("schedule_id", "visit_no"),
-        # the claim scans a slot's seats in visit-number order
-        Index("ix_slot_positions_slot_visit_no", "slot_id", "visit_no"),
-        Index("ix_slot_positions_booking_id", "booking_id"),
-    )
 
 
 class Booking(IdMixin, Base):

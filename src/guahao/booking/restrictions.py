@@ -12,9 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.booking.models import Booking, Restriction
+from guahao.core import audit
 from guahao.core.errors import NotFound
 from guahao.outbox import service as outbox
-from guahao.core import audit
 
 
 async def active_until(session: AsyncSession, *, person_id: int, hospital_id: int, now: dt.datetime) -> dt.datetime | None:

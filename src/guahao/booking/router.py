@@ -9,13 +9,20 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
 from guahao.booking import actions, errors
-from guahao.core import idempotency, metrics
 from guahao.booking.models import Booking, BookingEvent
-from guahao.booking.schemas import BookingCancel, BookingCreate, CancelPreview, BookingEventRead, BookingPage, BookingRead
+from guahao.booking.schemas import (
+    BookingCancel,
+    BookingCreate,
+    BookingEventRead,
+    BookingPage,
+    BookingRead,
+    CancelPreview,
+)
 from guahao.booking.views import booking_read
 from guahao.catalog import service as catalog_service
+from guahao.core import idempotency, metrics
 from guahao.core.deps import ClockDep, CurrentAccount, CurrentAccountWithKey, Db, Locale
-from guahao.core.errors import GuahaoError, PROBLEM_JSON
+from guahao.core.errors import PROBLEM_JSON, GuahaoError
 from guahao.core.localtime import localize
 
 router = APIRouter(prefix="/api/v1/bookings", tags=["bookings"])

@@ -10,8 +10,7 @@ from sqlalchemy import select
 from guahao.booking import hospital_actions, restrictions
 from guahao.booking.lifecycle import Actor
 from guahao.booking.models import Booking
-from guahao.booking.schemas import (BookingRead, CheckInByCode, LiftRequest, RestrictionRead, RosterEntry,
-                                    SuspendRequest)
+from guahao.booking.schemas import BookingRead, CheckInByCode, LiftRequest, RestrictionRead, RosterEntry, SuspendRequest
 from guahao.booking.views import booking_read
 from guahao.catalog import service as catalog_service
 from guahao.core.crypto import mask_name

@@ -3,8 +3,19 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import (Boolean, CheckConstraint, Float, ForeignKey, Integer, String, Text, Time, UniqueConstraint,
-                        event, true)
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+    event,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
@@ -44,9 +55,9 @@ class Hospital(IdMixin, Base):
 
 
 class HospitalRules(Base):
-    """Per-hospital booking rules (DESIGN.md section 4): the storage of `staff.rules.Rules`.
+    """Per-hospital booking rules (DESIGN.md section 4): the storage of `catalog.rules.Rules`.
 
-    Only `guahao.staff.rules` reads and writes this table (and the hold's one joined SELECT in
+    Only `guahao.catalog.rules` reads and writes this table (and the hold's one joined SELECT in
     `booking/context.py`); every feature gets the frozen `Rules` snapshot from there. A
     hospital without a row runs on these column defaults."""
 

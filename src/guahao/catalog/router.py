@@ -6,11 +6,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
+from guahao.catalog import rules as hospital_rules
 from guahao.catalog import search as catalog_search
 from guahao.catalog import service, views
-from guahao.staff import rules as staff_rules
-from guahao.catalog.schemas import (DepartmentNode, DepartmentRead, DoctorDetail, DoctorRead, HospitalDetail,
-                                    HospitalPage, SearchResult)
+from guahao.catalog.schemas import (
+    DepartmentNode,
+    DepartmentRead,
+    DoctorDetail,
+    DoctorRead,
+    HospitalDetail,
+    HospitalPage,
+    SearchResult,
+)
 from guahao.core.deps import Db, Locale
 from guahao.core.errors import InvalidRequest
 
@@ -69,7 +76,7 @@ async def list_hospitals(
 async def get_hospital(hospital_id: int, db: Db, locale: Locale) -> HospitalDetail:
     async with db.read() as session:
         hospital = await service.get_hospital_or_raise(session, hospital_id)
-        rules = await staff_rules.get_rules(session, hospital_id)  # the defaults when never edited
+        rules = await hospital_rules.get_rules(session, hospital_id)  # the defaults when never edited
     return views.hospital_detail(hospital, rules, locale)
 
 

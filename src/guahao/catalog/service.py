@@ -17,8 +17,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.catalog.models import REGISTRATION_LEVELS, TITLES, Department, Doctor, FeeRule, Hospital, HospitalRules
-from guahao.catalog.schemas import (DepartmentCreate, DepartmentUpdate, DoctorCreate, DoctorUpdate, FeeRuleIn,
-                                    HospitalCreate, HospitalUpdate)
+from guahao.catalog.schemas import (
+    DepartmentCreate,
+    DepartmentUpdate,
+    DoctorCreate,
+    DoctorUpdate,
+    FeeRuleIn,
+    HospitalCreate,
+    HospitalUpdate,
+)
 from guahao.catalog.search import apply_search_keys, keyword_condition, normalize_query
 from guahao.core import localtime
 from guahao.core.errors import GuahaoError, InvalidRequest, NotFound

@@ -10,12 +10,22 @@ from fastapi import APIRouter, status
 
 from guahao.catalog import service, views
 from guahao.catalog.models import Department, Doctor, Hospital
-from guahao.catalog.schemas import (DepartmentCreate, DepartmentRead, DepartmentUpdate, DoctorCreate, DoctorDetail,
-                                    DoctorUpdate, FeeRuleIn, FeeRuleRead, HospitalCreate, HospitalStaffRead,
-                                    HospitalUpdate)
+from guahao.catalog.schemas import (
+    DepartmentCreate,
+    DepartmentRead,
+    DepartmentUpdate,
+    DoctorCreate,
+    DoctorDetail,
+    DoctorUpdate,
+    FeeRuleIn,
+    FeeRuleRead,
+    HospitalCreate,
+    HospitalStaffRead,
+    HospitalUpdate,
+)
+from guahao.core import audit
 from guahao.core.deps import ClockDep, CurrentStaff, Db, Locale, StaffPrincipal
 from guahao.core.errors import Forbidden, NotFound
-from guahao.core import audit
 
 router = APIRouter(prefix="/api/v1/staff", tags=["catalog: staff"])
 

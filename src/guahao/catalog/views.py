@@ -5,13 +5,24 @@ from typing import TYPE_CHECKING
 
 from guahao.catalog import labels
 from guahao.catalog.models import Department, Doctor, FeeRule, Hospital
-from guahao.catalog.schemas import (DepartmentNode, DepartmentRead, DepartmentRestrictions, DoctorDetail, DoctorRead,
-                                    FeeRuleRead, Fees, HospitalDetail, HospitalRead, HospitalStaffRead, RulesSummary)
+from guahao.catalog.schemas import (
+    DepartmentNode,
+    DepartmentRead,
+    DepartmentRestrictions,
+    DoctorDetail,
+    DoctorRead,
+    FeeRuleRead,
+    Fees,
+    HospitalDetail,
+    HospitalRead,
+    HospitalStaffRead,
+    RulesSummary,
+)
 from guahao.core import localtime
 from guahao.core.localtime import localize
 
-if TYPE_CHECKING:  # the one rules type, owned by staff.rules
-    from guahao.staff.rules import Rules
+if TYPE_CHECKING:  # the one rules type, owned by catalog.rules
+    from guahao.catalog.rules import Rules
 
 
 def _hospital_fields(h: Hospital, locale: str) -> dict:
@@ -25,7 +36,7 @@ def hospital_read(h: Hospital, locale: str, distance_km: float | None = None) ->
     return HospitalRead(**_hospital_fields(h, locale), distance_km=distance)
 
 
-def rules_summary(r: "Rules", locale: str) -> RulesSummary:
+def rules_summary(r: Rules, locale: str) -> RulesSummary:
     return RulesSummary(
         hold_minutes=r.hold_minutes, release_days_ahead=r.release_days_ahead,
         release_time=r.release_time.strftime("%H:%M"), close_minutes_before_start=r.close_minutes_before_start,
@@ -35,7 +46,7 @@ def rules_summary(r: "Rules", locale: str) -> RulesSummary:
         verification_required=r.verification_required)
 
 
-def hospital_detail(h: Hospital, rules: "Rules | None", locale: str) -> HospitalDetail:
+def hospital_detail(h: Hospital, rules: Rules | None, locale: str) -> HospitalDetail:
     return HospitalDetail(**_hospital_fields(h, locale), introduction=h.introduction, timezone=h.timezone,
                           rules=None if rules is None else rules_summary(rules, locale))
 

@@ -19,7 +19,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
 
-
 DETAIL_MAX = 1000  # the column's length
 
 

@@ -5,7 +5,7 @@ import datetime as dt
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 

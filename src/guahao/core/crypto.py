@@ -276,7 +276,7 @@ class ForRow(str):
 
     __slots__ = ("row_key",)
 
-    def __new__(cls, value: str, row_key: str) -> "ForRow":
+    def __new__(cls, value: str, row_key: str) -> ForRow:
         obj = super().__new__(cls, value)
         obj.row_key = row_key
         return obj

@@ -1,10 +1,18 @@
-"""FastAPI dependency aliases shared by every feature's router."""
+"""FastAPI dependency aliases shared by every feature's router.
+
+Who the caller is gets decided by the accounts and staff features, which sit above core.
+Core names what it needs from them (`Authenticator`, a port) and the app wires the two
+features' functions into it at start (`app.state.authenticator`), so core imports nothing
+above itself and every router keeps using `CurrentAccount` / `CurrentStaff` from here.
+"""
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guahao.core.clock import Clock
 from guahao.core.db import Database
@@ -64,7 +72,7 @@ class StaffPrincipal:
     def is_operator(self) -> bool:
         return self.role == "platform_operator"
 
-    def require(self, *roles: str) -> "StaffPrincipal":
+    def require(self, *roles: str) -> StaffPrincipal:
         if self.role not in roles and not self.is_operator:
             raise Forbidden()
         return self
@@ -75,14 +83,28 @@ class StaffPrincipal:
             raise NotFound("hospital")
 
 
-async def _resolve_account(request: Request, db: Database, clock: Clock, idempotency_key: str | None = None):
-    from guahao.accounts import service as accounts_service
+class Authenticator(Protocol):
+    """The port core's dependencies call; `guahao.app` wires accounts' and staff's answers."""
 
+    async def resolve_token(self, conn: AsyncConnection, token: str, *, now: dt.datetime,
+                            idempotency_key: str | None = None) -> Any:
+        """A row with id, account_id, staff_id (and the key's stored answer), or None."""
+
+    async def resolve_staff(self, db: Database, token: str, *, now: dt.datetime) -> StaffPrincipal | None:
+        """The active staff user holding this session token, or None."""
+
+
+def _authenticator(request: Request) -> Authenticator:
+    return request.app.state.authenticator
+
+
+async def _resolve_account(request: Request, db: Database, clock: Clock, idempotency_key: str | None = None):
     token = bearer_or_cookie(request)
     if not token:
         raise Unauthenticated()
     async with db.peek() as conn:
-        auth = await accounts_service.resolve_token(conn, token, now=clock.now(), idempotency_key=idempotency_key)
+        auth = await _authenticator(request).resolve_token(conn, token, now=clock.now(),
+                                                           idempotency_key=idempotency_key)
     if auth is None or auth.account_id is None:
         raise Unauthenticated()
     return auth
@@ -116,20 +138,13 @@ async def current_account_with_key(request: Request, db: Db, clock: ClockDep) ->
 
 
 async def current_staff(request: Request, db: Db, clock: ClockDep) -> StaffPrincipal:
-    from guahao.accounts import service as accounts_service
-    from guahao.staff import service as staff_service
-
     token = bearer_or_cookie(request)
     if not token:
         raise Unauthenticated()
-    async with db.read() as session:
-        auth = await accounts_service.resolve_session(session, token, now=clock.now())
-        if auth is None or auth.staff_id is None:
-            raise Unauthenticated()
-        staff = await staff_service.get(session, auth.staff_id)
-    if staff is None or not staff.active:
+    principal = await _authenticator(request).resolve_staff(db, token, now=clock.now())
+    if principal is None:
         raise Unauthenticated()
-    return StaffPrincipal(staff_id=staff.id, session_id=auth.id, role=staff.role, hospital_id=staff.hospital_id)
+    return principal
 
 
 CurrentAccount = Annotated[AccountPrincipal, Depends(current_account)]

@@ -27,7 +27,7 @@ WEEKDAYS = (MON, TUE, WED, THU, FRI)
 class Dept:
     name: str
     location: str
-    children: tuple["Dept", ...] = ()
+    children: tuple[Dept, ...] = ()
     max_age: int | None = None
     allowed_sex: str | None = None
     introduction: str = ""

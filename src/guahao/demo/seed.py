@@ -27,9 +27,10 @@ from guahao.accounts import service as accounts_service
 from guahao.booking import hospital_actions
 from guahao.booking.lifecycle import Actor
 from guahao.catalog import labels
+from guahao.catalog import rules as hospital_rules
 from guahao.catalog import service as catalog_service
 from guahao.catalog.models import Hospital
-from guahao.catalog.schemas import DepartmentCreate, DoctorCreate, FeeRuleIn, HospitalCreate
+from guahao.catalog.schemas import DepartmentCreate, DoctorCreate, FeeRuleIn, HospitalCreate, HospitalRulesUpdate
 from guahao.config import Settings
 from guahao.core import crypto
 from guahao.core.clock import Clock, SystemClock
@@ -43,9 +44,7 @@ from guahao.patients.schemas import PatientCreate
 from guahao.scheduling import service as scheduling_service
 from guahao.scheduling import templates as scheduling_templates
 from guahao.scheduling.schemas import TemplateCreate
-from guahao.staff import rules as staff_rules
 from guahao.staff import service as staff_service
-from guahao.staff.schemas import HospitalRulesUpdate
 
 _ADVISORY_LOCK_KEY = "guahao.demo.seed"
 
@@ -168,8 +167,8 @@ async def _create_hospital(session: AsyncSession, spec: data.DemoHospital, now: 
         FeeRuleIn(registration_level=level, title=title, registration_fee=registration_fee, consultation_fee=fee)
         for level, by_title in consultation.items() for title, fee in by_title.items()])
     if spec.rules:
-        values = {**staff_rules.default_values(), **spec.rules}
-        await staff_rules.do_update_rules(session, hospital.id, HospitalRulesUpdate(**values), now=now,
+        values = {**hospital_rules.default_values(), **spec.rules}
+        await hospital_rules.do_update_rules(session, hospital.id, HospitalRulesUpdate(**values), now=now,
                                           staff_id=None)
     return BuiltHospital(spec=spec, id=hospital.id)
 
@@ -219,7 +218,7 @@ async def _create_templates(session: AsyncSession, built: BuiltHospital, now: dt
 
 async def _suspend_one(session: AsyncSession, built: BuiltHospital, now: dt.datetime) -> int | None:
     """停诊 the first released doctor's clinic after today, as a hospital would."""
-    rules = await staff_rules.get_rules(session, built.id)
+    rules = await hospital_rules.get_rules(session, built.id)
     today = now.astimezone(rules.tz).date()
     schedules = await scheduling_service.list_schedules(session, built.id, today + dt.timedelta(days=1),
                                                         today + dt.timedelta(days=data.SCHEDULE_DAYS - 1),

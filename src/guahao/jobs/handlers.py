@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 
-import guahao.booking.jobs  # noqa: F401  (registers booking.* handlers and periodic jobs)
+import guahao.booking.jobs
 import guahao.ops.retention  # noqa: F401  (registers the retention.purge_* periodic jobs)
 
 OPTIONAL_MODULES = ("guahao.payments.jobs", "guahao.notifications.jobs", "guahao.his.jobs", "guahao.keys.jobs")

@@ -40,10 +40,10 @@ from guahao.core.clock import Clock, SystemClock
 from guahao.core.db import Database
 from guahao.core.logging import scrub
 from guahao.jobs import handlers, metrics
-from guahao.outbox import registry
-from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater
 from guahao.jobs.scheduler import schedule_periodic
+from guahao.outbox import registry
 from guahao.outbox import service as outbox
+from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater
 from guahao.outbox.service import Claim
 
 log = structlog.get_logger("guahao.jobs")
@@ -62,7 +62,7 @@ class JobConfig:
     periodic: bool = True  # enqueue the periodic jobs from this worker
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "JobConfig":
+    def from_settings(cls, settings: Any) -> JobConfig:
         # getattr: the settings fields arrive with config.py; until then the defaults hold
         def get(name: str, default: Any) -> Any:
             value = getattr(settings, name, None)
@@ -74,7 +74,7 @@ class JobConfig:
                    concurrency=max(1, int(get("job_concurrency", 4))),
                    timeout=dt.timedelta(seconds=float(get("job_timeout_seconds", 300))))
 
-    def replace(self, **changes: Any) -> "JobConfig":
+    def replace(self, **changes: Any) -> JobConfig:
         return dataclasses.replace(self, **changes)
 
 

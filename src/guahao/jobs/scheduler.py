@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as dt
 
 from guahao.outbox import registry
-from guahao.outbox.registry import JobContext
 from guahao.outbox import service as outbox
+from guahao.outbox.registry import JobContext
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def bucket_start(now: dt.datetime, every: dt.timedelta) -> dt.datetime:
@@ -22,7 +22,7 @@ def bucket_start(now: dt.datetime, every: dt.timedelta) -> dt.datetime:
 
 
 def dedupe_key(topic: str, start: dt.datetime) -> str:
-    return f"periodic:{topic}:{start.astimezone(dt.timezone.utc).isoformat()}"
+    return f"periodic:{topic}:{start.astimezone(dt.UTC).isoformat()}"
 
 
 async def schedule_periodic(ctx: JobContext, *, seen: dict[str, str] | None = None) -> int:

@@ -21,7 +21,7 @@ class JobRead(BaseModel):
     done_at: dt.datetime | None
 
     @classmethod
-    def of(cls, m) -> "JobRead":
+    def of(cls, m) -> JobRead:
         return cls(id=m.id, topic=m.topic, state=m.state, hospital_id=m.hospital_id, dedupe_key=m.dedupe_key,
                    payload_keys=sorted(m.payload or {}), attempts=m.attempts, last_error=m.last_error,
                    available_at=m.available_at, created_at=m.created_at, done_at=m.done_at)

@@ -6,10 +6,10 @@ import datetime as dt
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guahao.core import audit
 from guahao.jobs.errors import JobNotDead, JobNotFound
 from guahao.outbox import service as outbox
 from guahao.outbox.models import OUTBOX_STATES, OutboxMessage
-from guahao.core import audit
 
 
 async def list_dead(session: AsyncSession, *, limit: int, before_id: int | None = None,

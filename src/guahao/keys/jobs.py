@@ -12,8 +12,8 @@ from __future__ import annotations
 import datetime as dt
 
 from guahao.core import crypto
-from guahao.outbox.registry import JobContext, handler, periodic
 from guahao.keys import rotation
+from guahao.outbox.registry import JobContext, handler, periodic
 
 periodic("keys.reencrypt", dt.timedelta(hours=1))
 

@@ -30,9 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.core import metrics
 from guahao.core.crypto import mask_phone
-from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater
 from guahao.notifications import port as notification_port
 from guahao.notifications.models import SentMessage
+from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater
 
 log = structlog.get_logger("guahao.notifications")
 

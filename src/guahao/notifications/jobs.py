@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater, handler, periodic
 from guahao.notifications import delivery, service
+from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater, handler, periodic
 
 periodic("notify.scan_expiring_holds", dt.timedelta(minutes=1))
 periodic("notify.scan_reminders", dt.timedelta(minutes=5))

@@ -19,15 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.accounts import service as accounts_service
 from guahao.booking.context import SlotContext, load_slot_context
 from guahao.booking.models import Booking, BookingEvent, Restriction
+from guahao.catalog import rules as hospital_rules
 from guahao.catalog.models import Hospital
 from guahao.core.crypto import mask_name
-from guahao.outbox.registry import PermanentFailure
 from guahao.notifications import templates
 from guahao.notifications.delivery import Outgoing
 from guahao.outbox import service as outbox
 from guahao.outbox.models import OutboxMessage
+from guahao.outbox.registry import PermanentFailure
 from guahao.patients.models import Patient
-from guahao.staff import rules as staff_rules
 
 # a hold warning goes out at the first scan (every minute) that finds the deadline this close
 HOLD_WARNING_BEFORE = dt.timedelta(minutes=3)
@@ -99,7 +99,7 @@ async def compose_booking_messages(session: AsyncSession, template: str, booking
     if template in PATIENT_TEMPLATES:
         booking = await session.get_one(Booking, booking_id)
         patient = await session.get_one(Patient, booking.patient_id)
-        rules = await staff_rules.get_rules(session, booking.hospital_id)
+        rules = await hospital_rules.get_rules(session, booking.hospital_id)
         if rules.sms_to_patient_phone and patient.phone and patient.phone != message.phone:
             # the account holder's language: the patient entry records none of its own
             messages.append(dataclasses.replace(message, dedupe_key=patient_message_key(template, booking_id),
@@ -153,7 +153,7 @@ async def compose_restriction_messages(session: AsyncSession, restriction_id: in
         raise PermanentFailure(f"restriction {restriction_id} not found")
     if restriction.lifted_at is not None:
         return []  # lifted by staff before we got to it
-    rules = await staff_rules.get_rules(session, restriction.hospital_id)
+    rules = await hospital_rules.get_rules(session, restriction.hospital_id)
     since = restriction.starts_at - dt.timedelta(days=rules.restriction_window_days)
     rows = (await session.execute(
         select(Booking.account_id, Booking.patient_id)
@@ -213,7 +213,7 @@ async def reminder_days(session: AsyncSession, now: dt.datetime) -> dict[dt.date
     """Visit date -> hospitals whose reminder time has passed today in their own zone
     (their reminders are for tomorrow's visits, local date)."""
     due: dict[dt.date, list[int]] = defaultdict(list)
-    for rules in await staff_rules.list_rules(session):  # hospitals without a rules row too
+    for rules in await hospital_rules.list_rules(session):  # hospitals without a rules row too
         local = now.astimezone(rules.tz)
         if local.time() >= rules.reminder_time:
             due[local.date() + dt.timedelta(days=1)].append(rules.hospital_id)

@@ -39,9 +39,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.accounts.models import AuthSession, SmsCode
 from guahao.config import Settings
 from guahao.core.idempotency import IdempotencyKey
-from guahao.outbox.registry import JobContext, handler, periodic
 from guahao.notifications.models import SentMessage
 from guahao.outbox.models import OutboxMessage
+from guahao.outbox.registry import JobContext, handler, periodic
 
 log = structlog.get_logger("guahao.retention")
 EVERY = dt.timedelta(hours=1)

@@ -83,7 +83,7 @@ class PatientRead(BaseModel):
     updated_at: dt.datetime
 
     @classmethod
-    def from_patient(cls, patient: Patient, *, today: dt.date) -> "PatientRead":
+    def from_patient(cls, patient: Patient, *, today: dt.date) -> PatientRead:
         return cls(
             id=patient.id,
             relationship=patient.relationship,

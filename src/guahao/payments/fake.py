@@ -9,8 +9,14 @@ from dataclasses import dataclass, field, replace
 
 from guahao.core.clock import Clock, SystemClock
 from guahao.payments import wire
-from guahao.payments.port import (BillEntry, Notification, ProviderError, ProviderPayment, ProviderRefund,
-                                  ProviderRefused)
+from guahao.payments.port import (
+    BillEntry,
+    Notification,
+    ProviderError,
+    ProviderPayment,
+    ProviderRefund,
+    ProviderRefused,
+)
 
 
 @dataclass

@@ -16,7 +16,14 @@ import httpx
 from guahao.core.clock import Clock, SystemClock
 from guahao.payments import wire
 from guahao.payments.paysim.app import api_token
-from guahao.payments.port import BillEntry, Notification, ProviderError, ProviderPayment, ProviderRefund, ProviderRefused
+from guahao.payments.port import (
+    BillEntry,
+    Notification,
+    ProviderError,
+    ProviderPayment,
+    ProviderRefund,
+    ProviderRefused,
+)
 
 
 class SandboxPayments:

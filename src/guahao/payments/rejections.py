@@ -26,7 +26,7 @@ REJECTED = Counter("guahao_payment_notifications_rejected_total",
 
 
 def hour_of(now: dt.datetime) -> dt.datetime:
-    return now.astimezone(dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
+    return now.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
 
 
 async def do_count_rejected(session: AsyncSession, *, provider: str, reason: str, body_sha256: str,

@@ -16,8 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.booking.models import Booking
 from guahao.payments.models import Payment, Refund
 from guahao.payments.port import BillEntry
-from guahao.payments.schemas import (BookingMoney, DailyTotal, Difference, LedgerSide, MoneyTotals, PaymentRead,
-                                     ReconciliationReport, RefundRead)
+from guahao.payments.schemas import (
+    BookingMoney,
+    DailyTotal,
+    Difference,
+    LedgerSide,
+    MoneyTotals,
+    PaymentRead,
+    ReconciliationReport,
+    RefundRead,
+)
 from guahao.payments.wire import CST
 
 TIMEZONE_NAME = "Asia/Shanghai"
@@ -26,7 +34,7 @@ TIMEZONE_NAME = "Asia/Shanghai"
 def day_bounds(first: dt.date, last: dt.date) -> tuple[dt.datetime, dt.datetime]:
     start = dt.datetime.combine(first, dt.time(0), tzinfo=CST)
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(0), tzinfo=CST)
-    return start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
+    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
 def local_day(at: dt.datetime) -> dt.date:

@@ -14,13 +14,13 @@ import datetime as dt
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guahao.core import audit
 from guahao.core.db import Database
 from guahao.core.errors import NotFound
 from guahao.outbox import service as outbox
 from guahao.payments import actions, errors
 from guahao.payments.models import Payment, Refund
 from guahao.payments.port import PaymentPort, ProviderError, ProviderPayment, ProviderRefused
-from guahao.core import audit
 
 
 async def list_flagged(session: AsyncSession, *, unresolved: bool, limit: int,

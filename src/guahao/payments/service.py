@@ -218,10 +218,10 @@ async def _reconcile_one(db: Database, port: PaymentPort, payment_id: int, out_t
             summary.refunded += outcome in ("late_refund", "mismatch_refund")
             if outcome != "already_settled":
                 log.info("payment_reconciled", payment_id=payment_id, outcome=outcome)
-        elif reported.trade_state in ("PAYERROR", "CLOSED"):
-            if await actions.do_mark_unpaid(session, payment_id, reported.trade_state, now):
-                summary.closed += reported.trade_state == "CLOSED"
-                summary.failed += reported.trade_state == "PAYERROR"
+        elif (reported.trade_state in ("PAYERROR", "CLOSED")
+              and await actions.do_mark_unpaid(session, payment_id, reported.trade_state, now)):
+            summary.closed += reported.trade_state == "CLOSED"
+            summary.failed += reported.trade_state == "PAYERROR"
 
 
 async def refund(db: Database, port: PaymentPort | None, *, booking_id: int, payment_id: int | None,

@@ -15,8 +15,15 @@ from guahao.core.localtime import localize
 from guahao.payments import errors, reports, resolve
 from guahao.payments.models import Payment, Refund
 from guahao.payments.port import ProviderError, ProviderRefused
-from guahao.payments.schemas import (BookingMoney, FlaggedPage, FlaggedPaymentRead, MoneyTotals, PaymentResolve,
-                                     PaymentResolved, ReconciliationReport)
+from guahao.payments.schemas import (
+    BookingMoney,
+    FlaggedPage,
+    FlaggedPaymentRead,
+    MoneyTotals,
+    PaymentResolve,
+    PaymentResolved,
+    ReconciliationReport,
+)
 
 router = APIRouter(prefix="/api/v1/staff", tags=["staff payments"])
 HOSPITAL_ROLES = ("hospital_admin", "scheduler", "front_desk")

@@ -62,7 +62,7 @@ def verify(key: str, headers: Mapping[str, str], body: bytes, *, now: dt.datetim
     if not hmac.compare_digest(signature(key, timestamp, nonce, body), given):
         raise NotificationRejected("signature_invalid")
     try:
-        signed_at = dt.datetime.fromtimestamp(int(timestamp), dt.timezone.utc)
+        signed_at = dt.datetime.fromtimestamp(int(timestamp), dt.UTC)
     except (ValueError, OverflowError):
         raise NotificationRejected("malformed") from None
     # a replay of a genuine old message: same signature, outside the window
@@ -80,7 +80,7 @@ def parse_time(value: Any) -> dt.datetime | None:
     parsed = dt.datetime.fromisoformat(str(value))
     if parsed.tzinfo is None:
         raise ValueError("naive time")
-    return parsed.astimezone(dt.timezone.utc)
+    return parsed.astimezone(dt.UTC)
 
 
 def payment_json(payment: ProviderPayment) -> dict[str, Any]:

@@ -10,10 +10,10 @@ import datetime as dt
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guahao.catalog import rules as hospital_rules
 from guahao.catalog.models import Department, Doctor, Hospital
 from guahao.core.errors import NotFound
 from guahao.scheduling import domain, service
-from guahao.staff import rules as staff_rules
 from guahao.scheduling.models import Schedule, Slot
 from guahao.scheduling.schemas import (
     Availability,
@@ -52,7 +52,7 @@ async def _hospital_active(session: AsyncSession, hospital_id: int) -> bool:
     return hospital is not None and hospital.active
 
 
-def window(now: dt.datetime, rules: staff_rules.Rules, from_date: dt.date | None,
+def window(now: dt.datetime, rules: hospital_rules.Rules, from_date: dt.date | None,
            days: int | None) -> tuple[dt.date, dt.date]:
     """Default: today in the hospital's zone through release_days_ahead days later, at most 31 days."""
     start = from_date or domain.local_today(now, rules.tz)
@@ -62,7 +62,7 @@ def window(now: dt.datetime, rules: staff_rules.Rules, from_date: dt.date | None
 
 async def _availability(session: AsyncSession, hospital_id: int, where, now: dt.datetime,
                         from_date: dt.date | None, days: int | None) -> Availability:
-    rules = await staff_rules.get_rules(session, hospital_id)
+    rules = await hospital_rules.get_rules(session, hospital_id)
     first, last = window(now, rules, from_date, days)
     schedules = list((await session.scalars(
         select(Schedule).where(where, Schedule.hospital_id == hospital_id, Schedule.date >= first,
@@ -95,7 +95,7 @@ async def _availability(session: AsyncSession, hospital_id: int, where, now: dt.
 
 
 def _schedule_view(schedule: Schedule, slots: list[Slot], counts: dict[int, int], doctors: dict[int, Doctor],
-                   rules: staff_rules.Rules, now: dt.datetime) -> AvailableSchedule:
+                   rules: hospital_rules.Rules, now: dt.datetime) -> AvailableSchedule:
     tz = rules.tz
     closes = service.closes_at(schedule, rules)
     views = []

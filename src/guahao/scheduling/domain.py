@@ -10,9 +10,9 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
+from guahao.catalog.rules import Rules  # the one rules type (a frozen snapshot)
 from guahao.core.clock import local_datetime
 from guahao.scheduling.errors import InvalidBands
-from guahao.staff.rules import Rules  # the one rules type (a frozen snapshot)
 
 Period = Literal["morning", "afternoon", "evening", "all_day"]
 Granularity = Literal["day", "half_day", "time_band"]

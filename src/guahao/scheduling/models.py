@@ -3,7 +3,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, CheckConstraint, Date, ForeignKey, Index, Integer, SmallInteger, String, text
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
@@ -96,4 +107,23 @@ class Slot(IdMixin, Base):
         CheckConstraint("capacity >= 0", name="capacity"),
         CheckConstraint("first_visit_no >= 1", name="first_visit_no"),
         Index("uq_slots_schedule_pool_start", "schedule_id", "pool", "starts_at", unique=True),
+    )
+
+
+class SlotPosition(IdMixin, Base):
+    __tablename__ = "slot_positions"
+
+    hospital_id: Mapped[int] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="CASCADE"))
+    schedule_id: Mapped[int] = mapped_column(BigId, ForeignKey("schedules.id", ondelete="CASCADE"))
+    slot_id: Mapped[int] = mapped_column(BigId, ForeignKey("slots.id", ondelete="CASCADE"))
+    visit_no: Mapped[int] = mapped_column(Integer)
+    # the booking occupying this seat; with hold_expires_at set it is a hold that lapses by time
+    booking_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("bookings.id", ondelete="SET NULL"))
+    hold_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("schedule_id", "visit_no"),
+        # the claim scans a slot's seats in visit-number order
+        Index("ix_slot_positions_slot_visit_no", "slot_id", "visit_no"),
+        Index("ix_slot_positions_booking_id", "booking_id"),
     )

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
+from guahao.catalog import rules as hospital_rules
 from guahao.core.deps import ClockDep, CurrentStaff, Db, StaffPrincipal
 from guahao.core.errors import InvalidRequest
 from guahao.core.localtime import localize
 from guahao.scheduling import availability, service, templates
-from guahao.staff import rules as staff_rules
 from guahao.scheduling.models import Schedule
 from guahao.scheduling.schemas import (
     Availability,
@@ -44,7 +44,7 @@ def _scope(staff: StaffPrincipal) -> int | None:
 async def _hospital_in_scope(db: Db, staff: StaffPrincipal, hospital_id: int) -> None:
     staff.ensure_hospital(hospital_id)
     async with db.read() as session:
-        await staff_rules.get_rules(session, hospital_id)  # 404 hospital when it does not exist
+        await hospital_rules.get_rules(session, hospital_id)  # 404 hospital when it does not exist
 
 
 # --- templates --------------------------------------------------------------------------
@@ -65,7 +65,7 @@ async def create_template(hospital_id: int, body: TemplateCreate, staff: Current
     staff.require(*WRITERS)
     staff.ensure_hospital(hospital_id)
     async with db.begin() as session:
-        await staff_rules.get_rules(session, hospital_id)
+        await hospital_rules.get_rules(session, hospital_id)
         template = await templates.do_create_template(session, hospital_id, body, now=clock.now(),
                                                       actor_id=staff.staff_id)
     return template
@@ -119,7 +119,7 @@ async def list_schedules(hospital_id: int, staff: CurrentStaff, db: Db,
     if to_date < from_date or (to_date - from_date).days >= MAX_LIST_DAYS:
         raise InvalidRequest(max_days=MAX_LIST_DAYS)
     async with db.read() as session:
-        rules = await staff_rules.get_rules(session, hospital_id)
+        rules = await hospital_rules.get_rules(session, hospital_id)
         schedules = await service.list_schedules(session, hospital_id, from_date, to_date,
                                                  department_id=department_id, doctor_id=doctor_id, status=status)
         totals = await service.pool_totals(session, [s.id for s in schedules])
@@ -134,13 +134,14 @@ async def get_schedule(schedule_id: int, staff: CurrentStaff, db: Db):
 
 
 @router.patch("/api/v1/staff/schedules/{schedule_id}", response_model=ScheduleDetail)
-async def update_schedule(schedule_id: int, body: ScheduleUpdate, staff: CurrentStaff, db: Db, clock: ClockDep):
+async def update_schedule(schedule_id: int, body: ScheduleUpdate, request: Request, staff: CurrentStaff, db: Db,
+                          clock: ClockDep):
     staff.require(*WRITERS)
     async with db.begin() as session:
         await service.do_update_schedule(session, schedule_id, now=clock.now(), hospital_id=_scope(staff),
                                          platform_capacity=body.platform_capacity,
                                          onsite_capacity=body.onsite_capacity, bands=body.bands,
-                                         actor_id=staff.staff_id)
+                                         actor_id=staff.staff_id, bookings=request.app.state.providers["bookings"])
     async with db.read() as session:
         return await _detail(session, schedule_id, _scope(staff))
 
@@ -157,7 +158,7 @@ async def publish_schedule(schedule_id: int, staff: CurrentStaff, db: Db, clock:
 
 async def _detail(session, schedule_id: int, hospital_id: int | None) -> ScheduleDetail:
     schedule = await service.get_schedule_or_raise(session, schedule_id, hospital_id=hospital_id)
-    rules = await staff_rules.get_rules(session, schedule.hospital_id)
+    rules = await hospital_rules.get_rules(session, schedule.hospital_id)
     slots = await service.list_slots(session, schedule.id)
     totals = {"platform": 0, "onsite": 0}
     for slot in slots:

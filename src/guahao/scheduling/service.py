@@ -9,16 +9,17 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.booking import inventory
-from guahao.booking import queries as booking_queries
+from guahao.catalog import rules as hospital_rules
 from guahao.catalog.models import Doctor, FeeRule
+from guahao.core import audit
 from guahao.core.errors import NotFound
-from guahao.scheduling import domain
+from guahao.scheduling import domain, seats
 from guahao.scheduling.errors import (
     BandsNotUsed,
     FeeNotConfigured,
@@ -28,8 +29,6 @@ from guahao.scheduling.errors import (
     ScheduleRangeInvalid,
 )
 from guahao.scheduling.models import Schedule, ScheduleTemplate, Slot
-from guahao.core import audit
-from guahao.staff import rules as staff_rules
 
 MAX_GENERATE_DAYS = 60
 
@@ -43,7 +42,7 @@ class GenerateOutcome:
 
 # --- lookups ----------------------------------------------------------------------------
 
-def closes_at(schedule: Schedule, rules: staff_rules.Rules) -> dt.datetime:
+def closes_at(schedule: Schedule, rules: hospital_rules.Rules) -> dt.datetime:
     """Booking closes at the period start minus the hospital's current close_minutes_before_start."""
     return domain.closing_instant(schedule.starts_at, rules.close_minutes_before_start)
 
@@ -111,13 +110,16 @@ async def list_schedules(session: AsyncSession, hospital_id: int, from_date: dt.
 
 async def live_counts(session: AsyncSession, slot_ids: list[int], now: dt.datetime) -> dict[int, int]:
     """Seats in use per slot right now (confirmed, checked in, and holds not yet lapsed)."""
-    taken = await inventory.taken_counts(session, slot_ids, now)
+    taken = await seats.taken_counts(session, slot_ids, now)
     return {slot_id: taken.get(slot_id, 0) for slot_id in slot_ids}
 
 
-async def _has_bookings(session: AsyncSession, schedule_id: int) -> bool:
-    """Any booking at all, in any state, pins the schedule's slots (bookings reference them)."""
-    return await booking_queries.schedule_has_bookings(session, schedule_id)
+class ScheduleBookings(Protocol):
+    """The one question scheduling asks of booking, which sits above it in the layers: any
+    booking at all, in any state, pins a schedule's slots (bookings reference them). Booking
+    answers it (`guahao.booking.queries`); `providers.py` wires the two."""
+
+    async def schedule_has_bookings(self, session: AsyncSession, schedule_id: int) -> bool: ...
 
 
 # --- writing slots ----------------------------------------------------------------------
@@ -143,8 +145,8 @@ async def _write_slots(session: AsyncSession, rows: list[dict]) -> list[int]:
     result = await session.execute(
         insert(Slot.__table__).returning(Slot.__table__.c.id, sort_by_parameter_order=True), rows)
     ids = [row[0] for row in result]
-    # every seat of every slot is a row with its visit number (see booking/inventory.py)
-    await inventory.do_create_positions(session, [{**row, "id": slot_id} for row, slot_id in zip(rows, ids)])
+    # every seat of every slot is a row with its visit number (see scheduling/seats.py)
+    await seats.do_create_positions(session, [{**row, "id": slot_id} for row, slot_id in zip(rows, ids)])
     return ids
 
 
@@ -177,7 +179,7 @@ async def do_generate(session: AsyncSession, hospital_id: int, from_date: dt.dat
     skipped, whoever created it. Fees are fixed now from the fee rules; release_at from the
     current rules (publication recomputes it).
     """
-    rules = await staff_rules.get_rules(session, hospital_id)
+    rules = await hospital_rules.get_rules(session, hospital_id)
     span = (to_date - from_date).days + 1
     if from_date < domain.local_today(now, rules.tz) or span < 1 or span > MAX_GENERATE_DAYS:
         raise ScheduleRangeInvalid(max_days=MAX_GENERATE_DAYS)
@@ -242,7 +244,7 @@ async def do_generate(session: AsyncSession, hospital_id: int, from_date: dt.dat
 async def do_update_schedule(session: AsyncSession, schedule_id: int, *, now: dt.datetime,
                              hospital_id: int | None = None, platform_capacity: int | None = None,
                              onsite_capacity: int | None = None, bands: list | None = None,
-                             actor_id: int | None = None) -> Schedule:
+                             actor_id: int | None = None, bookings: ScheduleBookings) -> Schedule:
     """New capacities and/or bands for one schedule: its slots are rebuilt and renumbered.
 
     Only while nobody has booked it: the schedule row is locked first, so a booking that
@@ -252,9 +254,9 @@ async def do_update_schedule(session: AsyncSession, schedule_id: int, *, now: dt
     schedule = await get_schedule_or_raise(session, schedule_id, hospital_id=hospital_id, for_update=True)
     if schedule.status == "suspended":
         raise ScheduleNotEditable()
-    if await _has_bookings(session, schedule.id):
+    if await bookings.schedule_has_bookings(session, schedule.id):
         raise ScheduleHasBookings()
-    rules = await staff_rules.get_rules(session, schedule.hospital_id)
+    rules = await hospital_rules.get_rules(session, schedule.hospital_id)
     slots = await list_slots(session, schedule.id)
     totals = {"platform": 0, "onsite": 0}
     for slot in slots:
@@ -286,7 +288,7 @@ async def do_publish(session: AsyncSession, schedule_id: int, *, now: dt.datetim
     schedule = await get_schedule_or_raise(session, schedule_id, hospital_id=hospital_id, for_update=True)
     if schedule.status != "draft":
         raise ScheduleNotDraft()
-    rules = await staff_rules.get_rules(session, schedule.hospital_id)
+    rules = await hospital_rules.get_rules(session, schedule.hospital_id)
     schedule.status = "published"
     schedule.release_at = domain.release_instant(schedule.date, rules)
     schedule.updated_at = now

@@ -13,21 +13,20 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from guahao.accounts import service as accounts_service
 from guahao.accounts.cookies import clear_session_cookie, set_session_cookie
+from guahao.catalog import rules as hospital_rules
 from guahao.catalog import service as catalog_service
+from guahao.catalog.schemas import HospitalRulesRead, HospitalRulesUpdate
+from guahao.core import audit
 from guahao.core.clock import SHANGHAI  # staff accounts: the platform zone
 from guahao.core.deps import ClockDep, CurrentStaff, Db, Limiter
 from guahao.core.errors import Forbidden, NotFound
-from guahao.core import audit
-from guahao.staff import lockout
 from guahao.core.localtime import localize
-from guahao.staff import rules as staff_rules
+from guahao.staff import lockout
 from guahao.staff import service as staff_service
 from guahao.staff.errors import InvalidCredentials, LoginLocked
 from guahao.staff.schemas import (
     AuditPage,
     AuditRead,
-    HospitalRulesRead,
-    HospitalRulesUpdate,
     StaffLogin,
     StaffLoginRead,
     StaffUserCreate,
@@ -156,7 +155,7 @@ async def read_rules(hospital_id: int, staff: CurrentStaff, db: Db) -> HospitalR
     """Any staff user of the hospital may read its rules (they explain them to patients)."""
     staff.ensure_hospital(hospital_id)
     async with db.read() as session:
-        rules = await staff_rules.get_rules(session, hospital_id)
+        rules = await hospital_rules.get_rules(session, hospital_id)
         zone = await catalog_service.zone_of(session, hospital_id)
     return localize(HospitalRulesRead.model_validate(rules), zone)
 
@@ -168,7 +167,7 @@ async def replace_rules(hospital_id: int, body: HospitalRulesUpdate, staff: Curr
     staff.ensure_hospital(hospital_id)
     staff.require(staff_service.HOSPITAL_ADMIN)
     async with db.begin() as session:
-        rules = await staff_rules.do_update_rules(session, hospital_id, body, now=clock.now(),
+        rules = await hospital_rules.do_update_rules(session, hospital_id, body, now=clock.now(),
                                                   staff_id=staff.staff_id)
         zone = await catalog_service.zone_of(session, hospital_id)
     return localize(HospitalRulesRead.model_validate(rules), zone)

@@ -21,10 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.accounts import service as accounts_service
 from guahao.catalog.models import Hospital
 from guahao.config import Settings
-from guahao.core.clock import SystemClock
-from guahao.core.db import create_database
-from guahao.core.errors import NotFound
 from guahao.core import audit
+from guahao.core.clock import SystemClock
+from guahao.core.db import Database, create_database
+from guahao.core.deps import StaffPrincipal
+from guahao.core.errors import NotFound
 from guahao.staff.errors import InvalidCredentials, InvalidRole, InvalidUsername, RoleScope, UsernameTaken, WeakPassword
 from guahao.staff.models import ROLES, StaffUser
 
@@ -154,3 +155,15 @@ async def create_staff_cli(settings: Settings, *, username: str, role: str, pass
             return user.id
     finally:
         await db.dispose()
+
+
+async def resolve_principal(db: Database, token: str, *, now: dt.datetime) -> StaffPrincipal | None:
+    """The active staff user behind a session token (core.deps' `Authenticator.resolve_staff`)."""
+    async with db.read() as session:
+        auth = await accounts_service.resolve_session(session, token, now=now)
+        if auth is None or auth.staff_id is None:
+            return None
+        staff = await get(session, auth.staff_id)
+    if staff is None or not staff.active:
+        return None
+    return StaffPrincipal(staff_id=staff.id, session_id=auth.id, role=staff.role, hospital_id=staff.hospital_id)

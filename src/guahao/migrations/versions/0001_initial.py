@@ -1,14 +1,14 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-21 23:40:48.310811
 """
-from alembic import op
 import sqlalchemy as sa
-import guahao.core.db
-import guahao.core.crypto
+from alembic import op
 
+import guahao.core.crypto
+import guahao.core.db
 
 revision = '0001'
 down_revision = None

@@ -3,8 +3,9 @@
 Revision ID: 0002_core
 Revises: 0001
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
+
 import guahao.core.db
 
 revision = '0002_core'

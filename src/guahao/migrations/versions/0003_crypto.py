@@ -8,9 +8,8 @@ data), which the application still reads, until `guahao keys reencrypt` rewrites
 Downgrading drops the row keys: values written as v2 meanwhile are then unreadable by the
 older code, so re-encrypting backwards is not offered (restore a backup instead).
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0003_crypto'
 down_revision = '0002_core'

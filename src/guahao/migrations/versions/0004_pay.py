@@ -3,10 +3,10 @@
 Revision ID: 0004_pay
 Revises: 0003_crypto
 """
-from alembic import op
 import sqlalchemy as sa
-import guahao.core.db
+from alembic import op
 
+import guahao.core.db
 
 revision = '0004_pay'
 down_revision = '0003_crypto'

@@ -3,10 +3,10 @@
 Revision ID: 0005_sec
 Revises: 0004_pay
 """
-from alembic import op
 import sqlalchemy as sa
-import guahao.core.db
+from alembic import op
 
+import guahao.core.db
 
 revision = '0005_sec'
 down_revision = '0004_pay'

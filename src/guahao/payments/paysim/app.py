@@ -98,7 +98,7 @@ def create_app(*, db_path: str, key: str, retry_scale: float = 1.0, public_url: 
     def refund_view(row) -> dict[str, Any]:
         return {"out_refund_no": row["out_refund_no"], "out_trade_no": row["out_trade_no"], "amount": row["amount"],
                 "refund_id": row["refund_id"], "status": "SUCCESS",
-                "success_time": wire.iso(dt.datetime.fromtimestamp(row["created_at"], dt.timezone.utc))}
+                "success_time": wire.iso(dt.datetime.fromtimestamp(row["created_at"], dt.UTC))}
 
     @app.get("/healthz")
     async def healthz() -> dict:
@@ -205,7 +205,7 @@ def create_app(*, db_path: str, key: str, retry_scale: float = 1.0, public_url: 
         for row in ledger.notifications():
             if row["id"] == nid:
                 body = bytes(row["body"])
-                return {"headers": wire.sign(key, body, at=dt.datetime.now(dt.timezone.utc)), "body": body.decode()}
+                return {"headers": wire.sign(key, body, at=dt.datetime.now(dt.UTC)), "body": body.decode()}
         raise LedgerError("RESOURCE_NOT_EXISTS", "通知不存在")
 
     @app.post("/v1/admin/notifications/{nid}/redeliver", dependencies=auth)

@@ -70,7 +70,7 @@ class Switches:
 
 
 def _at(ts: float | None) -> dt.datetime | None:
-    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+    return None if ts is None else dt.datetime.fromtimestamp(ts, dt.UTC)
 
 
 class Ledger:

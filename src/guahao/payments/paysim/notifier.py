@@ -58,7 +58,7 @@ class Notifier:
     async def _deliver(self, row) -> None:
         try:
             body = bytes(row["body"])
-            headers = wire.sign(self.key, body, at=dt.datetime.fromtimestamp(time.time(), dt.timezone.utc))
+            headers = wire.sign(self.key, body, at=dt.datetime.fromtimestamp(time.time(), dt.UTC))
             copies = self.ledger.switches.duplicate
             results = await asyncio.gather(*(self._post(row["notify_url"], headers, body) for _ in range(copies)))
             delivered = any(200 <= r < 300 for r in results if isinstance(r, int))

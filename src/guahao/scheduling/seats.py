@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.booking.models import SlotPosition
+from guahao.scheduling.models import SlotPosition
 
 
 def _free(now: dt.datetime):

@@ -1,10 +1,10 @@
 """A hospital's booking rules (DESIGN.md section 4): the one rules type of the platform.
 
-This module owns them. Every feature (booking, scheduling, notifications, catalog views) reads
+Catalog owns them with the hospital they belong to; staff edit them through the staff API. Every feature (booking, scheduling, notifications, catalog views) reads
 them as the frozen `Rules` snapshot through `get_rules` (or `rules_from_row` for the hold's
 joined SELECT); the ORM row `HospitalRules` is only their storage. A hospital without a
-stored rule row runs on the model's defaults. `do_update_rules` locks the row (PostgreSQL: FOR UPDATE; SQLite
-writers are serialised anyway) so that the audit row's old values are the ones replaced.
+stored rule row runs on the model's defaults. `do_update_rules` locks the row (PostgreSQL:
+FOR UPDATE; SQLite writers are serialised anyway) so that the audit row's old values are the ones replaced.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.catalog.models import Hospital, HospitalRules
-from guahao.core.errors import NotFound
+from guahao.catalog.schemas import HospitalRulesUpdate
 from guahao.core import audit
-from guahao.staff.schemas import HospitalRulesUpdate
+from guahao.core.errors import NotFound
 
 RULE_FIELDS: tuple[str, ...] = tuple(HospitalRulesUpdate.model_fields)
 
@@ -66,7 +66,7 @@ class Rules:
     def cancel_deadline(self, visit_date: dt.date) -> dt.datetime:
         """The online cancellation deadline (UTC) of a visit on `visit_date`, under these rules."""
         midnight = dt.datetime.combine(visit_date, dt.time(0, 0), tzinfo=self.tz)
-        return (midnight - dt.timedelta(minutes=self.cancel_minutes_before_visit_day)).astimezone(dt.timezone.utc)
+        return (midnight - dt.timedelta(minutes=self.cancel_minutes_before_visit_day)).astimezone(dt.UTC)
 
 
 def default_values() -> dict[str, Any]:
