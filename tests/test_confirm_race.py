@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-import pytest
 from sqlalchemy import select, text
 
 from guahao.booking import actions
@@ -115,13 +114,6 @@ async def test_sweeper_that_read_a_hold_before_its_payment_committed_keeps_the_s
     """The expiry sweep lists lapsing holds, then waits for their seat locks. If the payment of
     one of them commits in between (its `now` was just inside the deadline), the sweep's
     `expire` is refused, and the seat must stay with the now confirmed booking."""
-    if backend == "postgresql":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "settle_lapsed_holds releases the seats of every listed booking, including those whose "
-            "expire was refused because they were confirmed meanwhile: the confirmed booking loses "
-            "its seat (slot_positions.booking_id NULL); every later hold then claims that seat first, "
-            "and its visit number collides with the confirmed booking's in "
-            "uq_bookings_schedule_visit_no_live: an uncaught IntegrityError (a 500), the slot unsellable")))
     now = clock.now()
     hid = await make_hospital(db, now)
     dep = await make_department(db, hid)

@@ -68,16 +68,19 @@ async def settle_lapsed_holds(session: AsyncSession, bookings: list[Booking], no
     lapsed = [b for b in bookings if b.state == "held" and b.hold_expires_at is not None and b.hold_expires_at <= now]
     if not lapsed:
         return
-    ids = [b.id for b in lapsed]
-    await seats.lock_seats_of(session, ids)
+    await seats.lock_seats_of(session, [b.id for b in lapsed])
+    expired = []
     for booking in lapsed:
         try:
             await lifecycle.apply(session, booking, "expire", actor=Actor.system(), now=now, reason="hold_deadline")
         except errors.TransitionRefused:
-            continue  # someone else settled it first
+            # settled first by someone else, or paid just inside its deadline while we waited
+            # for the seat lock: then the seat is the confirmed booking's and must stay taken
+            continue
+        expired.append(booking.id)
         metrics.count_on_commit(session, metrics.EXPIRIES)
         await notices.after_transition(session, booking, now=now, his_mode="local")
-    await seats.release(session, ids)
+    await seats.release(session, expired)
 
 
 def _is_i3_violation(exc: IntegrityError) -> bool:

@@ -40,8 +40,11 @@ class SoldOutGate:
             self._full.pop(slot_id, None)
         if self._redis is not None:
             try:
-                if await self._redis.exists(f"guahao:full:{slot_id}"):
-                    self._remember(slot_id)
+                # remember another process's "full" only for what is left of its TTL, so a
+                # mark is answered at most FULL_TTL_SECONDS after it was made, wherever
+                left_ms = await self._redis.pttl(f"guahao:full:{slot_id}")
+                if left_ms > 0:
+                    self._remember(slot_id, ttl=left_ms / 1000)
                     return True
             except Exception:  # Redis is an optimisation: without it the database decides
                 return False
@@ -64,8 +67,8 @@ class SoldOutGate:
             except Exception:
                 pass
 
-    def _remember(self, slot_id: int) -> None:
-        self._full[slot_id] = time.monotonic() + FULL_TTL_SECONDS
+    def _remember(self, slot_id: int, ttl: float = FULL_TTL_SECONDS) -> None:
+        self._full[slot_id] = time.monotonic() + min(ttl, FULL_TTL_SECONDS)
         self._full.move_to_end(slot_id)
         while len(self._full) > self._max:
             self._full.popitem(last=False)
