@@ -12,8 +12,9 @@ from sqlalchemy import func, select, update
 from guahao.booking import actions as booking_actions
 from guahao.booking.models import Booking
 from guahao.core.db import create_database
-from guahao.jobs import handlers, registry, runner, scheduler
+from guahao.jobs import handlers, runner, scheduler
 from guahao.jobs.runner import JobConfig, drain
+from guahao.outbox import registry
 from guahao.outbox import service as outbox
 from guahao.outbox.models import OutboxMessage
 from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater

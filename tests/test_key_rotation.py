@@ -132,7 +132,9 @@ def test_lookups_use_every_active_index_key_current_first():
 
 
 @pytest.mark.parametrize("spec, current", [("a", ""), ("a:xx", ""), ("a:" + KEYS["a"] + ",a:" + KEYS["b"], ""),
-                                           ("a:" + KEYS["a"], "b"), ("bad kid:" + KEYS["a"], "")])
+                                           ("a:" + KEYS["a"], "b"), ("bad kid:" + KEYS["a"], "")],
+                         # the keys are random per process: stable ids let xdist workers agree
+                         ids=["no-key", "not-base64", "kid-twice", "current-missing", "bad-kid"])
 def test_malformed_keyrings_are_refused(spec, current):
     with pytest.raises(ValueError):
         crypto.parse_keyring(spec, current, single_key=KEYS["a"])
@@ -317,8 +319,9 @@ async def test_the_job_never_undoes_a_change_the_application_made_meanwhile(sett
 
 
 async def test_the_hourly_job_upgrades_stray_values_cheaply_and_finishes_a_rotation(settings, clock):
-    from guahao.jobs import handlers, registry
+    from guahao.jobs import handlers
     from guahao.keys import jobs as key_jobs
+    from guahao.outbox import registry
 
     handlers.load(settings)
     assert registry.HANDLERS["keys.reencrypt"] is key_jobs.reencrypt

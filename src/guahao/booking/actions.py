@@ -185,6 +185,18 @@ async def get_for_account(session: AsyncSession, account_id: int, booking_id: in
     return booking
 
 
+async def lock_for_payment(session: AsyncSession, booking_id: int) -> None:
+    """Take the locks a confirmation of this booking needs (schedule shared, then its seat)
+    before the caller locks a payment row: payment comes last in the lock order (DESIGN.md
+    section 5), so a confirmation and a 停诊 or a second notification can never wait on each
+    other in a circle. `do_confirm` takes them again in the same transaction (a no-op)."""
+    found = await session.get(Booking, booking_id)
+    if found is None:
+        return
+    await load_slot_context(session, found.slot_id, lock_schedule=True)
+    await seats.lock_seats_of(session, [booking_id])
+
+
 async def do_confirm(session: AsyncSession, booking_id: int, *, now: dt.datetime,
                      actor: Actor | None = None) -> Booking:
     """held -> confirmed, only while the hold is running (I4) and the schedule is not

@@ -89,10 +89,15 @@ async def do_handle_notification(session: AsyncSession, *, provider: str, notifi
     """Record a verified notification and act on it; returns its outcome. A notification
     already recorded returns the first outcome and does nothing (duplicates are no-ops)."""
     reported = notification.payment
-    # the payment row first: its UPDATE below sets a unique column (provider_txn_id), which on
-    # PostgreSQL needs a lock that conflicts with the key-share lock our notification insert
-    # takes on it through its foreign key; two notifications that each inserted first and
-    # then updated would deadlock. Locked first, they queue instead.
+    # Locks in the documented order: the booking's (schedule shared, seat) and then the payment
+    # row, before anything is written. The payment row must be locked before our notification
+    # row is inserted: the insert takes a key-share lock on the payment through its foreign
+    # key, and the payment UPDATE below (a unique column, provider_txn_id) conflicts with it,
+    # so two notifications that each inserted first and then updated would deadlock.
+    booking_id = await session.scalar(select(Payment.booking_id).where(
+        Payment.out_trade_no == reported.out_trade_no, Payment.provider == provider))
+    if booking_id is not None:
+        await booking_actions.lock_for_payment(session, booking_id)
     payment = await session.scalar(select(Payment).where(Payment.out_trade_no == reported.out_trade_no,
                                                          Payment.provider == provider).with_for_update())
     first = await session.scalar(select(PaymentNotification).where(
@@ -125,6 +130,7 @@ async def settle_paid(session: AsyncSession, payment: Payment, reported: Provide
     """The provider says `payment` is paid: confirm its booking if the hold is still running,
     else open its refund. Returns confirmed | late_refund | mismatch_refund | already_settled |
     amount_mismatch."""
+    await booking_actions.lock_for_payment(session, payment.booking_id)  # before the payment's row
     if reported.amount != payment.amount:
         return await do_settle_as_refund(session, payment, reported, reason="amount_mismatch",
                                          flag="amount_mismatch", now=now)
