@@ -101,7 +101,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
             db_upgrade()
         _start_embedded_paysim(children)
         uvicorn.run("guahao.asgi:app", host=host, port=port, workers=workers, log_level="warning",
-                    proxy_headers=True, log_config=None)
+                    proxy_headers=False, log_config=None)
     finally:
         clean_up()
 

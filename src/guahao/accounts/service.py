@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 
 import phonenumbers
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -31,6 +31,7 @@ from guahao.accounts.errors import (
 from guahao.accounts.models import Account, AuthSession, SmsCode
 from guahao.core import signing
 from guahao.core.crypto import for_row, lock_lookup, lookup_hash, lookup_hashes, new_row_key
+from guahao.core.db import delete_oldest
 from guahao.core.errors import GuahaoError
 from guahao.core.idempotency import IdempotencyKey
 
@@ -271,3 +272,14 @@ async def do_revoke_session(session: AsyncSession, session_id: int, *, now: dt.d
     await session.execute(
         update(AuthSession).where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None)).values(revoked_at=now)
     )
+
+
+async def purge_sms_codes(session: AsyncSession, *, before: dt.datetime, limit: int) -> int:
+    """Retention: login codes that expired before `before`."""
+    return await delete_oldest(session, SmsCode, SmsCode.expires_at < before, limit=limit)
+
+
+async def purge_sessions(session: AsyncSession, *, before: dt.datetime, limit: int) -> int:
+    """Retention: sessions that expired, or were revoked, before `before`."""
+    return await delete_oldest(session, AuthSession,
+                               or_(AuthSession.expires_at < before, AuthSession.revoked_at < before), limit=limit)

@@ -112,6 +112,8 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
         env = {"GUAHAO_ENV": "production", "GUAHAO_DATABASE_URL": url, "GUAHAO_DATA_KEY": data_key,
                "GUAHAO_INDEX_KEY": index_key, "GUAHAO_SECRET_KEY": secret_key,
                "GUAHAO_SMS_PROVIDER": "none", "GUAHAO_FACE_CHECK_PROVIDER": "none", "GUAHAO_LOG_JSON": "true",
+               # the rush takes holds and pays nothing; production refuses the published sandbox key
+               "GUAHAO_PAYSIM_KEY": secrets.token_urlsafe(32),
                # the embedded default runs its jobs in-process; production runs `guahao worker`
                "GUAHAO_RUN_JOBS_IN_PROCESS": "true" if opts.database == "sqlite" else "false",
                "GUAHAO_REDIS_URL": opts.redis_url if opts.redis else ""}

@@ -138,3 +138,18 @@ def create_database(url: str, *, pool_size: int = 5) -> Database:
     read_factory = async_sessionmaker(read_engine, expire_on_commit=False)
     peek_engine = read_engine if url.startswith("sqlite") else engine.execution_options(isolation_level="AUTOCOMMIT")
     return Database(url, engine, read_engine, factory, read_factory, peek_engine)
+
+
+async def delete_oldest(session: AsyncSession, model, condition, *, limit: int) -> int:
+    """Delete at most `limit` of the oldest rows of `model` matching `condition` (retention).
+
+    The ids are picked first and the delete repeats the condition, so a row that changed in
+    between (a dead letter retried, say) is left alone. Ids grow with time, so the oldest rows
+    sit at the start of the primary key and no dedicated index is needed."""
+    from sqlalchemy import delete, select
+
+    ids = list(await session.scalars(select(model.id).where(condition).order_by(model.id).limit(limit)))
+    if not ids:
+        return 0
+    result = await session.execute(delete(model).where(model.id.in_(ids), condition))
+    return result.rowcount or 0

@@ -31,7 +31,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from guahao.core.db import Base, BigId, Database, IdMixin, UTCDateTime
+from guahao.core.db import Base, BigId, Database, IdMixin, UTCDateTime, delete_oldest
 from guahao.core.errors import GuahaoError
 
 
@@ -189,3 +189,8 @@ async def run(db: Database, *, account_id: int, key: str, req_hash: str, arrived
             return await record(db, account_id=account_id, key=key, req_hash=req_hash, arrived_at=arrived_at,
                                 status=exc.status, body=render_error(exc), replay_until=replay_until(exc))
     raise IdempotencyKeyBusy()
+
+
+async def purge(session: AsyncSession, *, before: dt.datetime, limit: int) -> int:
+    """Retention: keys created before `before` (far longer ago than any client retries)."""
+    return await delete_oldest(session, IdempotencyKey, IdempotencyKey.created_at < before, limit=limit)

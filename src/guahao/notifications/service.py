@@ -22,8 +22,10 @@ from guahao.booking.models import Booking, BookingEvent, Restriction
 from guahao.catalog import rules as hospital_rules
 from guahao.catalog.models import Hospital
 from guahao.core.crypto import mask_name
+from guahao.core.db import delete_oldest
 from guahao.notifications import templates
 from guahao.notifications.delivery import Outgoing
+from guahao.notifications.models import SentMessage
 from guahao.outbox import service as outbox
 from guahao.outbox.models import OutboxMessage
 from guahao.outbox.registry import PermanentFailure
@@ -236,3 +238,8 @@ async def enqueue_reminders(session: AsyncSession, *, now: dt.datetime, limit: i
         .order_by(Booking.id).limit(limit)
     )).all()
     return await _enqueue_each(session, topic, rows, now)
+
+
+async def purge_sent(session: AsyncSession, *, before: dt.datetime, limit: int) -> int:
+    """Retention: the SMS log (what was sent once per dedupe key) last touched before `before`."""
+    return await delete_oldest(session, SentMessage, SentMessage.updated_at < before, limit=limit)

@@ -16,31 +16,25 @@ events, payments, refunds, notifications of the provider, the staff audit log. d
 explains the choice of each period.
 
 Deletes go in batches of `retention_batch` rows, one short transaction each, so a purge
-never holds many row locks or a long transaction next to the booking traffic. A batch picks
-the oldest ids that match and deletes them with the condition repeated, so a row that
-changed between the two statements (a dead letter retried, say) is left alone. Ids grow
-with time, so the oldest rows come first and each batch finds its rows at the start of the
-primary key without a dedicated index.
-
-This module is the one place that deletes from these tables besides their own features;
-it only ever deletes rows its rules describe.
+never holds many row locks or a long transaction next to the booking traffic. Each table's
+condition lives with the feature that owns it (a `purge_*` function taking the cutoff and
+the batch size, built on `core.db.delete_oldest`); this module only holds the schedule and
+the periods.
 """
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.accounts.models import AuthSession, SmsCode
+from guahao.accounts import service as accounts_service
 from guahao.config import Settings
-from guahao.core.idempotency import IdempotencyKey
-from guahao.notifications.models import SentMessage
-from guahao.outbox.models import OutboxMessage
+from guahao.core import idempotency
+from guahao.notifications import service as notifications_service
+from guahao.outbox import service as outbox_service
 from guahao.outbox.registry import JobContext, handler, periodic
 
 log = structlog.get_logger("guahao.retention")
@@ -50,56 +44,26 @@ EVERY = dt.timedelta(hours=1)
 @dataclass(frozen=True)
 class Rule:
     topic: str
-    model: Any
-    # which rows may go, given the settings and the current time
-    condition: Callable[[Settings, dt.datetime], ColumnElement[bool]]
-
-
-def _days(n: int) -> dt.timedelta:
-    return dt.timedelta(days=n)
-
-
-def _outbox(s: Settings, now: dt.datetime) -> ColumnElement[bool]:
-    # only `done`: a dead letter stays until an operator has handled it (retried, it becomes
-    # done and ages from then); pending and running messages are still work
-    return (OutboxMessage.state == "done") & (OutboxMessage.done_at < now - _days(s.retention_outbox_done_days))
-
-
-def _idempotency(s: Settings, now: dt.datetime) -> ColumnElement[bool]:
-    return IdempotencyKey.created_at < now - _days(s.retention_idempotency_days)
-
-
-def _sms_codes(s: Settings, now: dt.datetime) -> ColumnElement[bool]:
-    return SmsCode.expires_at < now - _days(s.retention_sms_code_days)
-
-
-def _sessions(s: Settings, now: dt.datetime) -> ColumnElement[bool]:
-    cutoff = now - _days(s.retention_session_days)
-    return or_(AuthSession.expires_at < cutoff, AuthSession.revoked_at < cutoff)
-
-
-def _sent_messages(s: Settings, now: dt.datetime) -> ColumnElement[bool]:
-    return SentMessage.updated_at < now - _days(s.retention_notification_days)
+    # the owner's purge: (session, before=cutoff, limit=batch) -> rows deleted
+    purge: Callable[..., Awaitable[int]]
+    # how many days a row is kept, from the settings
+    days: Callable[[Settings], int]
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("retention.purge_outbox", OutboxMessage, _outbox),
-    Rule("retention.purge_idempotency_keys", IdempotencyKey, _idempotency),
-    Rule("retention.purge_sms_codes", SmsCode, _sms_codes),
-    Rule("retention.purge_sessions", AuthSession, _sessions),
-    Rule("retention.purge_notification_logs", SentMessage, _sent_messages),
+    Rule("retention.purge_outbox", outbox_service.purge_done, lambda s: s.retention_outbox_done_days),
+    Rule("retention.purge_idempotency_keys", idempotency.purge, lambda s: s.retention_idempotency_days),
+    Rule("retention.purge_sms_codes", accounts_service.purge_sms_codes, lambda s: s.retention_sms_code_days),
+    Rule("retention.purge_sessions", accounts_service.purge_sessions, lambda s: s.retention_session_days),
+    Rule("retention.purge_notification_logs", notifications_service.purge_sent,
+         lambda s: s.retention_notification_days),
 )
 
 
 async def purge_batch(session: AsyncSession, rule: Rule, *, settings: Settings, now: dt.datetime,
                       limit: int) -> int:
     """Delete at most `limit` of the oldest rows `rule` lets go; returns how many went."""
-    condition = rule.condition(settings, now)
-    ids = list(await session.scalars(select(rule.model.id).where(condition).order_by(rule.model.id).limit(limit)))
-    if not ids:
-        return 0
-    result = await session.execute(delete(rule.model).where(rule.model.id.in_(ids), condition))
-    return result.rowcount or 0
+    return await rule.purge(session, before=now - dt.timedelta(days=rule.days(settings)), limit=limit)
 
 
 async def purge(ctx: JobContext, rule: Rule) -> int:

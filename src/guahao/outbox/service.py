@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guahao.core.db import delete_oldest
 from guahao.outbox.models import OutboxMessage
 
 ERROR_MAX = 500
@@ -132,3 +133,10 @@ async def extend_leases(session: AsyncSession, tokens: list[str], *, until: dt.d
 async def oldest_due(session: AsyncSession, *, now: dt.datetime) -> dt.datetime | None:
     m = OutboxMessage
     return await session.scalar(select(func.min(m.available_at)).where(m.state == "pending", m.available_at <= now))
+
+
+async def purge_done(session: AsyncSession, *, before: dt.datetime, limit: int) -> int:
+    """Retention: finished messages done before `before`. Dead letters stay until an operator
+    has handled them (retried, they become done and age from then); pending work stays."""
+    return await delete_oldest(session, OutboxMessage,
+                               (OutboxMessage.state == "done") & (OutboxMessage.done_at < before), limit=limit)
