@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import structlog
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 
 from guahao.core import metrics as core_metrics
@@ -23,9 +23,13 @@ class NotReady(GuahaoError):
 
 
 @router.get("/", include_in_schema=False)
-async def root() -> dict:
-    """Patient and staff pages arrive with the web issue; until then the API is the product."""
-    return {"service": "guahao", "docs": "/docs", "openapi": "/openapi.json", "health": "/healthz"}
+async def root(request: Request) -> dict:
+    """Patient and staff pages arrive with the web issue; until then the API is the product.
+    The docs are named only where they are served (not in production unless enabled)."""
+    links = {"service": "guahao", "health": "/healthz"}
+    if request.app.state.settings.docs_enabled:
+        links |= {"docs": "/docs", "openapi": "/openapi.json"}
+    return links
 
 
 @router.get("/healthz")
