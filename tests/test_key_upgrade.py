@@ -80,7 +80,7 @@ async def write_as_the_first_release(url: str) -> None:
 
 def run_cli(monkeypatch, url: str, data: str, index: str, *args: str):
     for name, value in {"GUAHAO_ENV": "test", "GUAHAO_DATABASE_URL": url, "GUAHAO_SECRET_KEY": "s" * 32,
-                        "GUAHAO_DATA_KEYS": data, "GUAHAO_INDEX_KEYS": index}.items():
+                        "GUAHAO_SMS_PROVIDER": "recording", "GUAHAO_DATA_KEYS": data, "GUAHAO_INDEX_KEYS": index}.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     return CliRunner().invoke(cli_app, ["keys", *args])

@@ -136,6 +136,7 @@ def test_the_published_sandbox_key_is_refused_outside_development(tmp_path):
     # the whole app refuses to start in production with the published key
     production = Settings(env="production", database_url=f"sqlite+aiosqlite:///{tmp_path}/x.db", data_key=TEST_DATA_KEY,
                           index_key=TEST_INDEX_KEY, secret_key=secrets.token_urlsafe(32),
-                          payment_provider="paysim", paysim_key=payment_provider.DEV_PAYSIM_KEY)
+                          payment_provider="paysim", paysim_key=payment_provider.DEV_PAYSIM_KEY,
+                          sms_provider="none", face_check_provider="none")
     with pytest.raises(payment_provider.PaymentConfigError):
         create_app(production, clock=None)
