@@ -144,7 +144,8 @@ def test_single_key_settings_are_a_keyring_of_one_and_dev_keys_are_refused_in_a_
     keys_, current = crypto.parse_keyring("", "", single_key=KEYS["a"])
     assert current == crypto.DEFAULT_KID and list(keys_) == [crypto.DEFAULT_KID]
     settings = Settings(env="production", data_keys=f"k1:{DEV_DATA_KEY}", index_keys=ring("a"),
-                        secret_key=secrets.token_urlsafe(32), payment_provider="none")
+                        secret_key=secrets.token_urlsafe(32), payment_provider="none", sms_provider="none",
+                        face_check_provider="none")
     with pytest.raises(ValueError):
         crypto.configure_from(settings)
 

@@ -43,8 +43,23 @@ def follow_supervisor() -> None:
     if not supervisor or not sys.platform.startswith("linux") or int(supervisor) == os.getpid():
         return
     if int(supervisor) != os.getppid():
-        return  # not started by it (e.g. a test importing the app)
+        # Either not started by it (a process that inherited the variable), or started by it
+        # and orphaned before getting here: `serve` was killed while this worker was still
+        # importing the app. An orphan must not go on serving (and running jobs) alone.
+        if not _alive(int(supervisor)):
+            os._exit(1)
+        return
     _die_with_parent(int(supervisor))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def port_in_use(host: str, port: int, timeout: float = 0.5) -> bool:
