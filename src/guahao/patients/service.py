@@ -1,7 +1,8 @@
 """Patients (就诊人): add, list, edit, remove, identity verification.
 
 Other features use `get_for_account` / `get_or_raise` (the account's live patient, never
-another account's) and `Patient.person_id` for person-level limits.
+another account's), `Patient.person_id` for person-level limits and `lock_person` to count
+against them under the person's row lock.
 
 Concurrency story. Every write to an account's patient list first locks that account's row
 (`SELECT ... FOR UPDATE` on PostgreSQL; on SQLite each write transaction starts with BEGIN
