@@ -32,7 +32,7 @@ from guahao.accounts.models import Account, AuthSession, SmsCode
 from guahao.core import signing
 from guahao.core.crypto import for_row, lock_lookup, lookup_hash, lookup_hashes, new_row_key
 from guahao.core.db import delete_oldest
-from guahao.core.errors import GuahaoError
+from guahao.core.errors import GuahaoError, NotFound
 from guahao.core.idempotency import IdempotencyKey
 
 LOGIN = "login"
@@ -150,6 +150,15 @@ async def do_consume_code(session: AsyncSession, phone_e164: str, code: str, *, 
 
 async def get(session: AsyncSession, account_id: int) -> Account | None:
     return await session.get(Account, account_id)
+
+
+async def lock_account(session: AsyncSession, account_id: int) -> None:
+    """Lock the account's row for the caller's transaction, or NotFound("account"). Other
+    features serialise their per-account writes on it (patients: the patient list).
+    with_for_update() renders nothing on SQLite, where BEGIN IMMEDIATE already serialises."""
+    found = await session.scalar(select(Account.id).where(Account.id == account_id).with_for_update())
+    if found is None:
+        raise NotFound("account")
 
 
 async def get_by_phone(session: AsyncSession, phone_e164: str) -> Account | None:

@@ -20,7 +20,6 @@ from guahao.booking.schemas import CancelPreview
 from guahao.core import metrics
 from guahao.core.errors import NotFound
 from guahao.patients import service as patients_service
-from guahao.patients.models import Person
 from guahao.scheduling import seats
 
 
@@ -94,9 +93,9 @@ async def lock_person(session: AsyncSession, person_id: int, *, hospital_id: int
     """Lock a person's row (second in the lock order) and read their running restriction at
     this hospital in the same statement. Serialises the person's holds across accounts and
     every strike count (cancellation, no-show), so limits and restrictions are exact."""
-    return await session.scalar(
-        select(restrictions.active_until_subquery(hospital_id=hospital_id, now=now))
-        .where(Person.id == person_id).with_for_update(of=Person))
+    return await patients_service.lock_person(
+        session, person_id,
+        read=lambda person: restrictions.active_until_subquery(person, hospital_id=hospital_id, now=now))
 
 
 async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, slot_id: int,

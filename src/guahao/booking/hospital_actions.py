@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.booking import actions as booking_actions
@@ -11,10 +11,10 @@ from guahao.booking import errors, lifecycle, notices, restrictions
 from guahao.booking.lifecycle import Actor
 from guahao.booking.models import ACTIVE_STATES, Booking
 from guahao.catalog import rules as hospital_rules
-from guahao.catalog.models import Hospital
+from guahao.catalog import service as catalog_service
 from guahao.core.errors import NotFound
 from guahao.scheduling import seats
-from guahao.scheduling.models import Schedule
+from guahao.scheduling import service as scheduling_service
 
 
 async def do_suspend(session: AsyncSession, *, schedule_id: int, hospital_id: int | None, reason: str,
@@ -27,17 +27,13 @@ async def do_suspend(session: AsyncSession, *, schedule_id: int, hospital_id: in
     shared, so none of them is half-way while we run), then the seats of its active bookings;
     after waiting for them the bookings are read again and those that ended meanwhile (the
     sweeper expired a hold, say) are skipped."""
-    schedule = await session.scalar(select(Schedule).where(Schedule.id == schedule_id).with_for_update()
-                                    .execution_options(populate_existing=True))
+    schedule = await scheduling_service.lock_schedule(session, schedule_id, exclusive=True)
     if schedule is None or (hospital_id is not None and schedule.hospital_id != hospital_id):
         raise NotFound("schedule")
     if schedule.status == "suspended":
         return []
-    await session.execute(
-        update(Schedule).where(Schedule.id == schedule.id)
-        .values(status="suspended", suspended_reason=reason, updated_at=now)
-    )
-    his_mode = await session.scalar(select(Hospital.his_mode).where(Hospital.id == schedule.hospital_id))
+    await scheduling_service.mark_suspended(session, schedule.id, reason=reason, now=now)
+    his_mode = await catalog_service.his_mode_of(session, schedule.hospital_id)
     active = select(Booking).where(Booking.schedule_id == schedule.id, Booking.state.in_(ACTIVE_STATES))
     ids = list(await session.scalars(active.with_only_columns(Booking.id).order_by(Booking.id)))
     await seats.lock_seats_of(session, ids)
@@ -75,8 +71,8 @@ async def find_for_hospital(session: AsyncSession, *, hospital_id: int | None, b
 
 async def do_check_in(session: AsyncSession, booking: Booking, *, actor: Actor, now: dt.datetime) -> Booking:
     """签到: a confirmed booking, on its visit day (hospital time), before its period ends."""
-    schedule = await session.get_one(Schedule, booking.schedule_id)
-    zone = await _zone(session, booking.hospital_id)
+    schedule = await scheduling_service.get_schedule_or_raise(session, booking.schedule_id)
+    zone = await catalog_service.zone_of(session, booking.hospital_id)
     if booking.state != "confirmed" or now.astimezone(zone).date() != booking.visit_date or now >= schedule.ends_at:
         raise errors.CheckInRefused()
     await lifecycle.apply(session, booking, "check_in", actor=actor, now=now)
@@ -93,8 +89,9 @@ async def do_mark_no_shows(session: AsyncSession, *, now: dt.datetime, limit: in
     counted under the person's row lock (as cancellations are), so two strikes at once
     neither miss nor double a restriction."""
     due = list(await session.scalars(
-        select(Booking.id).join(Schedule, Schedule.id == Booking.schedule_id)
-        .where(Booking.state == "confirmed", Schedule.ends_at <= now).order_by(Booking.id).limit(limit)
+        select(Booking.id)
+        .where(Booking.state == "confirmed", Booking.schedule_id.in_(scheduling_service.ended_schedule_ids(now)))
+        .order_by(Booking.id).limit(limit)
     ))
     marked = 0
     for booking_id in due:
@@ -105,16 +102,10 @@ async def do_mark_no_shows(session: AsyncSession, *, now: dt.datetime, limit: in
             continue  # checked in or cancelled while we waited
         await lifecycle.apply(session, booking, "miss", actor=Actor.system(), now=now, reason="not_checked_in",
                               strike_at=now)
-        his_mode = await session.scalar(select(Hospital.his_mode).where(Hospital.id == booking.hospital_id))
+        his_mode = await catalog_service.his_mode_of(session, booking.hospital_id)
         await notices.after_transition(session, booking, now=now, his_mode=his_mode)
         rules = await hospital_rules.get_rules(session, booking.hospital_id)
         await restrictions.after_strike(session, person_id=booking.person_id, hospital_id=booking.hospital_id,
                                         rules=rules, now=now)
         marked += 1
     return marked
-
-
-async def _zone(session: AsyncSession, hospital_id: int):
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(await session.scalar(select(Hospital.timezone).where(Hospital.id == hospital_id)))

@@ -25,14 +25,16 @@ async def active_until(session: AsyncSession, *, person_id: int, hospital_id: in
     )
 
 
-def active_until_subquery(*, hospital_id: int, now: dt.datetime):
-    """The latest running restriction's end for the outer query's person (a scalar subquery)."""
-    from guahao.patients.models import Person
+def active_until_subquery(person_id, *, hospital_id: int, now: dt.datetime):
+    """The latest running restriction's end for the outer query's person (a scalar subquery).
 
+    `person_id` is the outer query's person-id column (patients.service.lock_person hands
+    it over), so booking builds the subquery without reading the persons table itself; every
+    table but restrictions is correlated to that outer query."""
     return (select(func.max(Restriction.until)).where(
-        Restriction.person_id == Person.id, Restriction.hospital_id == hospital_id,
+        Restriction.person_id == person_id, Restriction.hospital_id == hospital_id,
         Restriction.lifted_at.is_(None), Restriction.until > now)
-        .correlate(Person).scalar_subquery())
+        .correlate_except(Restriction).scalar_subquery())
 
 
 async def strikes_counted(session: AsyncSession, *, person_id: int, hospital_id: int, rules,

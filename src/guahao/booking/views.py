@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,7 +12,7 @@ from guahao.booking.models import Booking
 from guahao.booking.schemas import BookingRead, PatientBrief
 from guahao.core.crypto import mask_id_number, mask_name
 from guahao.core.localtime import localize
-from guahao.patients.models import Patient
+from guahao.patients import service as patients_service
 
 
 def allowed_actions(booking: Booking, cancel_deadline: dt.datetime, now: dt.datetime) -> list[str]:
@@ -30,10 +31,10 @@ def effective_state(booking: Booking, now: dt.datetime) -> str:
 
 
 async def booking_read(session: AsyncSession, booking: Booking, now: dt.datetime, *,
-                       ctx: SlotContext | None = None, patient: Patient | None = None) -> BookingRead:
+                       ctx: SlotContext | None = None, patient: Any = None) -> BookingRead:
     """`ctx` and `patient` may be passed by a caller that already loaded them (the hold)."""
     ctx = ctx or await load_slot_context(session, booking.slot_id)
-    patient = patient or await session.get_one(Patient, booking.patient_id)
+    patient = patient or await patients_service.get_one(session, booking.patient_id)
     state = effective_state(booking, now)
     return localize(BookingRead(
         id=booking.id, state=state, fhir_status=FHIR_STATUS[state], hospital_id=booking.hospital_id,

@@ -112,6 +112,29 @@ async def get_doctor_or_raise(session: AsyncSession, doctor_id: int, *, hospital
     return doctor
 
 
+async def doctors_by_id(session: AsyncSession, doctor_ids: Iterable[int]) -> dict[int, Doctor]:
+    """Doctors by id, active or not (callers decide what an inactive doctor means to them)."""
+    ids = set(doctor_ids)
+    if not ids:
+        return {}
+    return {d.id: d for d in (await session.scalars(select(Doctor).where(Doctor.id.in_(ids)))).all()}
+
+
+def sub_department_ids(department_id: int):
+    """The ids of a department's sub-departments, as a subquery for the caller's `IN (...)`:
+    a feature filtering its own rows by a department tree keeps it to one statement."""
+    return select(Department.id).where(Department.parent_id == department_id)
+
+
+async def his_mode_of(session: AsyncSession, hospital_id: int) -> str | None:
+    return await session.scalar(select(Hospital.his_mode).where(Hospital.id == hospital_id))
+
+
+async def count_hospitals(session: AsyncSession) -> int:
+    """Every hospital, active or not (`list_hospitals` lists active ones only)."""
+    return await session.scalar(select(func.count()).select_from(Hospital)) or 0
+
+
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Great-circle distance on a spherical Earth (error < 0.5 %, plenty for "nearby")."""
     p1, p2 = math.radians(lat1), math.radians(lat2)

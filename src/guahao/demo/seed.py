@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 import typer
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.accounts import service as accounts_service
@@ -29,7 +29,6 @@ from guahao.booking.lifecycle import Actor
 from guahao.catalog import labels
 from guahao.catalog import rules as hospital_rules
 from guahao.catalog import service as catalog_service
-from guahao.catalog.models import Hospital
 from guahao.catalog.schemas import DepartmentCreate, DoctorCreate, FeeRuleIn, HospitalCreate, HospitalRulesUpdate
 from guahao.config import Settings
 from guahao.core import crypto
@@ -150,9 +149,8 @@ async def _seed(db: Database, settings: Settings, clock: Clock, *, if_empty: boo
 async def _count_hospitals_locked(session: AsyncSession) -> int:
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": _ADVISORY_LOCK_KEY})
-    # Any hospital, active or not, means "not empty": catalog_service.list_hospitals counts
-    # active ones only, so this one question reads the table directly.
-    return await session.scalar(select(func.count()).select_from(Hospital)) or 0
+    # Any hospital, active or not, means "not empty" (list_hospitals lists active ones only).
+    return await catalog_service.count_hospitals(session)
 
 
 # --- catalog --------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Patients (就诊人): add, list, edit, remove, identity verification.
 
 Other features use `get_for_account` / `get_or_raise` (the account's live patient, never
-another account's) and `Patient.person_id` for person-level limits.
+another account's), `Patient.person_id` for person-level limits and `lock_person` to count
+against them under the person's row lock.
 
 Concurrency story. Every write to an account's patient list first locks that account's row
 (`SELECT ... FOR UPDATE` on PostgreSQL; on SQLite each write transaction starts with BEGIN
@@ -14,7 +15,7 @@ in one short transaction, calls the provider with no transaction open, then writ
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import structlog
@@ -23,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.accounts.models import Account
+from guahao.accounts import service as accounts_service
 from guahao.core.clock import SHANGHAI, Clock
 from guahao.core.crypto import lock_lookup, lookup_hash, lookup_hashes
 from guahao.core.db import Database
@@ -88,6 +89,31 @@ async def get_or_raise(session: AsyncSession, account_id: int, patient_id: int, 
     return patient
 
 
+async def get_one(session: AsyncSession, patient_id: int) -> Patient:
+    """A patient by id, removed ones too: a booking keeps showing whom it was made for."""
+    return await session.get_one(Patient, patient_id)
+
+
+async def names_by_id(session: AsyncSession, patient_ids: Iterable[int]) -> dict[int, str]:
+    """{patient_id: name}, removed patients too (rosters of bookings already made)."""
+    ids = set(patient_ids)
+    if not ids:
+        return {}
+    return dict((await session.execute(select(Patient.id, Patient.name).where(Patient.id.in_(ids)))).all())
+
+
+async def lock_person(session: AsyncSession, person_id: int, *, read: Callable[[Any], Any] | None = None):
+    """Lock a person's row: second in the lock order schedule → person → seats → booking →
+    payment (DESIGN.md section 5). It serialises what is counted per person across the
+    accounts that list them (holds, strikes).
+
+    `read`, given the person-id column, builds a scalar subquery whose value is returned,
+    read in the same statement as the lock so the caller pays no extra round trip (booking
+    reads the person's running restriction so). Without it: the person's id, None if absent."""
+    column = Person.id if read is None else read(Person.id)
+    return await session.scalar(select(column).where(Person.id == person_id).with_for_update(of=Person))
+
+
 async def list_for_account(session: AsyncSession, account_id: int) -> list[Patient]:
     rows = await session.scalars(
         select(Patient).where(Patient.account_id == account_id, Patient.removed_at.is_(None)).order_by(Patient.id)
@@ -103,14 +129,6 @@ async def count_live(session: AsyncSession, account_id: int) -> int:
 
 
 # --- helpers (never commit) ---------------------------------------------------------------
-
-async def _lock_account(session: AsyncSession, account_id: int) -> None:
-    # Reads the accounts table directly because accounts.service offers no lock helper yet.
-    # with_for_update() renders nothing on SQLite, where BEGIN IMMEDIATE already serialises.
-    found = await session.scalar(select(Account.id).where(Account.id == account_id).with_for_update())
-    if found is None:
-        raise NotFound("account")
-
 
 async def get_or_create_person(session: AsyncSession, id_hash: str | list[str], *, now: dt.datetime) -> int:
     """The Person id for an identity hash (or the hashes under every active index key, the
@@ -194,7 +212,7 @@ async def do_add_patient(session: AsyncSession, *, account_id: int, data: Patien
             raise errors.BirthDateAndSexRequired()
         birth_date, sex = check_birth_date(data.birth_date, today=today), data.sex
 
-    await _lock_account(session, account_id)
+    await accounts_service.lock_account(session, account_id)
     if await count_live(session, account_id) >= max_patients:
         raise errors.TooManyPatients(limit=max_patients)
     if data.relationship == "self" and await _self_taken(session, account_id):
@@ -223,7 +241,7 @@ async def do_update_patient(session: AsyncSession, *, account_id: int, patient_i
     phone = normalise_mobile(data.phone) if data.phone is not None else None
     cards = {key: normalise_card(changes[key]) for key in ("insurance_card", "visit_card") if key in changes}
 
-    await _lock_account(session, account_id)
+    await accounts_service.lock_account(session, account_id)
     patient = await get_or_raise(session, account_id, patient_id, for_update=True)
     values: dict[str, Any] = dict(cards, updated_at=now)
     if data.relationship is not None and data.relationship != patient.relationship:
@@ -248,7 +266,7 @@ async def do_update_patient(session: AsyncSession, *, account_id: int, patient_i
 async def do_remove_patient(session: AsyncSession, *, account_id: int, patient_id: int, now: dt.datetime,
                             bookings: LiveBookings) -> None:
     """Soft removal: bookings and history keep pointing at the row; the person may be re-added."""
-    await _lock_account(session, account_id)
+    await accounts_service.lock_account(session, account_id)
     patient = await get_or_raise(session, account_id, patient_id, for_update=True)
     if await bookings.patient_has_live_bookings(session, patient.id):
         raise errors.PatientHasBookings()

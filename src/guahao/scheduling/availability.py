@@ -6,13 +6,13 @@ only the platform pool is shown, and every state is computed against the caller'
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.catalog import rules as hospital_rules
-from guahao.catalog.models import Department, Doctor, Hospital
-from guahao.core.errors import NotFound
+from guahao.catalog import service as catalog_service
 from guahao.scheduling import domain, service
 from guahao.scheduling.models import Schedule, Slot
 from guahao.scheduling.schemas import (
@@ -31,25 +31,18 @@ PUBLIC_STATUSES = ("published", "suspended")
 async def department_availability(session: AsyncSession, department_id: int, *, now: dt.datetime,
                                   from_date: dt.date | None = None, days: int | None = None) -> Availability:
     """A department's schedules, its sub-departments' included (the tree has two levels)."""
-    department = await session.get(Department, department_id)
-    if department is None or not await _hospital_active(session, department.hospital_id):
-        raise NotFound("department")
-    children = select(Department.id).where(Department.parent_id == department_id)
+    # NotFound("department") unless it exists in an active hospital
+    department = await catalog_service.get_department_or_raise(session, department_id)
+    children = catalog_service.sub_department_ids(department_id)
     where = or_(Schedule.department_id == department_id, Schedule.department_id.in_(children))
     return await _availability(session, department.hospital_id, where, now, from_date, days)
 
 
 async def doctor_availability(session: AsyncSession, doctor_id: int, *, now: dt.datetime,
                               from_date: dt.date | None = None, days: int | None = None) -> Availability:
-    doctor = await session.get(Doctor, doctor_id)
-    if doctor is None or not doctor.active or not await _hospital_active(session, doctor.hospital_id):
-        raise NotFound("doctor")
+    # NotFound("doctor") unless it is active in an active hospital
+    doctor = await catalog_service.get_doctor_or_raise(session, doctor_id)
     return await _availability(session, doctor.hospital_id, Schedule.doctor_id == doctor_id, now, from_date, days)
-
-
-async def _hospital_active(session: AsyncSession, hospital_id: int) -> bool:
-    hospital = await session.get(Hospital, hospital_id)
-    return hospital is not None and hospital.active
 
 
 def window(now: dt.datetime, rules: hospital_rules.Rules, from_date: dt.date | None,
@@ -76,9 +69,7 @@ async def _availability(session: AsyncSession, hospital_id: int, where, now: dt.
                 .order_by(Slot.starts_at))).all():
             slots_by_schedule[slot.schedule_id].append(slot)
     counts = await service.live_counts(session, [s.id for v in slots_by_schedule.values() for s in v], now)
-    doctor_ids = {s.doctor_id for s in schedules if s.doctor_id is not None}
-    doctors = {d.id: d for d in (await session.scalars(select(Doctor).where(Doctor.id.in_(doctor_ids)))).all()} \
-        if doctor_ids else {}
+    doctors = await catalog_service.doctors_by_id(session, (s.doctor_id for s in schedules if s.doctor_id is not None))
 
     by_day: dict[dt.date, dict[str, list[AvailableSchedule]]] = {}
     for schedule in schedules:
@@ -94,7 +85,7 @@ async def _availability(session: AsyncSession, hospital_id: int, where, now: dt.
                         days=result_days)
 
 
-def _schedule_view(schedule: Schedule, slots: list[Slot], counts: dict[int, int], doctors: dict[int, Doctor],
+def _schedule_view(schedule: Schedule, slots: list[Slot], counts: dict[int, int], doctors: dict[int, Any],
                    rules: hospital_rules.Rules, now: dt.datetime) -> AvailableSchedule:
     tz = rules.tz
     closes = service.closes_at(schedule, rules)

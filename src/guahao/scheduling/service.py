@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.catalog import rules as hospital_rules
-from guahao.catalog.models import Doctor, FeeRule
+from guahao.catalog import service as catalog_service
 from guahao.core import audit
 from guahao.core.errors import NotFound
 from guahao.scheduling import domain, seats
@@ -60,6 +61,44 @@ async def get_schedule_or_raise(session: AsyncSession, schedule_id: int, *, hosp
     if schedule is None or (hospital_id is not None and schedule.hospital_id != hospital_id):
         raise NotFound("schedule")
     return schedule
+
+
+async def lock_schedule(session: AsyncSession, schedule_id: int, *, exclusive: bool = True) -> Schedule | None:
+    """The schedule row under its lock, the first of the order schedule → person → seats →
+    booking → payment (DESIGN.md section 5), re-read so the caller sees the committed state.
+
+    Holds, confirmations and cancellations take it shared (through booking's joined read);
+    停诊 takes it exclusively here, so it never interleaves with them. PostgreSQL only:
+    SQLite writers are serial anyway."""
+    stmt = select(Schedule).where(Schedule.id == schedule_id)
+    stmt = stmt.with_for_update() if exclusive else stmt.with_for_update(read=True)
+    return await session.scalar(stmt.execution_options(populate_existing=True))
+
+
+async def mark_suspended(session: AsyncSession, schedule_id: int, *, reason: str, now: dt.datetime) -> None:
+    """停诊's change to the schedule itself; the caller holds the schedule's exclusive lock and
+    owns the transaction (revoking the bookings is booking's part)."""
+    await session.execute(
+        update(Schedule).where(Schedule.id == schedule_id)
+        .values(status="suspended", suspended_reason=reason, updated_at=now)
+    )
+
+
+def ended_schedule_ids(now: dt.datetime):
+    """Ids of schedules whose period is over at `now`, as a subquery for the caller's
+    `IN (...)` (no-show marking filters its bookings by it in one statement)."""
+    return select(Schedule.id).where(Schedule.ends_at <= now)
+
+
+async def visit_times(session: AsyncSession, slot_ids: Iterable[int]) -> dict[int, tuple[dt.datetime, dt.datetime]]:
+    """{slot_id: (slot start, its schedule's start)} for rosters ordered by period, then seat."""
+    ids = set(slot_ids)
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Slot.id, Slot.starts_at, Schedule.starts_at).join(Schedule, Schedule.id == Slot.schedule_id)
+        .where(Slot.id.in_(ids)))
+    return {slot_id: (slot_start, schedule_start) for slot_id, slot_start, schedule_start in rows}
 
 
 async def get_slot_or_raise(session: AsyncSession, slot_id: int, *, hospital_id: int | None = None,
@@ -183,13 +222,15 @@ async def do_generate(session: AsyncSession, hospital_id: int, from_date: dt.dat
     span = (to_date - from_date).days + 1
     if from_date < domain.local_today(now, rules.tz) or span < 1 or span > MAX_GENERATE_DAYS:
         raise ScheduleRangeInvalid(max_days=MAX_GENERATE_DAYS)
-    rows = (await session.execute(
-        select(ScheduleTemplate, Doctor).outerjoin(Doctor, Doctor.id == ScheduleTemplate.doctor_id)
+    active_templates = list((await session.scalars(
+        select(ScheduleTemplate)
         .where(ScheduleTemplate.hospital_id == hospital_id, ScheduleTemplate.active.is_(True))
-        .order_by(ScheduleTemplate.id))).all()
+        .order_by(ScheduleTemplate.id))).all())
+    doctors = await catalog_service.doctors_by_id(
+        session, (t.doctor_id for t in active_templates if t.doctor_id is not None))
+    rows = [(t, doctors.get(t.doctor_id)) for t in active_templates]
     templates = [(t, d) for t, d in rows if d is None or d.active]
-    fees = {(f.registration_level, f.title): f for f in (await session.scalars(
-        select(FeeRule).where(FeeRule.hospital_id == hospital_id))).all()}
+    fees = await catalog_service.fee_table(session, hospital_id)
     by_weekday: dict[int, list] = defaultdict(list)
     for template, doctor in templates:
         by_weekday[template.weekday].append((template, doctor))

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.catalog.models import Department, Doctor
+from guahao.catalog import service as catalog_service
 from guahao.core.errors import InvalidRequest, NotFound
 from guahao.scheduling import domain
 from guahao.scheduling.errors import DoctorNotInDepartment, TemplateConflict
@@ -63,20 +64,19 @@ async def _check_conflict(session: AsyncSession, template: ScheduleTemplate) -> 
 
 
 async def _resolve_owner(session: AsyncSession, hospital_id: int, department_id: int | None,
-                         doctor_id: int | None) -> tuple[int, Doctor | None]:
+                         doctor_id: int | None) -> tuple[int, Any]:
+    """The template's department and doctor (an inactive doctor may still get templates)."""
     doctor = None
     if doctor_id is not None:
-        doctor = await session.get(Doctor, doctor_id)
-        if doctor is None or doctor.hospital_id != hospital_id:
-            raise NotFound("doctor")
+        doctor = await catalog_service.get_doctor_or_raise(session, doctor_id, hospital_id=hospital_id,
+                                                           include_inactive=True)
         if department_id is not None and department_id != doctor.department_id:
             raise DoctorNotInDepartment()
         department_id = doctor.department_id
     if department_id is None:
         raise InvalidRequest(field="department_id")
-    department = await session.get(Department, department_id)
-    if department is None or department.hospital_id != hospital_id:
-        raise NotFound("department")
+    await catalog_service.get_department_or_raise(session, department_id, hospital_id=hospital_id,
+                                                  include_inactive=True)
     return department_id, doctor
 
 

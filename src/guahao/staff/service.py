@@ -19,13 +19,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.accounts import service as accounts_service
-from guahao.catalog.models import Hospital
+from guahao.catalog import service as catalog_service
 from guahao.config import Settings
 from guahao.core import audit
 from guahao.core.clock import SystemClock
 from guahao.core.db import Database, create_database
 from guahao.core.deps import StaffPrincipal
-from guahao.core.errors import NotFound
 from guahao.staff.errors import InvalidCredentials, InvalidRole, InvalidUsername, RoleScope, UsernameTaken, WeakPassword
 from guahao.staff.models import ROLES, StaffUser
 
@@ -115,8 +114,8 @@ async def do_create_staff(session: AsyncSession, *, username: str, password: str
     """Create a staff user and its audit row. Helpers never commit: the caller's unit of work does."""
     name = validate_new_staff(username=username, role=role, hospital_id=hospital_id, password=password)
     password_hash = await hash_password(password)  # before the first statement, see module doc
-    if hospital_id is not None and await session.get(Hospital, hospital_id) is None:
-        raise NotFound("hospital")
+    if hospital_id is not None:  # NotFound("hospital") for an unknown one; an inactive one may have staff
+        await catalog_service.get_hospital_or_raise(session, hospital_id, include_inactive=True)
     if await get_by_username(session, name) is not None:
         raise UsernameTaken(username=name)
     user = StaffUser(username=name, password_hash=password_hash, display_name=display_name.strip() or name,
