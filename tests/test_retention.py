@@ -14,6 +14,7 @@ from guahao.notifications.models import SentMessage
 from guahao.ops import retention
 from guahao.outbox.models import OutboxMessage
 from guahao.outbox.registry import HANDLERS, PERIODIC, JobContext
+from guahao.staff.models import StaffLoginThrottle
 from tests.builders import make_account
 
 DAY = dt.timedelta(days=1)
@@ -171,3 +172,21 @@ async def test_the_periods_follow_the_settings(db, clock, settings):
     await run(strict, "retention.purge_idempotency_keys")
 
     assert await remaining(db, IdempotencyKey, IdempotencyKey.key) == []
+
+
+async def test_login_counters_go_a_day_after_their_window_and_lock(db, clock, ctx):
+    now = clock.now()
+
+    def counter(name: str, window_days_ago: float, locked_until_days: float | None = None):
+        return StaffLoginThrottle(username=name, failures=5, window_started_at=now - window_days_ago * DAY,
+                                  locked_until=None if locked_until_days is None else now + locked_until_days * DAY)
+
+    await add(db, counter("old-window", 2), counter("old-window-old-lock", 3, -2),
+              counter("old-window-lock-ended-lately", 3, -0.5), counter("current-window", 0.01),
+              counter("locked-now", 2, 0.01))
+
+    await run(ctx, "retention.purge_login_throttles")
+
+    async with db.read() as s:
+        names = sorted(await s.scalars(select(StaffLoginThrottle.username)))
+    assert names == ["current-window", "locked-now", "old-window-lock-ended-lately"]

@@ -1,6 +1,6 @@
 """Retention: housekeeping rows are deleted once nothing needs them any more.
 
-Five tables grow with traffic and hold nothing an audit needs after a while. Each has one
+Six tables grow with traffic and hold nothing an audit needs after a while. Each has one
 rule (what may go, as a SQL condition on the row) and one periodic job that applies it:
 
 | table              | goes when                                            | setting (days)               |
@@ -10,6 +10,7 @@ rule (what may go, as a SQL condition on the row) and one periodic job that appl
 | `sms_codes`        | expired N days ago                                   | retention_sms_code_days      |
 | `auth_sessions`    | expired, or revoked, N days ago                      | retention_session_days       |
 | `sent_messages`    | last touched N days ago                              | retention_notification_days  |
+| `staff_login_throttles` | window and lock both over a day ago             | (fixed: 1 day)               |
 
 The records audits rely on are elsewhere and are never purged here: bookings and their
 events, payments, refunds, notifications of the provider, the staff audit log. docs/ARCHITECTURE.md
@@ -36,6 +37,7 @@ from guahao.core import idempotency
 from guahao.notifications import service as notifications_service
 from guahao.outbox import service as outbox_service
 from guahao.outbox.registry import JobContext, handler, periodic
+from guahao.staff import lockout
 
 log = structlog.get_logger("guahao.retention")
 EVERY = dt.timedelta(hours=1)
@@ -57,6 +59,8 @@ RULES: tuple[Rule, ...] = (
     Rule("retention.purge_sessions", accounts_service.purge_sessions, lambda s: s.retention_session_days),
     Rule("retention.purge_notification_logs", notifications_service.purge_sent,
          lambda s: s.retention_notification_days),
+    # a login-failure counter matters for its window and lock (minutes); a day is plenty
+    Rule("retention.purge_login_throttles", lockout.purge_stale, lambda s: 1),
 )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, delete, literal, not_, null, or_
+from sqlalchemy import and_, case, delete, literal, not_, null, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -85,3 +85,16 @@ async def do_count_attempt(session: AsyncSession, normalized_username: str, *, n
 async def do_clear(session: AsyncSession, normalized_username: str) -> None:
     """A correct password: forget the failures of this username."""
     await session.execute(delete(StaffLoginThrottle).where(StaffLoginThrottle.username == throttle_key(normalized_username)))
+
+
+async def purge_stale(session: AsyncSession, *, before: dt.datetime, limit: int) -> int:
+    """Retention: counters whose window and lock both ended before `before` mean nothing any
+    more (the audit log keeps every lock). Keyed by username, so no id order: any `limit` of
+    them per batch."""
+    stale = (StaffLoginThrottle.window_started_at < before) & or_(
+        StaffLoginThrottle.locked_until.is_(None), StaffLoginThrottle.locked_until < before)
+    names = list(await session.scalars(select(StaffLoginThrottle.username).where(stale).limit(limit)))
+    if not names:
+        return 0
+    result = await session.execute(delete(StaffLoginThrottle).where(StaffLoginThrottle.username.in_(names), stale))
+    return result.rowcount or 0
