@@ -88,6 +88,12 @@ async def get_or_raise(session: AsyncSession, account_id: int, patient_id: int, 
     return patient
 
 
+async def get_even_removed(session: AsyncSession, patient_id: int) -> Patient:
+    """A patient entry by id, also one its account has removed since: messages about a
+    booking made for it still name the patient. Raises when there is no such row at all."""
+    return await session.get_one(Patient, patient_id)
+
+
 async def list_for_account(session: AsyncSession, account_id: int) -> list[Patient]:
     rows = await session.scalars(
         select(Patient).where(Patient.account_id == account_id, Patient.removed_at.is_(None)).order_by(Patient.id)
