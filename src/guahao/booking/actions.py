@@ -16,6 +16,7 @@ from guahao.booking import errors, lifecycle, notices, restrictions
 from guahao.booking.context import SlotContext, load_slot_context
 from guahao.booking.lifecycle import Actor
 from guahao.booking.models import ACTIVE_STATES, I3_INDEX, Booking
+from guahao.booking.queries import BookingFacts
 from guahao.booking.schemas import CancelPreview
 from guahao.core import metrics
 from guahao.core.errors import NotFound
@@ -194,6 +195,14 @@ async def lock_for_payment(session: AsyncSession, booking_id: int) -> None:
         return
     await load_slot_context(session, found.slot_id, lock_schedule=True)
     await seats.lock_seats_of(session, [booking_id])
+
+
+async def lock_for_new_payment(session: AsyncSession, booking_id: int) -> BookingFacts | None:
+    """Lock the booking's row alone and return it as it is now (None when there is none).
+    Serialises two requests to open a payment for one booking; nothing else is locked, so
+    the lock order is untouched (payment rows come after it)."""
+    row = await session.scalar(select(Booking).where(Booking.id == booking_id).with_for_update())
+    return None if row is None else BookingFacts.of(row)
 
 
 async def do_confirm(session: AsyncSession, booking_id: int, *, now: dt.datetime,

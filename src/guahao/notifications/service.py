@@ -11,25 +11,23 @@ import dataclasses
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, and_, cast, exists, literal, or_, select
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.accounts import service as accounts_service
-from guahao.booking.context import SlotContext, load_slot_context
-from guahao.booking.models import Booking, BookingEvent, Restriction
+from guahao.booking import queries as booking_queries
+from guahao.booking.queries import BookingFacts, SlotContext
 from guahao.catalog import rules as hospital_rules
-from guahao.catalog.models import Hospital
+from guahao.catalog import service as catalog_service
 from guahao.core.crypto import mask_name
 from guahao.core.db import delete_oldest
 from guahao.notifications import templates
 from guahao.notifications.delivery import Outgoing
 from guahao.notifications.models import SentMessage
 from guahao.outbox import service as outbox
-from guahao.outbox.models import OutboxMessage
 from guahao.outbox.registry import PermanentFailure
-from guahao.patients.models import Patient
+from guahao.patients import service as patients_service
 
 # a hold warning goes out at the first scan (every minute) that finds the deadline this close
 HOLD_WARNING_BEFORE = dt.timedelta(minutes=3)
@@ -59,7 +57,7 @@ def message_key(template: str, subject_id: int, *more: int) -> str:
     return ":".join([template, str(subject_id), *map(str, more)])
 
 
-def _still_true(template: str, booking: Booking, slot: SlotContext, now: dt.datetime) -> bool:
+def _still_true(template: str, booking: BookingFacts, slot: SlotContext, now: dt.datetime) -> bool:
     if template == "booking_confirmed":
         return booking.state == "confirmed"
     if template == "hold_expiring":
@@ -69,13 +67,9 @@ def _still_true(template: str, booking: Booking, slot: SlotContext, now: dt.date
     return True  # cancelled / expired / revoked / late refund: final facts
 
 
-async def _was_paid(session: AsyncSession, booking: Booking) -> bool:
+async def _was_paid(session: AsyncSession, booking: BookingFacts) -> bool:
     """Did the booking enter its current (cancelled / revoked) state from `confirmed` with a fee?"""
-    from_state = await session.scalar(
-        select(BookingEvent.from_state)
-        .where(BookingEvent.booking_id == booking.id, BookingEvent.to_state == booking.state)
-        .order_by(BookingEvent.id.desc()).limit(1)
-    )
+    from_state = await booking_queries.entered_current_state_from(session, booking)
     return from_state == "confirmed" and booking.amount_due > 0
 
 
@@ -99,8 +93,8 @@ async def compose_booking_messages(session: AsyncSession, template: str, booking
         return []
     messages = [message]
     if template in PATIENT_TEMPLATES:
-        booking = await session.get_one(Booking, booking_id)
-        patient = await session.get_one(Patient, booking.patient_id)
+        booking = await booking_queries.get_or_raise(session, booking_id)
+        patient = await patients_service.get_one(session, booking.patient_id)
         rules = await hospital_rules.get_rules(session, booking.hospital_id)
         if rules.sms_to_patient_phone and patient.phone and patient.phone != message.phone:
             # the account holder's language: the patient entry records none of its own
@@ -115,14 +109,14 @@ async def compose_booking_message(session: AsyncSession, template: str, booking_
     worth sending."""
     if template not in BOOKING_TEMPLATES:
         raise PermanentFailure(f"not a booking template: {template}")
-    booking = await session.get(Booking, booking_id)
+    booking = await booking_queries.get(session, booking_id)
     if booking is None:
         raise PermanentFailure(f"booking {booking_id} not found")
-    slot = await load_slot_context(session, booking.slot_id)
+    slot = await booking_queries.slot_context(session, booking.slot_id)
     if not _still_true(template, booking, slot, now):
         return None
     to = await recipient(session, booking.account_id)
-    patient = await session.get_one(Patient, booking.patient_id)
+    patient = await patients_service.get_one(session, booking.patient_id)
     loc = to.locale
     values = {
         "patient": mask_name(patient.name), "hospital": slot.hospital_name, "department": slot.department_name,
@@ -150,30 +144,27 @@ async def compose_restriction_messages(session: AsyncSession, restriction_id: in
     cancelled or missed the visits are the ones to tell (each with their own patient entry
     and language). Another account holding the same person learns it when booking.
     """
-    restriction = await session.get(Restriction, restriction_id)
+    restriction = await booking_queries.get_restriction(session, restriction_id)
     if restriction is None:
         raise PermanentFailure(f"restriction {restriction_id} not found")
     if restriction.lifted_at is not None:
         return []  # lifted by staff before we got to it
     rules = await hospital_rules.get_rules(session, restriction.hospital_id)
     since = restriction.starts_at - dt.timedelta(days=rules.restriction_window_days)
-    rows = (await session.execute(
-        select(Booking.account_id, Booking.patient_id)
-        .where(Booking.person_id == restriction.person_id, Booking.hospital_id == restriction.hospital_id,
-               Booking.strike_at > since, Booking.strike_at <= restriction.starts_at)
-        .order_by(Booking.strike_at.desc(), Booking.id.desc())
-    )).all()
+    rows = await booking_queries.strike_bookers(session, person_id=restriction.person_id,
+                                               hospital_id=restriction.hospital_id, after=since,
+                                               until=restriction.starts_at)
     latest_patient: dict[int, int] = {}
     for account_id, patient_id in rows:
         latest_patient.setdefault(account_id, patient_id)
-    hospital_name, tz = (await session.execute(
-        select(Hospital.name, Hospital.timezone).where(Hospital.id == restriction.hospital_id))).one()
+    hospital = await catalog_service.get_hospital_or_raise(session, restriction.hospital_id, include_inactive=True)
+    hospital_name, zone = hospital.name, catalog_service.hospital_zone(hospital)
     messages = []
     for account_id, patient_id in sorted(latest_patient.items()):
         to = await recipient(session, account_id)
-        patient = await session.get_one(Patient, patient_id)
+        patient = await patients_service.get_one(session, patient_id)
         values = {"patient": mask_name(patient.name), "hospital": hospital_name,
-                  "until": templates.date_time(restriction.until, ZoneInfo(tz), to.locale)}
+                  "until": templates.date_time(restriction.until, zone, to.locale)}
         messages.append(Outgoing(
             dedupe_key=message_key("restriction_applied", restriction.id, account_id), template="restriction_applied",
             phone=to.phone, locale=to.locale, params=templates.pick_params("restriction_applied", values),
@@ -183,10 +174,11 @@ async def compose_restriction_messages(session: AsyncSession, restriction_id: in
 
 # --- scans -------------------------------------------------------------------------------------
 
-def _not_enqueued(topic: str):
-    """No outbox row `<topic>:<booking id>` yet (the unique dedupe_key index answers this)."""
-    key = literal(f"{topic}:", String) + cast(Booking.id, String)
-    return ~exists().where(OutboxMessage.dedupe_key == key)
+async def _not_enqueued_rows(session: AsyncSession, topic: str, bookings: Select, limit: int):
+    """(booking id, hospital id) rows of `bookings` with no outbox row `<topic>:<booking id>`
+    yet, at most `limit`: one statement, so rows enqueued already never use up the limit."""
+    query = bookings.where(outbox.not_enqueued(topic, bookings.selected_columns.id)).limit(limit)
+    return (await session.execute(query)).all()
 
 
 async def _enqueue_each(session: AsyncSession, topic: str, rows, now: dt.datetime) -> int:
@@ -202,12 +194,8 @@ async def enqueue_hold_warnings(session: AsyncSession, *, now: dt.datetime, limi
     """`notify.hold_expiring` for each running hold whose deadline is within the warning
     window; at most one per booking ever (dedupe key `notify.hold_expiring:<booking id>`)."""
     topic = "notify.hold_expiring"
-    rows = (await session.execute(
-        select(Booking.id, Booking.hospital_id)
-        .where(Booking.state == "held", Booking.hold_expires_at > now,
-               Booking.hold_expires_at <= now + HOLD_WARNING_BEFORE, _not_enqueued(topic))
-        .order_by(Booking.id).limit(limit)
-    )).all()
+    holds = booking_queries.select_holds_ending(after=now, until=now + HOLD_WARNING_BEFORE)
+    rows = await _not_enqueued_rows(session, topic, holds, limit)
     return await _enqueue_each(session, topic, rows, now)
 
 
@@ -230,13 +218,7 @@ async def enqueue_reminders(session: AsyncSession, *, now: dt.datetime, limit: i
     due = await reminder_days(session, now)
     if not due:
         return 0
-    rows = (await session.execute(
-        select(Booking.id, Booking.hospital_id)
-        .where(Booking.state == "confirmed",
-               or_(*(and_(Booking.visit_date == day, Booking.hospital_id.in_(ids)) for day, ids in due.items())),
-               _not_enqueued(topic))
-        .order_by(Booking.id).limit(limit)
-    )).all()
+    rows = await _not_enqueued_rows(session, topic, booking_queries.select_confirmed_on(due), limit)
     return await _enqueue_each(session, topic, rows, now)
 
 

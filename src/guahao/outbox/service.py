@@ -18,7 +18,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, String, and_, cast, exists, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -140,3 +140,23 @@ async def purge_done(session: AsyncSession, *, before: dt.datetime, limit: int) 
     has handled them (retried, they become done and age from then); pending work stays."""
     return await delete_oldest(session, OutboxMessage,
                                (OutboxMessage.state == "done") & (OutboxMessage.done_at < before), limit=limit)
+
+
+# --- reads for other features ----------------------------------------------------------------
+
+async def unfinished_payloads(session: AsyncSession, *, topic: str,
+                              hospital_id: int | None = None) -> list[dict[str, Any]]:
+    """Payloads of the `topic` messages not processed yet (neither done nor dead)."""
+    m = OutboxMessage
+    query = select(m.payload).where(m.topic == topic, m.state.not_in(("done", "dead")))
+    if hospital_id is not None:
+        query = query.where(m.hospital_id == hospital_id)
+    return list(await session.scalars(query))
+
+
+def not_enqueued(topic: str, subject_id: ColumnElement[int]) -> ColumnElement[bool]:
+    """SQL condition: no message with dedupe key `<topic>:<subject_id>` exists yet. For scans
+    that must skip what they already enqueued inside the same LIMITed statement (the unique
+    dedupe_key index answers it)."""
+    key = literal(f"{topic}:", String) + cast(subject_id, String)
+    return ~exists().where(OutboxMessage.dedupe_key == key)

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.booking import actions as booking_actions
 from guahao.booking import errors as booking_errors
-from guahao.booking.models import Booking
+from guahao.booking import queries as booking_queries
 from guahao.core.errors import GuahaoError, NotFound
 from guahao.outbox import service as outbox
 from guahao.payments import errors
@@ -54,7 +54,7 @@ async def do_open_payment(session: AsyncSession, *, account_id: int, booking_id:
     account's own booking can be paid, and the amount is always the booking's."""
     # the booking row lock serialises two payment requests for one booking (the partial
     # unique index uq_payments_booking_open is the backstop)
-    booking = await session.scalar(select(Booking).where(Booking.id == booking_id).with_for_update())
+    booking = await booking_actions.lock_for_new_payment(session, booking_id)
     if booking is None or booking.account_id != account_id:
         raise NotFound("booking")
     payments = list(await session.scalars(select(Payment).where(Payment.booking_id == booking.id)
@@ -140,7 +140,7 @@ async def settle_paid(session: AsyncSession, payment: Payment, reported: Provide
         .execution_options(synchronize_session=False))
     if result.rowcount != 1:
         return "already_settled"
-    booking = await session.get_one(Booking, payment.booking_id, populate_existing=True)
+    booking = await booking_queries.get_or_raise(session, payment.booking_id, fresh=True)
     if booking.state == "held" and booking.hold_expires_at is not None and booking.hold_expires_at > now:
         try:
             # a savepoint: a refused confirmation must leave no partial change behind, and on
@@ -150,7 +150,7 @@ async def settle_paid(session: AsyncSession, payment: Payment, reported: Provide
         except GuahaoError:
             # any refusal (the hold ended, the booking moved on, the schedule was suspended
             # meanwhile): the money cannot pay for this visit, so it goes back below
-            await session.refresh(booking)
+            booking = await booking_queries.get_or_raise(session, booking.id, fresh=True)
         else:
             await _settle(session, payment.id, "booking", now)
             return "confirmed"
@@ -182,7 +182,7 @@ async def do_settle_as_refund(session: AsyncSession, payment: Payment, reported:
                                    .values(**values).execution_options(synchronize_session=False))
     if result.rowcount != 1:
         return "already_settled"
-    booking = await session.get_one(Booking, payment.booking_id)
+    booking = await booking_queries.get_or_raise(session, payment.booking_id)
     await _open_refund(session, payment, booking, amount=reported.amount, reason=reason, now=now)
     log.warning("payment_settled_as_refund", payment_id=payment.id, booking_id=booking.id, reason=reason,
                 ours=payment.amount, provider=reported.amount)
@@ -195,7 +195,7 @@ async def _settle(session: AsyncSession, payment_id: int, settled_as: str, now: 
                           .execution_options(synchronize_session=False))
 
 
-async def _open_refund(session: AsyncSession, payment: Payment, booking: Booking, *, amount: int, reason: str,
+async def _open_refund(session: AsyncSession, payment: Payment, booking: booking_queries.BookingFacts, *, amount: int, reason: str,
                        now: dt.datetime) -> None:
     """Give back a payment that did not pay for the visit (it came after the hold ended, or
     with another amount), and tell the patient when it came late. The refund row is the

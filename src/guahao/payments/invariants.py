@@ -15,8 +15,8 @@ from collections import defaultdict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.booking.models import Booking
-from guahao.outbox.models import OutboxMessage
+from guahao.booking import queries as booking_queries
+from guahao.outbox import service as outbox
 from guahao.payments.models import FEE_KEPT_STATES, Payment, Refund
 
 
@@ -27,12 +27,11 @@ async def check_money(session: AsyncSession, *, hospital_id: int | None = None) 
     payments = list(await session.scalars(scoped(select(Payment), Payment)))
     refunds = {r.payment_id: r for r in await session.scalars(scoped(select(Refund), Refund))}
     booking_ids = {p.booking_id for p in payments}
-    kept = list(await session.scalars(scoped(
-        select(Booking).where(Booking.state.in_(FEE_KEPT_STATES), Booking.amount_due > 0), Booking)))
+    kept = await booking_queries.list_with_fee(session, states=FEE_KEPT_STATES, hospital_id=hospital_id)
     bookings = {b.id: b for b in kept}
     missing = booking_ids - bookings.keys()
     if missing:
-        bookings.update({b.id: b for b in await session.scalars(select(Booking).where(Booking.id.in_(missing)))})
+        bookings.update({b.id: b for b in await booking_queries.list_by_ids(session, missing)})
     queued = await _queued_fee_refunds(session, hospital_id)
 
     problems: list[str] = []
@@ -100,8 +99,5 @@ async def check_money(session: AsyncSession, *, hospital_id: int | None = None) 
 
 async def _queued_fee_refunds(session: AsyncSession, hospital_id: int | None) -> set[int]:
     """Bookings whose fee refund is queued in the outbox but not opened by the job yet."""
-    query = select(OutboxMessage.payload).where(OutboxMessage.topic == "payment.refund",
-                                                OutboxMessage.state.not_in(("done", "dead")))
-    if hospital_id is not None:
-        query = query.where(OutboxMessage.hospital_id == hospital_id)
-    return {int(p["booking_id"]) for p in await session.scalars(query) if not p.get("payment_id")}
+    payloads = await outbox.unfinished_payloads(session, topic="payment.refund", hospital_id=hospital_id)
+    return {int(p["booking_id"]) for p in payloads if not p.get("payment_id")}

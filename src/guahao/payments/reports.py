@@ -13,7 +13,7 @@ from collections import defaultdict
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.booking.models import Booking
+from guahao.booking import queries as booking_queries
 from guahao.payments.models import Payment, Refund
 from guahao.payments.port import BillEntry
 from guahao.payments.schemas import (
@@ -65,7 +65,7 @@ async def payments_of(session: AsyncSession, booking_id: int) -> list[PaymentRea
     return [payment_read(p, refunds.get(p.id)) for p in payments]
 
 
-async def booking_money(session: AsyncSession, booking: Booking) -> BookingMoney:
+async def booking_money(session: AsyncSession, booking: booking_queries.BookingFacts) -> BookingMoney:
     payments = await payments_of(session, booking.id)
     paid = sum(p.amount for p in payments if p.state == "paid")
     refunds = [p.refund for p in payments if p.refund is not None]

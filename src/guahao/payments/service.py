@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from guahao.booking import actions as booking_actions
-from guahao.booking.models import Booking
+from guahao.booking import queries as booking_queries
 from guahao.catalog import service as catalog_service
 from guahao.config import Settings
 from guahao.core import fees, metrics
@@ -52,7 +52,7 @@ async def start_payment(db: Database, port: PaymentPort | None, settings: Settin
     async with db.begin() as session:
         payment, created = await actions.do_open_payment(session, account_id=account_id, booking_id=booking_id,
                                                          provider=port.name, now=now)
-        booking = await session.get_one(Booking, booking_id)
+        booking = await booking_queries.get_or_raise(session, booking_id)
         hospital = await catalog_service.get_hospital_or_raise(session, booking.hospital_id, include_inactive=True)
         department = await catalog_service.get_department_or_raise(session, booking.department_id)
         description = f"{hospital.name} {department.name} {fees.parts(booking.registration_fee, booking.consultation_fee)}"
@@ -168,13 +168,14 @@ async def reconcile_open_payments(db: Database, port: PaymentPort, *, now: dt.da
     over, and one that came too late is refunded. Unpaid ones whose hold is over are closed
     at the provider, so the patient cannot pay for a seat that is gone."""
     summary = ReconcileSummary()
+    # one statement: the LIMIT applies to the payments whose booking's hold is over or ending
+    hold_over = booking_queries.holds_over_by(now + lead)
     async with db.read() as session:
         rows = (await session.execute(
-            select(Payment.id, Payment.out_trade_no, Booking.state, Booking.hold_expires_at)
-            .join(Booking, Booking.id == Payment.booking_id)
+            select(Payment.id, Payment.out_trade_no, hold_over.c.state, hold_over.c.hold_expires_at)
+            .join(hold_over, hold_over.c.id == Payment.booking_id)
             # flagged ones too: a flag must never keep money at the provider (I5)
-            .where(Payment.state == "created", Payment.provider == port.name,
-                   (Booking.state != "held") | (Booking.hold_expires_at <= now + lead))
+            .where(Payment.state == "created", Payment.provider == port.name)
             .order_by(Payment.id).limit(limit))).all()
     gate = asyncio.Semaphore(RECONCILE_CONCURRENCY)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 
-from guahao.booking.models import Booking
+from guahao.booking import queries as booking_queries
 from guahao.catalog import service as catalog_service
 from guahao.core.deps import ClockDep, CurrentStaff, Db
 from guahao.core.errors import Forbidden, NotFound
@@ -35,7 +35,7 @@ async def booking_payments(booking_id: int, staff: CurrentStaff, db: Db) -> Book
     """A booking's payments and refunds, for staff of its hospital."""
     staff.require(*HOSPITAL_ROLES)
     async with db.read() as session:
-        booking = await session.get(Booking, booking_id)
+        booking = await booking_queries.get(session, booking_id)
         if booking is None or (not staff.is_operator and booking.hospital_id != staff.hospital_id):
             raise NotFound("booking")
         return localize(await reports.booking_money(session, booking),
