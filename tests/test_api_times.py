@@ -94,6 +94,7 @@ async def test_a_1330_visit_reads_1330_plus_0800_in_every_view(client, db, clock
         "bookings": "/api/v1/bookings",
         "events": f"/api/v1/bookings/{booking_id}/events",
         "payments": f"/api/v1/bookings/{booking_id}/payments",
+        "cancel preview": f"/api/v1/bookings/{booking_id}/cancel-preview",
     }
     for name, url in patient_views.items():
         answer = await client.get(url, headers=auth(token))

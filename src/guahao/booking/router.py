@@ -136,8 +136,10 @@ async def preview_cancellation(booking_id: int, account: CurrentAccount, db: Db,
     """Before cancelling: whether it is still possible, whether it counts toward the hospital's
     restriction, the strikes used and allowed, and whether this one would restrict."""
     async with db.read() as session:
-        return await actions.cancel_preview(session, account_id=account.account_id, booking_id=booking_id,
-                                            now=clock.now())
+        preview = await actions.cancel_preview(session, account_id=account.account_id, booking_id=booking_id,
+                                               now=clock.now())
+        booking = await actions.get_for_account(session, account.account_id, booking_id)
+        return localize(preview, await catalog_service.zone_of(session, booking.hospital_id))
 
 
 @router.get("/{booking_id}/events", response_model=list[BookingEventRead])
