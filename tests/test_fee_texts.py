@@ -23,7 +23,7 @@ class DescribedPayments(InMemoryPayments):
 
 
 def test_breakdown_in_both_languages():
-    assert fees.breakdown(500, 2000) == "挂号费 ¥5.00 + 诊查费 ¥20.00,合计 ¥25.00"
+    assert fees.breakdown(500, 2000) == "挂号费 ¥5.00 + 诊查费 ¥20.00，合计 ¥25.00"
     assert fees.breakdown(500, 2000, "en") == "registration fee ¥5.00 + consultation fee ¥20.00, total ¥25.00"
 
 

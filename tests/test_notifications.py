@@ -147,7 +147,7 @@ async def test_cancellation_of_a_paid_booking_says_the_fee_is_refunded(db, clock
     await run_often(notify_jobs.booking_cancelled, ctx, payload)
 
     assert [m.template for m in sms.sent] == ["booking_cancelled"]
-    assert sms.sent[0].params["refund"] == "费用（挂号费 ¥5.00 + 诊查费 ¥10.00,合计 ¥15.00）将原路退回"
+    assert sms.sent[0].params["refund"] == "费用（挂号费 ¥5.00 + 诊查费 ¥10.00，合计 ¥15.00）将原路退回"
 
 
 async def test_revoked_by_suspension_tells_paid_and_unpaid_bookings_apart(db, clock, ctx, sms, world):
@@ -164,7 +164,7 @@ async def test_revoked_by_suspension_tells_paid_and_unpaid_bookings_apart(db, cl
 
     assert len(sms.sent) == 2
     refund = {m.params["time"]: m.params["refund"] for m in sms.sent}
-    assert refund == {"11月20日 上午 08:00-08:30": "费用（挂号费 ¥5.00 + 诊查费 ¥10.00,合计 ¥15.00）将原路退回",
+    assert refund == {"11月20日 上午 08:00-08:30": "费用（挂号费 ¥5.00 + 诊查费 ¥10.00，合计 ¥15.00）将原路退回",
                       "11月20日 上午 08:30-09:00": "未产生费用"}
 
 
@@ -212,9 +212,9 @@ async def test_late_payment_refund_is_told(db, clock, ctx, sms, world):
     # enqueued by payments when a payment arrives after the hold ended
     await run_often(notify_jobs.payment_late_refunded, ctx, {"booking_id": bid})
     assert [m.template for m in sms.sent] == ["payment_late_refunded"]
-    assert sms.sent[0].params["fees"] == "挂号费 ¥5.00 + 诊查费 ¥10.00,合计 ¥15.00"
+    assert sms.sent[0].params["fees"] == "挂号费 ¥5.00 + 诊查费 ¥10.00，合计 ¥15.00"
     text = templates.render("payment_late_refunded", sms.sent[0].params, "zh-CN")
-    assert "的费用（挂号费 ¥5.00 + 诊查费 ¥10.00,合计 ¥15.00）到账时锁号已超时" in text
+    assert "的费用（挂号费 ¥5.00 + 诊查费 ¥10.00，合计 ¥15.00）到账时锁号已超时" in text
 
 
 # --- language, stale messages, console ------------------------------------------------------------

@@ -13,8 +13,8 @@ from guahao.notifications.port import Sms
 SAMPLE = {
     "patient": "王*", "hospital": "北京协和医院", "department": "心内科", "doctor": "张伟",
     "time": "11月21日 上午 08:00-08:30", "visit_no": "7", "code": "12345678", "location": "门诊楼2层B区",
-    "deadline": "10:15", "refund": "费用（挂号费 ¥5.00 + 诊查费 ¥20.00,合计 ¥25.00）将原路退回",
-    "until": "2026年12月19日 10:00", "fees": "挂号费 ¥5.00 + 诊查费 ¥20.00,合计 ¥25.00",
+    "deadline": "10:15", "refund": "费用（挂号费 ¥5.00 + 诊查费 ¥20.00，合计 ¥25.00）将原路退回",
+    "until": "2026年12月19日 10:00", "fees": "挂号费 ¥5.00 + 诊查费 ¥20.00，合计 ¥25.00",
 }
 EXPECTED = {
     "booking_confirmed": ("预约成功", "Booking confirmed"),
@@ -94,14 +94,14 @@ def test_the_message_renders_its_own_text():
 # --- fees: both parts, never the whole called 挂号费 -----------------------------------------------
 
 def test_fee_text_names_registration_and_consultation_fee_and_the_total():
-    assert templates.fee_text(500, 2000, "zh-CN") == "挂号费 ¥5.00 + 诊查费 ¥20.00,合计 ¥25.00"
+    assert templates.fee_text(500, 2000, "zh-CN") == "挂号费 ¥5.00 + 诊查费 ¥20.00，合计 ¥25.00"
     assert templates.fee_text(500, 2000, "en") == \
         "registration fee ¥5.00 + consultation fee ¥20.00, total ¥25.00"
-    assert templates.fee_text(5, 0, "zh-CN") == "挂号费 ¥0.05 + 诊查费 ¥0.00,合计 ¥0.05"
+    assert templates.fee_text(5, 0, "zh-CN") == "挂号费 ¥0.05 + 诊查费 ¥0.00，合计 ¥0.05"
 
 
 @pytest.mark.parametrize("locale, expected", [
-    ("zh-CN", "您为王*支付的北京协和医院 心内科 11月21日 上午 08:00-08:30的费用（挂号费 ¥5.00 + 诊查费 ¥20.00,"
+    ("zh-CN", "您为王*支付的北京协和医院 心内科 11月21日 上午 08:00-08:30的费用（挂号费 ¥5.00 + 诊查费 ¥20.00，"
               "合计 ¥25.00）到账时锁号已超时，预约未成功，费用将原路退回。"),
     ("en", "The payment (registration fee ¥5.00 + consultation fee ¥20.00, total ¥25.00) for 王* at 北京协和医院, "
            "心内科, 11月21日 上午 08:00-08:30 arrived after the hold had expired, so no booking was made; it will be "
@@ -114,7 +114,7 @@ def test_late_payment_text_names_both_fees(locale, expected):
 
 
 @pytest.mark.parametrize("locale, expected", [
-    ("zh-CN", "费用（挂号费 ¥5.00 + 诊查费 ¥20.00,合计 ¥25.00）将原路退回"),
+    ("zh-CN", "费用（挂号费 ¥5.00 + 诊查费 ¥20.00，合计 ¥25.00）将原路退回"),
     ("en", "the fees (registration fee ¥5.00 + consultation fee ¥20.00, total ¥25.00) will be refunded to the "
            "original payment method"),
 ])

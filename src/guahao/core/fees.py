@@ -17,13 +17,13 @@ def yuan(fen: int) -> str:
 
 
 def breakdown(registration_fee: int, consultation_fee: int, locale: str = "zh-CN") -> str:
-    """`挂号费 ¥5.00 + 诊查费 ¥20.00,合计 ¥25.00` / `registration fee ¥5.00 + consultation fee
+    """`挂号费 ¥5.00 + 诊查费 ¥20.00，合计 ¥25.00` / `registration fee ¥5.00 + consultation fee
     ¥20.00, total ¥25.00`."""
     total = registration_fee + consultation_fee
     if locale == "en":
         return (f"registration fee ¥{yuan(registration_fee)} + consultation fee ¥{yuan(consultation_fee)}, "
                 f"total ¥{yuan(total)}")
-    return f"挂号费 ¥{yuan(registration_fee)} + 诊查费 ¥{yuan(consultation_fee)},合计 ¥{yuan(total)}"
+    return f"挂号费 ¥{yuan(registration_fee)} + 诊查费 ¥{yuan(consultation_fee)}，合计 ¥{yuan(total)}"
 
 
 def parts(registration_fee: int, consultation_fee: int) -> str:

@@ -148,7 +148,7 @@ def date_time(instant: dt.datetime, zone: dt.tzinfo, locale: str) -> str:
 
 
 def fee_text(registration_fee: int, consultation_fee: int, locale: str) -> str:
-    """Both parts and the total: `挂号费 ¥5.00 + 诊查费 ¥20.00,合计 ¥25.00`."""
+    """Both parts and the total: `挂号费 ¥5.00 + 诊查费 ¥20.00，合计 ¥25.00`."""
     return fees.breakdown(registration_fee, consultation_fee, "en" if _en(locale) else "zh-CN")
 
 
