@@ -14,6 +14,7 @@ from guahao.notifications.models import SentMessage
 from guahao.ops import retention
 from guahao.outbox.models import OutboxMessage
 from guahao.outbox.registry import HANDLERS, PERIODIC, JobContext
+from guahao.payments.models import PaymentNotification, RejectedNotificationCount
 from guahao.staff.models import StaffLoginThrottle
 from tests.builders import make_account
 
@@ -190,3 +191,23 @@ async def test_login_counters_go_a_day_after_their_window_and_lock(db, clock, ct
     async with db.read() as s:
         names = sorted(await s.scalars(select(StaffLoginThrottle.username)))
     assert names == ["current-window", "locked-now", "old-window-lock-ended-lately"]
+
+
+async def test_refused_notification_samples_and_counts_go_after_180_days_verified_ones_stay(db, clock, ctx):
+    now = clock.now()
+
+    def note(name: str, days_ago: float, verified: bool):
+        return PaymentNotification(provider="paysim", notification_id=name, verified=verified,
+                                   body_sha256="0" * 64, outcome="signature_invalid" if not verified else "confirmed",
+                                   received_at=now - days_ago * DAY)
+
+    await add(db, note("forged-old", 181, False), note("forged-recent", 10, False), note("genuine-old", 400, True),
+              RejectedNotificationCount(provider="paysim", reason="signature_invalid", hour=now - 181 * DAY, count=9),
+              RejectedNotificationCount(provider="paysim", reason="signature_invalid", hour=now - DAY, count=2))
+
+    await run(ctx, "retention.purge_refused_notifications")
+
+    assert await remaining(db, PaymentNotification, PaymentNotification.notification_id) == [
+        "forged-recent", "genuine-old"]
+    async with db.read() as s:
+        assert list(await s.scalars(select(RejectedNotificationCount.count))) == [2]

@@ -1,6 +1,6 @@
 """Retention: housekeeping rows are deleted once nothing needs them any more.
 
-Six tables grow with traffic and hold nothing an audit needs after a while. Each has one
+Seven kinds of rows grow with traffic and hold nothing an audit needs after a while. Each has one
 rule (what may go, as a SQL condition on the row) and one periodic job that applies it:
 
 | table              | goes when                                            | setting (days)               |
@@ -11,6 +11,7 @@ rule (what may go, as a SQL condition on the row) and one periodic job that appl
 | `auth_sessions`    | expired, or revoked, N days ago                      | retention_session_days       |
 | `sent_messages`    | last touched N days ago                              | retention_notification_days  |
 | `staff_login_throttles` | window and lock both over a day ago             | (fixed: 1 day)               |
+| refused payment notifications | sampled rows and hourly counts, N days old | retention_notification_days  |
 
 The records audits rely on are elsewhere and are never purged here: bookings and their
 events, payments, refunds, notifications of the provider, the staff audit log. docs/ARCHITECTURE.md
@@ -37,6 +38,7 @@ from guahao.core import idempotency
 from guahao.notifications import service as notifications_service
 from guahao.outbox import service as outbox_service
 from guahao.outbox.registry import JobContext, handler, periodic
+from guahao.payments import rejections
 from guahao.staff import lockout
 
 log = structlog.get_logger("guahao.retention")
@@ -61,6 +63,9 @@ RULES: tuple[Rule, ...] = (
          lambda s: s.retention_notification_days),
     # a login-failure counter matters for its window and lock (minutes); a day is plenty
     Rule("retention.purge_login_throttles", lockout.purge_stale, lambda s: 1),
+    # refused (forged or broken) payment notifications: samples and hourly counts, kept as
+    # long as the SMS log; verified notifications are never purged
+    Rule("retention.purge_refused_notifications", rejections.purge, lambda s: s.retention_notification_days),
 )
 
 

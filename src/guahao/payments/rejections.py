@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guahao.core.db import delete_oldest
 from guahao.payments.models import PaymentNotification, RejectedNotificationCount
 
 SAMPLE_PER_HOUR = 20
@@ -47,3 +48,16 @@ async def do_count_rejected(session: AsyncSession, *, provider: str, reason: str
     session.add(PaymentNotification(provider=provider, body_sha256=body_sha256, verified=False, outcome=reason,
                                     received_at=now))
     return True
+
+
+async def purge(session: AsyncSession, *, before: dt.datetime, limit: int) -> int:
+    """Retention: the samples of refused notifications received before `before`, then the
+    hourly counts of that age. Verified notifications stay: they are part of the money's
+    record."""
+    samples = await delete_oldest(session, PaymentNotification,
+                                  PaymentNotification.verified.is_(False) & (PaymentNotification.received_at < before),
+                                  limit=limit)
+    if samples == limit:
+        return samples
+    return samples + await delete_oldest(session, RejectedNotificationCount,
+                                         RejectedNotificationCount.hour < before, limit=limit - samples)
