@@ -155,6 +155,10 @@ async def test_lock_expires_by_time(his):
     assert (await his.remaining())["shared"] == 6
     r = await his.call("POST", f"/v1/orders/{o}/confirm", {})
     assert r.status_code == 409 and r.json()["code"] == "LOCK_EXPIRED"
+    # a clock skewed beyond five minutes refuses our (correct) timestamps
+    await his.admin("/admin/faults", {"clock_skew_s": 400})
+    r = await his.call("GET", f"/v1/orders/{o}")
+    assert r.status_code == 401 and r.json()["code"] == "STALE_TIMESTAMP"
 
 
 async def test_concurrent_locks_never_oversell(his):
