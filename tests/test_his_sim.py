@@ -166,12 +166,31 @@ async def test_concurrent_locks_never_oversell(his):
     clients = [His(str(his.http.base_url), "guahao" if i % 2 else "partner") for i in range(12)]
     try:
         results = await asyncio.gather(*(clients[i % 12].lock(oid()) for i in range(120)))
+        codes = [r.status_code for r in results]
+        assert codes.count(200) == 10
+        assert all(r.json()["code"] == "POOL_FULL" for r in results if r.status_code != 200)
+        assert (await his.remaining())["shared"] == 0
+        # the winners confirm at once, beside window sales in the same session: visit numbers unique
+        won = [(clients[i % 12], r.json()["order_id"]) for i, r in enumerate(results) if r.status_code == 200]
+        answers = await asyncio.gather(*(c.call("POST", f"/v1/orders/{o}/confirm", {}) for c, o in won),
+                                       *(his.http.post("/admin/window/sales", json={"band_id": BAND},
+                                                       headers=his.admin_headers) for _ in range(4)))
     finally:
         await asyncio.gather(*(c.http.aclose() for c in clients))
-    codes = [r.status_code for r in results]
-    assert codes.count(200) == 10
-    assert all(r.json()["code"] == "POOL_FULL" for r in results if r.status_code != 200)
-    assert (await his.remaining())["shared"] == 0
+    assert all(r.status_code == 200 for r in answers)
+    assert sorted(r.json()["visit_no"] for r in answers) == list(range(1, 15))
+
+
+async def test_concurrent_repeats_of_one_lock_make_one_order(his):
+    o = oid()
+    clients = [His(str(his.http.base_url)) for _ in range(5)]
+    try:
+        results = await asyncio.gather(*(clients[i % 5].lock(o) for i in range(30)))
+    finally:
+        await asyncio.gather(*(c.http.aclose() for c in clients))
+    assert {r.status_code for r in results} == {200}
+    assert len({json.dumps(r.json()) for r in results}) == 1
+    assert (await his.remaining())["shared"] == 5
 
 
 async def test_window_sale_uses_only_the_onsite_pool(his):

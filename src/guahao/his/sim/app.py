@@ -172,8 +172,11 @@ def create_app(*, db_path: str, key: str, faults: dict[str, Any] | None = None) 
             start = dt.date.fromisoformat(data["start"]) if data.get("start") else today
         except (TypeError, ValueError):
             raise _bad("start must be a date (YYYY-MM-DD)") from None
+        days = data.get("days", 7)
+        if not isinstance(days, int) or not 1 <= days <= 31:
+            raise _bad("days must be 1 to 31")
         store.reset()
-        store.load(seed.demo(start, int(data.get("days", 7))))
+        store.load(seed.demo(start, days))
         return {"start": start.isoformat(), "platforms": list(seed.PLATFORMS)}
 
     @app.get("/admin/faults")
