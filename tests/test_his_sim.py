@@ -235,6 +235,8 @@ async def test_fault_down_error_and_latency(his):
         await slow.lock(oid())
     await slow.http.aclose()
     await his.admin("/admin/faults", {"latency_ms": 0})
+    r = await his.http.post("/admin/faults", json={"down": "false"}, headers=his.admin_headers)
+    assert r.status_code == 400 and (await his.admin("/admin/faults", {}))["down"] is False
     assert (await his.call("GET", f"/v1/orders/{o}")).status_code == 404  # the 500 did nothing
 
 

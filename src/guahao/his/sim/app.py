@@ -42,7 +42,7 @@ def _field(data: dict[str, Any], name: str, kind: type, *, pattern: re.Pattern |
     value = data.get(name)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, kind) or (pattern is not None and not pattern.match(value)):
+    if not isinstance(value, kind) or isinstance(value, bool) or (pattern is not None and not pattern.match(value)):
         raise _bad(f"missing or invalid field {name}")
     return value
 
@@ -197,7 +197,10 @@ def create_app(*, db_path: str, key: str, faults: dict[str, Any] | None = None) 
     async def window_sale(request: Request) -> dict:
         staff(request)
         data = await _json_body(request)
-        return store.window_sale(_field(data, "band_id", str), data.get("patient_id"))
+        patient_id = data.get("patient_id")
+        if patient_id is not None and not isinstance(patient_id, str):
+            raise _bad("patient_id must be a string")
+        return store.window_sale(_field(data, "band_id", str), patient_id)
 
     @app.post("/admin/sessions/{session_id}/cancel")
     async def cancel_session(session_id: str, request: Request) -> dict:

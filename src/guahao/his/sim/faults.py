@@ -29,9 +29,12 @@ class Faults:
     clock_skew_s: float = 0.0
 
     def update(self, changes: dict[str, Any]) -> dict[str, Any]:
-        for name in changes:
+        for name, value in changes.items():
             if name not in self.__dataclass_fields__:
                 raise ValueError(f"unknown fault switch {name}")
+            # strict about booleans: bool("false") would switch a fault on
+            if isinstance(getattr(self, name), bool) != isinstance(value, bool):
+                raise ValueError(f"fault switch {name} takes {type(getattr(self, name)).__name__}")
         for name, value in changes.items():
             setattr(self, name, type(getattr(self, name))(value))
         self.error_rate = min(1.0, max(0.0, self.error_rate))
