@@ -161,6 +161,20 @@ def paysim(host: str = "127.0.0.1", port: int = 8100, db_path: str = "./paysim.d
     main(host=host, port=port, db_path=db_path, key=get_settings().paysim_key, retry_scale=retry_scale)
 
 
+@app.command("his-sim")
+def his_sim(host: str = "127.0.0.1", port: int = 8200, db_path: str = "./his-sim.db",
+            key: str = typer.Option("his-sim-dev-key", envvar="GUAHAO_HIS_SIM_KEY", help="master signing key"),
+            seed: bool = typer.Option(False, help="wipe the database and load the demo hospital"),
+            latency_ms: int = 0, error_rate: float = 0.0, down: bool = False, hang: bool = False,
+            ack_lost: bool = False, clock_skew_s: float = 0.0) -> None:
+    """Run the simulated hospital information system (its own process and database; docs/HIS_SIM.md)."""
+    from guahao.his.sim import main
+
+    main(host=host, port=port, db_path=db_path, key=key, seed=seed,
+         faults={"latency_ms": latency_ms, "error_rate": error_rate, "down": down, "hang": hang,
+                 "ack_lost": ack_lost, "clock_skew_s": clock_skew_s})
+
+
 @app.command()
 def worker(metrics_port: int | None = typer.Option(None, help="serve /metrics on this port"),
            metrics_host: str = typer.Option("127.0.0.1", help="address of the metrics port")) -> None:

@@ -1,0 +1,1 @@
+"""Integration with hospital information systems (HIS)."""
