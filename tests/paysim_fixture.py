@@ -40,31 +40,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def python_server(code: str, port: int, name: str):
+    """Run `python -c code` (a server on `port`) until the block ends; yields its base URL
+    once /healthz answers. Shared by the sandbox processes of the tests (paysim, his-sim)."""
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start")
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+
 @pytest.fixture(scope="session")
 def paysim(tmp_path_factory):
     port = free_port()
     db_path = tmp_path_factory.mktemp("paysim") / "paysim.db"
     code = (f"from guahao.payments.paysim import main; main(host='127.0.0.1', port={port}, db_path={str(db_path)!r},"
             f" key={PAYSIM_KEY!r}, retry_scale=0.01)")
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("the paysim sandbox did not start")
-        time.sleep(0.05)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with python_server(code, port, "the paysim sandbox") as url:
+        yield url
 
 
 class Sandbox:

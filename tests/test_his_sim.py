@@ -4,9 +4,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 
@@ -14,6 +11,7 @@ import httpx
 import pytest
 
 from guahao.his.sim.signing import admin_token, canonical_path, platform_key, sign_request
+from tests.paysim_fixture import free_port, python_server
 
 KEY = "his-test-key-" + os.urandom(8).hex()
 START = "2026-12-10"
@@ -21,36 +19,13 @@ SESSION = f"S-{START}-D001-am"
 BAND = f"{SESSION}-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def his_url(tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     db_path = tmp_path_factory.mktemp("his") / "his.db"
     code = f"from guahao.his.sim import main; main(host='127.0.0.1', port={port}, db_path={str(db_path)!r}, key={KEY!r})"
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError("the HIS simulator did not start")
-        time.sleep(0.05)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with python_server(code, port, "the HIS simulator") as url:
+        yield url
 
 
 class His:

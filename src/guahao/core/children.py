@@ -46,13 +46,13 @@ def follow_supervisor() -> None:
         # Either not started by it (a process that inherited the variable), or started by it
         # and orphaned before getting here: `serve` was killed while this worker was still
         # importing the app. An orphan must not go on serving (and running jobs) alone.
-        if not _alive(int(supervisor)):
+        if not process_alive(int(supervisor)):
             os._exit(1)
         return
     _die_with_parent(int(supervisor))
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -27,6 +27,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from guahao.core import metrics_dir
+from guahao.core.children import process_alive
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -92,22 +93,12 @@ def multiproc_dir() -> str | None:
     return os.environ.get(metrics_dir.ENV) or None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap_dead(path: str) -> list[int]:
     """Drop the live gauges of processes that are gone (a killed worker cannot do it itself)."""
     dead = set()
     for name in glob.glob(os.path.join(path, "gauge_live*.db")):
         match = _PID_FILE.search(name)
-        if match and not _alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             dead.add(int(match.group(1)))
     for pid in dead:
         multiprocess.mark_process_dead(pid, path)
