@@ -12,6 +12,7 @@ from guahao.accounts.router import router as accounts_router
 from guahao.booking.gate import SoldOutGate
 from guahao.booking.router import router as booking_router
 from guahao.booking.staff_router import router as booking_staff_router
+from guahao.booking.window_router import router as booking_window_router
 from guahao.catalog.router import router as catalog_router
 from guahao.catalog.staff_router import router as catalog_staff_router
 from guahao.config import Settings, get_settings
@@ -25,6 +26,7 @@ from guahao.core.middleware import RequestContextMiddleware
 from guahao.core.proxies import TrustedProxyMiddleware
 from guahao.core.ratelimit import RateLimiter
 from guahao.jobs.router import router as jobs_router
+from guahao.ops.reports_router import router as reports_router
 from guahao.ops.router import router as ops_router
 from guahao.patients.router import router as patients_router
 from guahao.payments.router import router as payments_router
@@ -32,12 +34,15 @@ from guahao.payments.staff_router import router as payments_staff_router
 from guahao.providers import build_providers
 from guahao.scheduling.router import router as scheduling_router
 from guahao.staff import service as staff_service
+from guahao.staff.account_router import router as staff_account_router
 from guahao.staff.router import router as staff_router
+from guahao.staff.rules_router import router as staff_rules_router
 
 # Routes match in this order; the booking routes take the release rush, so they come first.
 # Each feature's staff routes are its `staff_router`, mounted here next to its public router.
 ROUTERS = (booking_router, ops_router, accounts_router, catalog_router, catalog_staff_router, scheduling_router,
-           patients_router, staff_router, booking_staff_router, payments_router, payments_staff_router, jobs_router)
+           patients_router, staff_router, staff_account_router, staff_rules_router, booking_window_router,
+           booking_staff_router, payments_router, payments_staff_router, reports_router, jobs_router)
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:

@@ -283,6 +283,16 @@ async def do_revoke_session(session: AsyncSession, session_id: int, *, now: dt.d
     )
 
 
+async def do_revoke_staff_sessions(session: AsyncSession, staff_id: int, *, now: dt.datetime,
+                                   keep: int | None = None) -> int:
+    """End every live session of a staff user but `keep` (after a password change); how many."""
+    stmt = update(AuthSession).where(AuthSession.staff_id == staff_id, AuthSession.revoked_at.is_(None))
+    if keep is not None:
+        stmt = stmt.where(AuthSession.id != keep)
+    result = await session.execute(stmt.values(revoked_at=now).execution_options(synchronize_session=False))
+    return result.rowcount or 0
+
+
 async def purge_sms_codes(session: AsyncSession, *, before: dt.datetime, limit: int) -> int:
     """Retention: login codes that expired before `before`."""
     return await delete_oldest(session, SmsCode, SmsCode.expires_at < before, limit=limit)

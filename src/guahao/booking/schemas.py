@@ -97,6 +97,8 @@ class LiftRequest(BaseModel):
 class RestrictionRead(BaseModel):
     id: int
     person_id: int
+    person_name: str = Field(default="", description="masked (张*)")
+    person_id_number: str = Field(default="", description="masked (1****************X)")
     hospital_id: int
     starts_at: dt.datetime
     until: dt.datetime
@@ -113,3 +115,70 @@ class RosterEntry(BaseModel):
     state: str
     patient_name: str  # masked
     starts_at: dt.datetime
+
+
+# --- the back office: window, leave (停诊 ranges) ------------------------------------------
+
+class WindowSearch(BaseModel):
+    """Exactly one of code, id_number, phone (sent in a body so they never sit in a URL or an access log)."""
+
+    code: str | None = Field(default=None, pattern=r"^\d{8}$")
+    id_number: str | None = Field(default=None, min_length=5, max_length=32)
+    phone: str | None = Field(default=None, min_length=5, max_length=20)
+    visit_date: dt.date | None = None
+
+
+class RevealRequest(BaseModel):
+    purpose: str = Field(default="check_in", max_length=100)
+
+
+class RevealRead(BaseModel):
+    """Unmasked, once, for the window; every reveal is in the audit log."""
+
+    booking_id: int
+    patient_id: int
+    name: str
+    id_type: str
+    id_number: str
+
+
+class WindowCheckIn(BaseModel):
+    id_number: str = Field(min_length=5, max_length=32, description="as read from the patient's document")
+
+
+class VoidRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class LeaveRequest(BaseModel):
+    doctor_id: int = Field(gt=0)
+    from_date: dt.date
+    to_date: dt.date
+    periods: list[str] | None = Field(default=None, description="only these periods; all when omitted")
+
+
+class LeaveSuspend(LeaveRequest):
+    reason: str = Field(min_length=1, max_length=400)
+
+
+class LeaveSession(BaseModel):
+    schedule_id: int
+    date: dt.date
+    period: str
+    status: str
+    bookings: int = Field(description="held (running) and confirmed bookings that would be revoked")
+    refunds: int
+    refund_total: int = Field(description=fees.TOTAL_FEE)
+
+
+class LeavePreview(BaseModel):
+    sessions: list[LeaveSession]
+    bookings: int
+    refunds: int
+    refund_total: int
+    notices: dict[str, int] = Field(description="outbox messages per topic (SMS to patients, refunds, HIS)")
+
+
+class LeaveResult(BaseModel):
+    suspended: list[int]
+    revoked: dict[str, list[int]] = Field(description="revoked booking ids per schedule id")

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 
-from guahao.booking import hospital_actions, restrictions
+from guahao.booking import hospital_actions, restrictions, suspensions
 from guahao.booking.lifecycle import Actor
 from guahao.booking.models import Booking
 from guahao.booking.schemas import BookingRead, CheckInByCode, LiftRequest, RestrictionRead, RosterEntry, SuspendRequest
@@ -29,9 +29,9 @@ async def suspend_schedule(request: Request, schedule_id: int, body: SuspendRequ
     """停诊: revoke every live booking of the schedule; refunds and notices go to the outbox."""
     staff.require("hospital_admin", "scheduler")
     async with db.begin() as session:
-        revoked = await hospital_actions.do_suspend(
+        revoked = await suspensions.do_suspend_one(
             session, schedule_id=schedule_id, hospital_id=None if staff.is_operator else staff.hospital_id,
-            reason=body.reason, actor=Actor("staff", staff.staff_id), now=clock.now())
+            reason=body.reason, staff_id=staff.staff_id, now=clock.now())
     return {"schedule_id": schedule_id, "status": "suspended", "revoked": [b.id for b in revoked]}
 
 
@@ -122,7 +122,15 @@ async def list_restrictions(hospital_id: int, staff: CurrentStaff, db: Db, clock
     async with db.read() as session:
         rows = await restrictions.list_for_hospital(session, hospital_id, active_only=active, now=clock.now())
         zone = await catalog_service.zone_of(session, hospital_id)
-    return localize([RestrictionRead.model_validate(r, from_attributes=True) for r in rows], zone)
+        people = await patients_service.masked_identity_of_persons(session, (r.person_id for r in rows))
+    return localize([_restriction_read(r, people) for r in rows], zone)
+
+
+def _restriction_read(r, people: dict[int, tuple[str, str]]) -> RestrictionRead:
+    """A restriction with its person's masked name and ID number (never the plaintext)."""
+    name, number = people.get(r.person_id, ("", ""))
+    return RestrictionRead.model_validate(r, from_attributes=True).model_copy(
+        update={"person_name": name, "person_id_number": number})
 
 
 @router.post("/restrictions/{restriction_id}/lift", response_model=RestrictionRead)
@@ -133,5 +141,5 @@ async def lift_restriction(restriction_id: int, body: LiftRequest, staff: Curren
         r = await restrictions.do_lift(session, restriction_id=restriction_id, staff_id=staff.staff_id,
                                        hospital_id=None if staff.is_operator else staff.hospital_id,
                                        reason=body.reason, now=clock.now())
-        return localize(RestrictionRead.model_validate(r, from_attributes=True),
-                        await catalog_service.zone_of(session, r.hospital_id))
+        people = await patients_service.masked_identity_of_persons(session, [r.person_id])
+        return localize(_restriction_read(r, people), await catalog_service.zone_of(session, r.hospital_id))

@@ -83,6 +83,15 @@ class HospitalRules(Base):
     strike_cancellations: Mapped[str] = mapped_column(String(20), default="all", server_default="all")
     # booking SMS also go to the patient's (就诊人) own phone when it differs from the account's
     sms_to_patient_phone: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # the hospital's clinic hours per period (wall clock, the hospital's zone); NULL = the
+    # platform's default hours (catalog.rules.DEFAULT_CLINIC_HOURS). Edited on their own
+    # (catalog.rules.do_update_clinic_hours), not with the booking rules.
+    morning_opens: Mapped[dt.time | None] = mapped_column(Time)
+    morning_closes: Mapped[dt.time | None] = mapped_column(Time)
+    afternoon_opens: Mapped[dt.time | None] = mapped_column(Time)
+    afternoon_closes: Mapped[dt.time | None] = mapped_column(Time)
+    evening_opens: Mapped[dt.time | None] = mapped_column(Time)
+    evening_closes: Mapped[dt.time | None] = mapped_column(Time)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (

@@ -16,12 +16,27 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guahao.catalog.errors import InvalidClinicHours
 from guahao.catalog.models import Hospital, HospitalRules
 from guahao.catalog.schemas import HospitalRulesUpdate
 from guahao.core import audit
 from guahao.core.errors import NotFound
 
 RULE_FIELDS: tuple[str, ...] = tuple(HospitalRulesUpdate.model_fields)
+# The platform's clinic hours (wall clock, the hospital's zone); a hospital may set its own
+# per period (`do_update_clinic_hours`). An all-day clinic runs from the morning's opening
+# to the afternoon's closing.
+DEFAULT_CLINIC_HOURS: dict[str, tuple[dt.time, dt.time]] = {
+    "morning": (dt.time(8, 0), dt.time(12, 0)),
+    "afternoon": (dt.time(13, 30), dt.time(17, 30)),
+    "evening": (dt.time(18, 0), dt.time(21, 0)),
+}
+CLINIC_PERIODS = tuple(DEFAULT_CLINIC_HOURS)
+
+
+def period_windows(hours: dict[str, tuple[dt.time, dt.time]]) -> dict[str, tuple[dt.time, dt.time]]:
+    """Every period's (opens, closes), the all-day clinic included, from the three periods' hours."""
+    return {**hours, "all_day": (hours["morning"][0], hours["afternoon"][1])}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +63,18 @@ class Rules:
     timezone: str = "Asia/Shanghai"
     updated_at: dt.datetime | None = None  # None: never edited, the defaults apply
     sms_to_patient_phone: bool = True
+    # ((period, opens, closes), ...) the hospital set for itself; the others keep the defaults
+    clinic_hours: tuple[tuple[str, dt.time, dt.time], ...] = ()
+
+    @property
+    def hours(self) -> dict[str, tuple[dt.time, dt.time]]:
+        """The hospital's clinic hours of morning, afternoon and evening."""
+        return {**DEFAULT_CLINIC_HOURS, **{period: (opens, closes) for period, opens, closes in self.clinic_hours}}
+
+    @property
+    def period_windows(self) -> dict[str, tuple[dt.time, dt.time]]:
+        """Wall-clock (opens, closes) of every period at this hospital, the all-day clinic too."""
+        return period_windows(self.hours)
 
     @property
     def hold(self) -> dt.timedelta:
@@ -75,9 +102,14 @@ def default_values() -> dict[str, Any]:
     return {name: columns[name].default.arg for name in RULE_FIELDS}
 
 
+def _stored_hours(row: HospitalRules) -> tuple[tuple[str, dt.time, dt.time], ...]:
+    pairs = ((p, getattr(row, f"{p}_opens"), getattr(row, f"{p}_closes")) for p in CLINIC_PERIODS)
+    return tuple((p, opens, closes) for p, opens, closes in pairs if opens is not None and closes is not None)
+
+
 def _snapshot(row: HospitalRules, timezone: str | None = None) -> Rules:
     return Rules(hospital_id=row.hospital_id, updated_at=row.updated_at, timezone=timezone or "Asia/Shanghai",
-                 **{name: getattr(row, name) for name in RULE_FIELDS})
+                 clinic_hours=_stored_hours(row), **{name: getattr(row, name) for name in RULE_FIELDS})
 
 
 def default_rules(hospital_id: int = 0, timezone: str = "Asia/Shanghai") -> Rules:
@@ -143,4 +175,55 @@ async def do_update_rules(session: AsyncSession, hospital_id: int, update: Hospi
     await session.flush()
     await audit.do_record(session, now=now, action="hospital_rules.update", object_type="hospital_rules",
                           object_id=hospital_id, hospital_id=hospital_id, staff_id=staff_id, detail=changes)
+    return _snapshot(row, timezone)
+
+
+async def _rules_row_for_update(session: AsyncSession, hospital_id: int, now: dt.datetime) -> HospitalRules:
+    row = await session.scalar(
+        select(HospitalRules).where(HospitalRules.hospital_id == hospital_id).with_for_update()
+    )
+    if row is None:
+        if not await _hospital_exists(session, hospital_id):
+            raise NotFound("hospital")
+        row = HospitalRules(hospital_id=hospital_id, updated_at=now, **default_values())
+        session.add(row)
+    return row
+
+
+def check_clinic_hours(hours: dict[str, tuple[dt.time, dt.time]]) -> None:
+    """Each period opens before it closes, and the periods follow each other without overlap
+    (morning, then afternoon, then evening)."""
+    previous_close: dt.time | None = None
+    for period in CLINIC_PERIODS:
+        opens, closes = hours[period]
+        if opens >= closes:
+            raise InvalidClinicHours(period=period)
+        if previous_close is not None and opens < previous_close:
+            raise InvalidClinicHours(period=period)
+        previous_close = closes
+
+
+async def do_update_clinic_hours(session: AsyncSession, hospital_id: int,
+                                 hours: dict[str, tuple[dt.time, dt.time]], *, now: dt.datetime,
+                                 staff_id: int | None) -> Rules:
+    """Set the hospital's clinic hours of every period (audited with old and new values).
+
+    Schedules generated from now on use them; schedules already generated keep their times
+    (their bookings were made for those times)."""
+    check_clinic_hours(hours)
+    row = await _rules_row_for_update(session, hospital_id, now)
+    old = period_windows({**DEFAULT_CLINIC_HOURS, **{p: (o, c) for p, o, c in _stored_hours(row)}})
+    changes = {}
+    for period in CLINIC_PERIODS:
+        opens, closes = hours[period]
+        if old[period] != (opens, closes):
+            changes[period] = [[_audit_value(t) for t in old[period]], [_audit_value(opens), _audit_value(closes)]]
+        setattr(row, f"{period}_opens", opens)
+        setattr(row, f"{period}_closes", closes)
+    timezone = await session.scalar(select(Hospital.timezone).where(Hospital.id == hospital_id))
+    if changes:
+        row.updated_at = now
+        await session.flush()
+        await audit.do_record(session, now=now, action="clinic_hours.update", object_type="hospital_rules",
+                              object_id=hospital_id, hospital_id=hospital_id, staff_id=staff_id, detail=changes)
     return _snapshot(row, timezone)

@@ -354,3 +354,26 @@ class HospitalRulesRead(HospitalRulesUpdate):
 
     hospital_id: int
     updated_at: dt.datetime | None = Field(description="null while the hospital runs on the defaults")
+
+
+# --- clinic hours and the rules in plain words (back office) -------------------------------
+
+class ClinicPeriod(BaseModel):
+    opens: ClockTime
+    closes: ClockTime
+
+
+class ClinicHours(BaseModel):
+    """A hospital's clinic hours per period, hospital time; an all-day clinic runs from the
+    morning's opening to the afternoon's closing."""
+
+    morning: ClinicPeriod
+    afternoon: ClinicPeriod
+    evening: ClinicPeriod
+
+
+class RulesText(BaseModel):
+    """The rules as patients read them, one sentence a line, per language."""
+
+    zh_cn: list[str] = Field(serialization_alias="zh-CN")
+    en: list[str]

@@ -38,6 +38,9 @@ class Patient(IdMixin, Base):
     birth_date: Mapped[dt.date] = mapped_column(Date)
     sex: Mapped[str] = mapped_column(String(1))
     phone: Mapped[str] = mapped_column(Encrypted("patients.phone"))
+    # keyed lookup hash of the phone (core.crypto.lookup_hash "phone"): the front desk finds a
+    # patient by phone through it, never by decrypting every row; NULL for rows older than it
+    phone_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     insurance_card: Mapped[str | None] = mapped_column(Encrypted("patients.insurance_card"))
     visit_card: Mapped[str | None] = mapped_column(Encrypted("patients.visit_card"))
     verification: Mapped[str] = mapped_column(String(20), default="unverified")

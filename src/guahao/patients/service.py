@@ -26,14 +26,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.accounts import service as accounts_service
 from guahao.core.clock import SHANGHAI, Clock
-from guahao.core.crypto import lock_lookup, lookup_hash, lookup_hashes
+from guahao.core.crypto import lock_lookup, lookup_hash, lookup_hashes, mask_id_number, mask_name
 from guahao.core.db import Database
-from guahao.core.errors import Conflict, NotFound
+from guahao.core.errors import Conflict, GuahaoError, NotFound
 from guahao.core.idcard import validate_document
 from guahao.core.ratelimit import RateLimiter
 from guahao.patients import errors
 from guahao.patients.face_check import FaceCheckPort
-from guahao.patients.models import Patient, Person
+from guahao.patients.models import ID_TYPES, Patient, Person
 from guahao.patients.schemas import PatientCreate, PatientUpdate
 from guahao.patients.validation import check_birth_date, normalise_card, normalise_mobile, normalise_name
 
@@ -65,6 +65,11 @@ def identity_hashes(id_type: str, normalised_number: str) -> list[str]:
     """The person's hashes under every active index key, the current one first: the ones to
     look up by while an index key is being rotated (docs/KEYS.md)."""
     return lookup_hashes("identity", f"{id_type}:{normalised_number}")
+
+
+def phone_hash(normalised_phone: str) -> str:
+    """The keyed lookup hash of a patient's phone under the current index key (stored)."""
+    return lookup_hash("phone", normalised_phone)
 
 
 # --- reads --------------------------------------------------------------------------------
@@ -100,6 +105,54 @@ async def names_by_id(session: AsyncSession, patient_ids: Iterable[int]) -> dict
     if not ids:
         return {}
     return dict((await session.execute(select(Patient.id, Patient.name).where(Patient.id.in_(ids)))).all())
+
+
+async def person_ids_by_id_number(session: AsyncSession, id_number: str, *, today: dt.date) -> list[int]:
+    """The persons whose ID number (of any document type it is valid for) is `id_number`,
+    found through the identity hashes under every active index key: never by decrypting rows."""
+    hashes = []
+    for id_type in ID_TYPES:
+        try:
+            document = validate_document(id_type, id_number, today=today)
+        except GuahaoError:
+            continue
+        hashes += identity_hashes(document.id_type, document.number)
+    if not hashes:
+        return []
+    return list(await session.scalars(select(Person.id).where(Person.identity_hash.in_(hashes)).order_by(Person.id)))
+
+
+def same_identity(patient: Patient, id_number: str, *, today: dt.date) -> bool:
+    """Whether `id_number` (as typed or scanned at the window) is this patient's document number."""
+    try:
+        document = validate_document(patient.id_type, id_number, today=today)
+    except GuahaoError:
+        return False
+    return document.number == patient.id_number
+
+
+async def patient_ids_by_phone(session: AsyncSession, phone: str) -> list[int]:
+    """Patients (removed ones too: their bookings stay) with this phone, through its lookup hash."""
+    try:
+        normalised = normalise_mobile(phone)
+    except GuahaoError:  # not a mobile number: nobody has it
+        return []
+    hashes = lookup_hashes("phone", normalised)
+    return list(await session.scalars(select(Patient.id).where(Patient.phone_hash.in_(hashes)).order_by(Patient.id)))
+
+
+async def masked_identity_of_persons(session: AsyncSession, person_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    """{person_id: (masked name, masked ID number)} from the person's first patient row (every
+    row of a person carries the same identity). Masked here: the plaintext never leaves."""
+    ids = set(person_ids)
+    if not ids:
+        return {}
+    rows = await session.execute(select(Patient.person_id, Patient.name, Patient.id_number)
+                                 .where(Patient.person_id.in_(ids)).order_by(Patient.person_id, Patient.id))
+    found: dict[int, tuple[str, str]] = {}
+    for person_id, name, number in rows:
+        found.setdefault(person_id, (mask_name(name), mask_id_number(number)))
+    return found
 
 
 async def lock_person(session: AsyncSession, person_id: int, *, read: Callable[[Any], Any] | None = None):
@@ -224,7 +277,7 @@ async def do_add_patient(session: AsyncSession, *, account_id: int, data: Patien
     patient = Patient(
         account_id=account_id, person_id=person_id, relationship=data.relationship, name=name,
         id_type=document.id_type, id_number=document.number, birth_date=birth_date, sex=sex,
-        phone=phone, insurance_card=insurance_card, visit_card=visit_card,
+        phone=phone, phone_hash=phone_hash(phone), insurance_card=insurance_card, visit_card=visit_card,
         verification="unverified", created_at=now, updated_at=now,
     )
     await _write_or_explain(session, account_id, person_id, lambda: session.add(patient))
@@ -252,7 +305,7 @@ async def do_update_patient(session: AsyncSession, *, account_id: int, patient_i
         # The face check matched this face to (name, ID number); a new name needs a new check.
         values.update(name=name, verification="unverified", verified_at=None)
     if phone is not None:
-        values["phone"] = phone
+        values.update(phone=phone, phone_hash=phone_hash(phone))
 
     def apply() -> None:
         for key, value in values.items():

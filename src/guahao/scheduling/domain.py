@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
 
-from guahao.catalog.rules import Rules  # the one rules type (a frozen snapshot)
+from guahao.catalog.rules import DEFAULT_CLINIC_HOURS, Rules, period_windows  # the one rules type
 from guahao.core.clock import local_datetime
 from guahao.scheduling.errors import InvalidBands
 
@@ -18,14 +18,11 @@ Period = Literal["morning", "afternoon", "evening", "all_day"]
 Granularity = Literal["day", "half_day", "time_band"]
 SlotState = Literal["suspended", "not_yet_released", "closed", "full", "bookable"]
 
-# Wall-clock windows of the periods. One table for every hospital: the seeds describe these
-# hours and no hospital has asked for its own yet.
-PERIOD_WINDOWS: dict[str, tuple[dt.time, dt.time]] = {
-    "morning": (dt.time(8, 0), dt.time(12, 0)),
-    "afternoon": (dt.time(13, 30), dt.time(17, 30)),
-    "evening": (dt.time(18, 0), dt.time(21, 0)),
-    "all_day": (dt.time(8, 0), dt.time(17, 30)),
-}
+# Wall-clock windows of the periods: the platform's default hours. A hospital may set its own
+# (`Rules.period_windows`); every function below takes the hospital's table as `windows`
+# and falls back to this one.
+Windows = dict[str, tuple[dt.time, dt.time]]
+PERIOD_WINDOWS: Windows = period_windows(DEFAULT_CLINIC_HOURS)
 PERIOD_ORDER = ("morning", "all_day", "afternoon", "evening")
 # An all-day clinic is booked as its two halves (and its default bands skip the lunch break).
 ALL_DAY_HALVES = ("morning", "afternoon")
@@ -70,11 +67,11 @@ def _parse_hhmm(value: object) -> dt.time:
         raise InvalidBands(reason=f"{value!r} is not HH:MM") from None
 
 
-def parse_bands(period: str, raw: list) -> list[Band]:
+def parse_bands(period: str, raw: list, windows: Windows | None = None) -> list[Band]:
     """Validate explicit bands: HH:MM pairs, inside the period, ascending, non-overlapping."""
     if len(raw) > MAX_BANDS:
         raise InvalidBands(reason=f"at most {MAX_BANDS} bands")
-    opens, closes = PERIOD_WINDOWS[period]
+    opens, closes = (windows or PERIOD_WINDOWS)[period]
     bands: list[Band] = []
     for item in raw:
         if not isinstance(item, (list, tuple)) or len(item) != 2:
@@ -106,11 +103,12 @@ def even_bands(opens: dt.time, closes: dt.time, minutes: int = DEFAULT_BAND_MINU
     return bands
 
 
-def period_band(period: str) -> Band:
-    return Band(*PERIOD_WINDOWS[period])
+def period_band(period: str, windows: Windows | None = None) -> Band:
+    return Band(*(windows or PERIOD_WINDOWS)[period])
 
 
-def bands_for(period: str, granularity: str, explicit: list | None = None) -> list[Band]:
+def bands_for(period: str, granularity: str, explicit: list | None = None,
+              windows: Windows | None = None) -> list[Band]:
     """The bands of a schedule under the hospital's granularity.
 
     day: one band, the whole period. half_day: the period itself, except that an all-day
@@ -118,19 +116,20 @@ def bands_for(period: str, granularity: str, explicit: list | None = None) -> li
     30-minute bands across the period (an all-day clinic across its two halves, so no band
     falls in the lunch break).
     """
+    windows = windows or PERIOD_WINDOWS
     if granularity == "day":
-        return [period_band(period)]
+        return [period_band(period, windows)]
     if granularity == "half_day":
         if period == "all_day":
-            return [period_band(half) for half in ALL_DAY_HALVES]
-        return [period_band(period)]
+            return [period_band(half, windows) for half in ALL_DAY_HALVES]
+        return [period_band(period, windows)]
     if granularity != "time_band":
         raise ValueError(f"unknown granularity {granularity!r}")
     if explicit:
-        return parse_bands(period, explicit)
+        return parse_bands(period, explicit, windows)
     if period == "all_day":
-        return [b for half in ALL_DAY_HALVES for b in even_bands(*PERIOD_WINDOWS[half])]
-    return even_bands(*PERIOD_WINDOWS[period])
+        return [b for half in ALL_DAY_HALVES for b in even_bands(*windows[half])]
+    return even_bands(*windows[period])
 
 
 # --- capacity and visit numbers ---------------------------------------------------------
@@ -166,8 +165,9 @@ def plan_slots(bands: list[Band], platform_capacity: int, onsite_capacity: int) 
 
 # --- instants ---------------------------------------------------------------------------
 
-def period_bounds(day: dt.date, period: str, tz: dt.tzinfo) -> tuple[dt.datetime, dt.datetime]:
-    opens, closes = PERIOD_WINDOWS[period]
+def period_bounds(day: dt.date, period: str, tz: dt.tzinfo,
+                  windows: Windows | None = None) -> tuple[dt.datetime, dt.datetime]:
+    opens, closes = (windows or PERIOD_WINDOWS)[period]
     return local_datetime(day, opens, tz), local_datetime(day, closes, tz)
 
 

@@ -71,3 +71,9 @@ class ScheduleHasBookings(SchedulingError):
     code, status = "schedule_has_bookings", 409
     zh = "该排班已有患者预约,不能再修改容量或时段;如需调整请先停诊。"
     en = "This schedule already has bookings, so its capacities and bands cannot change; suspend it instead."
+
+
+class CapacityBelowSold(SchedulingError):
+    code, status = "capacity_below_sold", 409
+    zh = "{pool_zh}号源已售出或锁定{taken}个,容量不能减到{requested}个以下;可减到至少{taken}个。"
+    en = "{taken} seats of the {pool} pool are sold or held; the capacity cannot go below that (asked {requested})."

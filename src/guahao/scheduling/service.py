@@ -20,7 +20,7 @@ from guahao.catalog import rules as hospital_rules
 from guahao.catalog import service as catalog_service
 from guahao.core import audit
 from guahao.core.errors import NotFound
-from guahao.scheduling import domain, seats
+from guahao.scheduling import capacity, domain, seats
 from guahao.scheduling.errors import (
     BandsNotUsed,
     FeeNotConfigured,
@@ -243,7 +243,7 @@ async def do_generate(session: AsyncSession, hospital_id: int, from_date: dt.dat
             fee = fees.get((template.registration_level, title))
             if fee is None:
                 raise FeeNotConfigured(registration_level=template.registration_level, title=title)
-            starts, ends = domain.period_bounds(day, template.period, rules.tz)
+            starts, ends = domain.period_bounds(day, template.period, rules.tz, rules.period_windows)
             row = {"hospital_id": hospital_id, "department_id": template.department_id,
                    "doctor_id": template.doctor_id, "template_id": template.id, "date": day,
                    "period": template.period, "starts_at": starts, "ends_at": ends,
@@ -269,7 +269,7 @@ async def do_generate(session: AsyncSession, hospital_id: int, from_date: dt.dat
     for schedule_id, doctor_id, department_id, day, period in created:
         who = ("doctor", doctor_id) if doctor_id is not None else ("clinic", department_id)
         _, template = candidates[(who, day, period)]
-        bands = domain.bands_for(period, rules.slot_granularity, template.bands)
+        bands = domain.bands_for(period, rules.slot_granularity, template.bands, rules.period_windows)
         plans = domain.plan_slots(bands, template.platform_capacity, template.onsite_capacity)
         slot_rows += _slot_rows(schedule_id, hospital_id, day, plans, rules.tz)
     await _write_slots(session, slot_rows)
@@ -282,13 +282,23 @@ async def do_generate(session: AsyncSession, hospital_id: int, from_date: dt.dat
 
 # --- edits and publication --------------------------------------------------------------
 
+def _schedule_windows(schedule: Schedule, rules: hospital_rules.Rules) -> domain.Windows:
+    """The hospital's clinic hours, except that this schedule's own period keeps the times it
+    was generated with (hours changed later apply to new schedules only)."""
+    tz = rules.tz
+    own = (schedule.starts_at.astimezone(tz).time(), schedule.ends_at.astimezone(tz).time())
+    return {**rules.period_windows, schedule.period: own}
+
+
 async def do_update_schedule(session: AsyncSession, schedule_id: int, *, now: dt.datetime,
                              hospital_id: int | None = None, platform_capacity: int | None = None,
                              onsite_capacity: int | None = None, bands: list | None = None,
                              actor_id: int | None = None, bookings: ScheduleBookings) -> Schedule:
     """New capacities and/or bands for one schedule: its slots are rebuilt and renumbered.
 
-    Only while nobody has booked it: the schedule row is locked first, so a booking that
+    Once people have booked it, only capacities may change, seat by seat and never below
+    what is sold or held (`capacity.do_change_capacity`). Rebuilding happens only while
+    nobody has booked it: the schedule row is locked first, so a booking that
     locks the schedule (or inserts against its slots) cannot slip in between the check and
     the rebuild. `bands=[]` means the default 30-minute bands.
     """
@@ -296,7 +306,14 @@ async def do_update_schedule(session: AsyncSession, schedule_id: int, *, now: dt
     if schedule.status == "suspended":
         raise ScheduleNotEditable()
     if await bookings.schedule_has_bookings(session, schedule.id):
-        raise ScheduleHasBookings()
+        if bands is not None:
+            raise ScheduleHasBookings()  # new bands would move booked visit numbers
+        slots = await list_slots(session, schedule.id)
+        totals = await capacity.do_change_capacity(
+            session, schedule, slots, capacities={"platform": platform_capacity, "onsite": onsite_capacity}, now=now)
+        await record_audit(session, now, actor_id, schedule.hospital_id, "schedule.capacity", "schedule",
+                           schedule.id, {"platform_capacity": totals["platform"], "onsite_capacity": totals["onsite"]})
+        return schedule
     rules = await hospital_rules.get_rules(session, schedule.hospital_id)
     slots = await list_slots(session, schedule.id)
     totals = {"platform": 0, "onsite": 0}
@@ -305,11 +322,12 @@ async def do_update_schedule(session: AsyncSession, schedule_id: int, *, now: dt
     if bands is not None:
         if rules.slot_granularity != "time_band":
             raise BandsNotUsed(granularity=rules.slot_granularity)
-        new_bands = domain.bands_for(schedule.period, "time_band", bands)
+        new_bands = domain.bands_for(schedule.period, "time_band", bands, _schedule_windows(schedule, rules))
     elif slots:
         new_bands = _current_bands(slots, rules.tz)
     else:
-        new_bands = domain.bands_for(schedule.period, rules.slot_granularity)
+        new_bands = domain.bands_for(schedule.period, rules.slot_granularity,
+                                     windows=_schedule_windows(schedule, rules))
     platform = totals["platform"] if platform_capacity is None else platform_capacity
     onsite = totals["onsite"] if onsite_capacity is None else onsite_capacity
     plans = domain.plan_slots(new_bands, platform, onsite)
@@ -344,3 +362,12 @@ async def record_audit(session: AsyncSession, now: dt.datetime, actor_id: int | 
     """One audit row in the same unit of work as the change (ids and numbers only)."""
     await audit.do_record(session, now=now, action=action, object_type=object_type, object_id=object_id,
                                 hospital_id=hospital_id, staff_id=actor_id, detail=detail)
+
+
+async def mark_resumed(session: AsyncSession, schedule_id: int, *, now: dt.datetime) -> None:
+    """Undo 停诊's change to the schedule (published again); the caller holds the schedule's
+    exclusive lock and has checked that no booking was revoked."""
+    await session.execute(
+        update(Schedule).where(Schedule.id == schedule_id, Schedule.status == "suspended")
+        .values(status="published", suspended_reason=None, updated_at=now)
+    )

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guahao.catalog import rules as hospital_rules
 from guahao.catalog import service as catalog_service
 from guahao.core.errors import InvalidRequest, NotFound
 from guahao.scheduling import domain
@@ -35,8 +36,8 @@ async def list_templates(session: AsyncSession, hospital_id: int, *, department_
     return list((await session.scalars(stmt)).all())
 
 
-def _overlaps(a: str, b: str) -> bool:
-    (a0, a1), (b0, b1) = domain.PERIOD_WINDOWS[a], domain.PERIOD_WINDOWS[b]
+def _overlaps(a: str, b: str, windows: domain.Windows) -> bool:
+    (a0, a1), (b0, b1) = windows[a], windows[b]
     return a0 < b1 and b0 < a1
 
 
@@ -58,8 +59,9 @@ async def _check_conflict(session: AsyncSession, template: ScheduleTemplate) -> 
                           ScheduleTemplate.department_id == template.department_id)
     if template.id is not None:
         stmt = stmt.where(ScheduleTemplate.id != template.id)
+    windows = (await hospital_rules.get_rules(session, template.hospital_id)).period_windows
     for other in (await session.scalars(stmt)).all():
-        if _overlaps(other.period, template.period):
+        if _overlaps(other.period, template.period, windows):
             raise TemplateConflict(template_id=other.id)
 
 
@@ -80,8 +82,12 @@ async def _resolve_owner(session: AsyncSession, hospital_id: int, department_id:
     return department_id, doctor
 
 
-def _normalised_bands(period: str, bands: list) -> list[list[str]]:
-    return [band.as_strings() for band in domain.parse_bands(period, bands)]
+async def _normalised_bands(session: AsyncSession, hospital_id: int, period: str, bands: list) -> list[list[str]]:
+    """Explicit bands, checked against the hospital's clinic hours of the period."""
+    if not bands:
+        return []
+    windows = (await hospital_rules.get_rules(session, hospital_id)).period_windows
+    return [band.as_strings() for band in domain.parse_bands(period, bands, windows)]
 
 
 async def do_create_template(session: AsyncSession, hospital_id: int, data: TemplateCreate, *,
@@ -91,7 +97,7 @@ async def do_create_template(session: AsyncSession, hospital_id: int, data: Temp
     template = ScheduleTemplate(
         hospital_id=hospital_id, department_id=department_id, doctor_id=data.doctor_id, weekday=data.weekday,
         period=data.period, registration_level=level, platform_capacity=data.platform_capacity,
-        onsite_capacity=data.onsite_capacity, bands=_normalised_bands(data.period, data.bands),
+        onsite_capacity=data.onsite_capacity, bands=await _normalised_bands(session, hospital_id, data.period, data.bands),
         active=data.active)
     await _check_conflict(session, template)
     session.add(template)
@@ -110,7 +116,8 @@ async def do_update_template(session: AsyncSession, template_id: int, data: Temp
     for field, value in changes.items():
         setattr(template, field, value)
     # bands are checked against the (possibly new) period even when only the period changed
-    template.bands = _normalised_bands(template.period, list(template.bands or []))
+    template.bands = await _normalised_bands(session, template.hospital_id, template.period,
+                                             list(template.bands or []))
     await _check_conflict(session, template)
     await session.flush()
     await record_audit(session, now, actor_id, template.hospital_id, "template.update", "schedule_template",

@@ -44,3 +44,27 @@ class LoginLocked(GuahaoError):
     code, status = "login_locked", 429
     zh = "登录失败次数过多,该账号已暂时锁定,请{minutes}分钟后再试。"
     en = "Too many failed logins: this account is locked; try again in {minutes} minutes."
+
+
+class OtpRequired(GuahaoError):
+    code, status = "otp_required", 401
+    zh = "该账号已启用两步验证,请输入验证器应用中的6位动态码。"
+    en = "This account uses two-step verification; enter the 6-digit code from your authenticator app."
+
+
+class InvalidOtp(GuahaoError):
+    code, status = "invalid_otp", 401
+    zh = "动态码不正确或已使用,请输入验证器应用中最新的6位动态码。"
+    en = "The code is wrong or was already used; enter the latest 6-digit code from your authenticator app."
+
+
+class TotpAlreadyEnabled(GuahaoError):
+    code, status = "totp_already_enabled", 409
+    zh = "两步验证已启用;如需更换验证器,请先停用。"
+    en = "Two-step verification is already on; turn it off first to change the authenticator."
+
+
+class TotpNotEnrolled(GuahaoError):
+    code, status = "totp_not_enrolled", 409
+    zh = "尚未开始设置两步验证,请先获取密钥。"
+    en = "Two-step verification has not been started; request a secret first."

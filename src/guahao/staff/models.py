@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from guahao.core.crypto import Encrypted, encrypted_rows
 from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
 
 ROLES = ("platform_operator", "hospital_admin", "scheduler", "front_desk")
@@ -42,3 +43,21 @@ class StaffLoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer)
     window_started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+@encrypted_rows
+class StaffTotp(Base):
+    """A staff user's TOTP second factor (RFC 6238, through pyotp).
+
+    The secret is encrypted at rest like personal data. Until `confirmed_at` is set the
+    enrolment is pending and login does not ask for a code; `last_step` is the time step of
+    the last code accepted, so a code is never accepted twice."""
+
+    __tablename__ = "staff_totp"
+
+    staff_id: Mapped[int] = mapped_column(BigId, ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True)
+    secret: Mapped[str] = mapped_column(Encrypted("staff_totp.secret"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_step: Mapped[int | None] = mapped_column(BigInteger)
+    row_key: Mapped[str] = mapped_column(String(32), unique=True)

@@ -21,9 +21,9 @@ from guahao.core.clock import SHANGHAI  # staff accounts: the platform zone
 from guahao.core.deps import ClockDep, CurrentStaff, Db, Limiter
 from guahao.core.errors import Forbidden, NotFound
 from guahao.core.localtime import localize
-from guahao.staff import lockout
+from guahao.staff import lockout, totp
 from guahao.staff import service as staff_service
-from guahao.staff.errors import InvalidCredentials, LoginLocked
+from guahao.staff.errors import InvalidCredentials, InvalidOtp, LoginLocked, OtpRequired
 from guahao.staff.schemas import (
     AuditPage,
     AuditRead,
@@ -49,7 +49,9 @@ def _lockout_policy(request: Request) -> lockout.LockoutPolicy:
 @router.post("/auth/login", response_model=StaffLoginRead)
 async def login(body: StaffLogin, request: Request, response: Response, db: Db, clock: ClockDep,
                 limiter: Limiter) -> StaffLoginRead:
-    """Log in with username and password; the token also comes back as an HttpOnly cookie.
+    """Log in with username and password (and `otp`, the authenticator's code, once the user
+    switched on two-step verification: 401 `otp_required` without it); the token also comes
+    back as an HttpOnly cookie.
 
     Limits: a few tries a minute per username and address (429 `rate_limited`), and after
     `staff_login_max_failures` wrong passwords within the window the username is locked for
@@ -70,9 +72,16 @@ async def login(body: StaffLogin, request: Request, response: Response, db: Db, 
         if attempt.locks_on_failure:
             await _record_lock(db, username, attempt, now=now)
         raise
-    async with db.begin() as session:
-        await lockout.do_clear(session, username)
-        token = await staff_service.do_open_session(session, user, now=now, password=body.password)
+    try:
+        async with db.begin() as session:
+            if not await totp.do_check_login(session, user.id, body.otp, now=now):
+                raise OtpRequired()  # the attempt stays counted, like a wrong password
+            await lockout.do_clear(session, username)
+            token = await staff_service.do_open_session(session, user, now=now, password=body.password)
+    except InvalidOtp:
+        if attempt.locks_on_failure:
+            await _record_lock(db, username, attempt, now=now)
+        raise
     set_session_cookie(response, token, settings=request.app.state.settings, ttl=staff_service.SESSION_TTL)
     log.info("staff_login", staff_id=user.id)
     return localize(StaffLoginRead(token=token, expires_at=now + staff_service.SESSION_TTL,

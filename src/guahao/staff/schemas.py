@@ -17,6 +17,25 @@ Role = Literal[ROLES]  # type: ignore[valid-type]
 class StaffLogin(BaseModel):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
+    otp: str | None = Field(default=None, max_length=10, description="the authenticator's 6-digit code, "
+                                                                      "for users with two-step verification")
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=10, max_length=256)
+
+
+class OtpCode(BaseModel):
+    code: str = Field(min_length=6, max_length=10)
+
+
+class TotpEnrolment(BaseModel):
+    otpauth_uri: str = Field(description="shown once: add it to the authenticator app (or show it as a QR code)")
+
+
+class TotpStatus(BaseModel):
+    enabled: bool
 
 
 class StaffUserRead(BaseModel):

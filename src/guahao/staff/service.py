@@ -131,6 +131,28 @@ async def do_create_staff(session: AsyncSession, *, username: str, password: str
     return user
 
 
+async def new_password_hash(user: StaffUser, *, current_password: str, new_password: str) -> str:
+    """Check the current password and hash the new one (both argon2, in a thread, before the
+    unit of work that stores it). InvalidCredentials when the current one is wrong."""
+    if not await _verify(user.password_hash, current_password):
+        raise InvalidCredentials()
+    if new_password == current_password:
+        raise WeakPassword(min_length=MIN_PASSWORD_LENGTH)
+    return await hash_password(new_password)
+
+
+async def do_set_password(session: AsyncSession, staff_id: int, password_hash: str, *, now: dt.datetime,
+                          keep_session_id: int | None) -> None:
+    """Store a new password hash, end the user's other sessions, audit the change."""
+    user = await session.get_one(StaffUser, staff_id, with_for_update=True)
+    user.password_hash = password_hash
+    await session.flush()
+    ended = await accounts_service.do_revoke_staff_sessions(session, staff_id, now=now, keep=keep_session_id)
+    await audit.do_record(session, now=now, action="staff.password_change", object_type="staff_user",
+                          object_id=staff_id, hospital_id=user.hospital_id, staff_id=staff_id,
+                          detail={"sessions_ended": ended})
+
+
 async def do_open_session(session: AsyncSession, user: StaffUser, *, now: dt.datetime,
                           password: str | None = None) -> str:
     """Open a staff session (and upgrade the password hash if the hasher's parameters changed)."""

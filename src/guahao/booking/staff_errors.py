@@ -1,0 +1,28 @@
+"""Refusals of the back office's booking actions (window, 停诊 ranges)."""
+from __future__ import annotations
+
+from guahao.core.errors import GuahaoError
+
+
+class IdentityMismatch(GuahaoError):
+    code, status = "identity_mismatch", 409
+    zh = "证件号码与该预约的就诊人不符,未签到。请核对证件。"
+    en = "The ID number does not match this booking's patient; not checked in. Check the document."
+
+
+class SuspensionRangeInvalid(GuahaoError):
+    code, status = "suspension_range_invalid", 422
+    zh = "停诊日期范围有误:结束日期不能早于开始日期,且最长{max_days}天。"
+    en = "The leave dates are invalid: the end may not precede the start, and at most {max_days} days."
+
+
+class ResumeRefused(GuahaoError):
+    code, status = "resume_refused", 409
+    zh = "该排班已有{revoked}个预约因停诊被撤销并通知退款,无法恢复;请重新排班。"
+    en = "{revoked} bookings of this session were revoked (refunded and told); it cannot be resumed. Schedule anew."
+
+
+class NotSuspended(GuahaoError):
+    code, status = "schedule_not_suspended", 409
+    zh = "该排班未停诊,无需恢复。"
+    en = "This session is not suspended; there is nothing to resume."
