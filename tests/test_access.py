@@ -109,6 +109,18 @@ BODIES: dict[tuple[str, str], Callable[[dict], Any]] = {
     ("POST", "/api/v1/bookings"): lambda w: {"slot_id": w["slot_id"], "patient_id": w["patient_id"]},
     ("POST", "/api/v1/staff/payments/{payment_id}/refund"): lambda w: {"reason": "核实后退款"},
     ("POST", "/api/v1/staff/payments/{payment_id}/close"): lambda w: {"reason": "核实未支付"},
+    ("PUT", "/api/v1/staff/hospitals/{hospital_id}/clinic-hours"):
+        lambda w: {"morning": {"opens": "08:00", "closes": "11:30"}, "afternoon": {"opens": "13:00", "closes": "17:00"},
+                   "evening": {"opens": "18:00", "closes": "20:30"}},
+    ("POST", "/api/v1/staff/hospitals/{hospital_id}/window/search"): lambda w: {"code": w["booking_code"]},
+    ("POST", "/api/v1/staff/bookings/{booking_id}/window-check-in"): lambda w: {"id_number": "110101199003070011"},
+    ("POST", "/api/v1/staff/bookings/{booking_id}/void"): lambda w: {"reason": "窗口退号"},
+    ("POST", "/api/v1/staff/hospitals/{hospital_id}/leave/preview"):
+        lambda w: {"doctor_id": w["doctor_id"], "from_date": TODAY.isoformat(),
+                   "to_date": (TODAY + dt.timedelta(days=6)).isoformat()},
+    ("POST", "/api/v1/staff/hospitals/{hospital_id}/leave"):
+        lambda w: {"doctor_id": w["doctor_id"], "from_date": TODAY.isoformat(),
+                   "to_date": (TODAY + dt.timedelta(days=6)).isoformat(), "reason": "医生休假"},
 }
 
 

@@ -54,14 +54,15 @@ async def window_search(hospital_id: int, body: WindowSearch, staff: CurrentStaf
 
 
 @router.post("/bookings/{booking_id}/reveal", response_model=RevealRead)
-async def reveal(booking_id: int, body: RevealRequest, response: Response, staff: CurrentStaff, db: Db,
-                 clock: ClockDep) -> RevealRead:
+async def reveal(booking_id: int, response: Response, staff: CurrentStaff, db: Db, clock: ClockDep,
+                 body: RevealRequest | None = None) -> RevealRead:
     """The full name and ID number of the booking's patient, to compare with the person at
     the window. Audited (who, when, which booking); never cached."""
     staff.require(*WINDOW)
     async with db.begin() as session:
         shown = await window_actions.do_reveal(session, hospital_id=_scope(staff), booking_id=booking_id,
-                                               staff_id=staff.staff_id, now=clock.now(), purpose=body.purpose)
+                                               staff_id=staff.staff_id, now=clock.now(),
+                                               purpose=(body or RevealRequest()).purpose)
     response.headers["Cache-Control"] = "no-store"
     return RevealRead(booking_id=shown.booking_id, patient_id=shown.patient_id, name=shown.name,
                       id_type=shown.id_type, id_number=shown.id_number)
