@@ -115,6 +115,8 @@ BODIES: dict[tuple[str, str], Callable[[dict], Any]] = {
     ("POST", "/api/v1/staff/hospitals/{hospital_id}/window/search"): lambda w: {"code": w["booking_code"]},
     ("POST", "/api/v1/staff/bookings/{booking_id}/window-check-in"): lambda w: {"id_number": "110101199003070011"},
     ("POST", "/api/v1/staff/bookings/{booking_id}/void"): lambda w: {"reason": "窗口退号"},
+    ("POST", "/api/v1/staff/schedules/{schedule_id}/walk-ins"):
+        lambda w: {"name": "现场患者", "id_number": "110101199003070011", "phone": "13800138000"},
     ("POST", "/api/v1/staff/hospitals/{hospital_id}/leave/preview"):
         lambda w: {"doctor_id": w["doctor_id"], "from_date": TODAY.isoformat(),
                    "to_date": (TODAY + dt.timedelta(days=6)).isoformat()},

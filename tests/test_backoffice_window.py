@@ -152,3 +152,66 @@ async def test_desk_of_another_hospital_finds_nothing_and_reaches_nothing(client
     for path, body in (("reveal", {}), ("void", {"reason": "x"})):
         r = await client.post(f"/api/v1/staff/bookings/{w['booking']}/{path}", json=body, headers=auth(stranger))
         assert r.status_code == 404, path
+
+
+async def test_walk_ins_take_the_onsite_pool_checked_in_with_their_numbers(client, db, clock):
+    now = clock.now()
+    hid = await make_hospital(db, now)
+    dep = await make_department(db, hid)
+    doc = await make_doctor(db, hid, dep)
+    schedule, _ = await make_schedule(db, now, hospital_id=hid, department_id=dep, doctor_id=doc, day=TODAY,
+                                      capacity=4, onsite=2)
+    _, desk = await make_staff(db, now, role="front_desk", hospital_id=hid)
+    url = f"/api/v1/staff/schedules/{schedule}/walk-ins"
+    first_id = make_id_number()
+    r = await client.post(url, json={"name": "孙悟空", "id_number": first_id, "phone": "13700001111"},
+                          headers=auth(desk))
+    assert r.status_code == 201, r.text
+    walk_in = r.json()
+    assert (walk_in["state"], walk_in["visit_no"]) == ("checked_in", 5)  # after the 4 platform seats
+    assert "孙悟空" not in r.text and first_id not in r.text
+    twice = await client.post(url, json={"name": "孙悟空", "id_number": first_id, "phone": "13700001111"},
+                              headers=auth(desk))
+    assert twice.status_code == 409 and twice.json()["code"] == "duplicate_booking"
+    second = await client.post(url, json={"name": "猪八戒", "id_number": make_id_number(), "phone": "13700002222"},
+                               headers=auth(desk))
+    assert second.status_code == 201 and second.json()["visit_no"] == 6
+    full = await client.post(url, json={"name": "沙和尚", "id_number": make_id_number(), "phone": "13700003333"},
+                             headers=auth(desk))
+    assert full.status_code == 409 and full.json()["code"] == "onsite_full"
+    found = await client.post(f"/api/v1/staff/hospitals/{hid}/window/search", json={"phone": "13700001111"},
+                              headers=auth(desk))
+    assert [b["id"] for b in found.json()] == [walk_in["id"]]
+    roster = await client.get(f"/api/v1/staff/hospitals/{hid}/roster", params={"date": TODAY.isoformat()},
+                              headers=auth(desk))
+    assert [e["visit_no"] for e in roster.json()] == [5, 6]
+    async with db.read() as s:
+        booking = await s.get(Booking, walk_in["id"])
+        audited = await s.scalar(select(AuditEntry.id).where(AuditEntry.action == "booking.walk_in"))
+    assert booking.account_id is None and audited is not None
+
+
+async def test_walk_ins_only_on_the_day_and_only_where_the_hospital_runs_its_pools(client, db, clock):
+    now = clock.now()
+    hid = await make_hospital(db, now)
+    dep = await make_department(db, hid)
+    later, _ = await make_schedule(db, now, hospital_id=hid, department_id=dep, doctor_id=None,
+                                   day=TODAY + dt.timedelta(days=1), onsite=2)
+    _, desk = await make_staff(db, now, role="front_desk", hospital_id=hid)
+    body = {"name": "孙悟空", "id_number": make_id_number(), "phone": "13700001111"}
+    r = await client.post(f"/api/v1/staff/schedules/{later}/walk-ins", json=body, headers=auth(desk))
+    assert r.status_code == 409 and r.json()["code"] == "walk_in_closed"
+    synced = await make_hospital(db, now, name="接入HIS的医院")
+    async with db.begin() as s:
+        from guahao.catalog.models import Hospital
+
+        await s.execute(update(Hospital).where(Hospital.id == synced).values(his_mode="synced"))
+    sdep = await make_department(db, synced)
+    today, _ = await make_schedule(db, now, hospital_id=synced, department_id=sdep, doctor_id=None, day=TODAY,
+                                   onsite=2)
+    _, synced_desk = await make_staff(db, now, role="front_desk", hospital_id=synced)
+    r = await client.post(f"/api/v1/staff/schedules/{today}/walk-ins", json=body, headers=auth(synced_desk))
+    assert r.status_code == 409 and r.json()["code"] == "walk_in_not_local"
+    _, scheduler = await make_staff(db, now, role="scheduler", hospital_id=hid)
+    r = await client.post(f"/api/v1/staff/schedules/{later}/walk-ins", json=body, headers=auth(scheduler))
+    assert r.status_code == 403

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -182,3 +183,14 @@ class LeavePreview(BaseModel):
 class LeaveResult(BaseModel):
     suspended: list[int]
     revoked: dict[str, list[int]] = Field(description="revoked booking ids per schedule id")
+
+
+class WalkInCreate(BaseModel):
+    """A walk-in at the window, as read from their ID document."""
+
+    name: str = Field(min_length=1, max_length=100)
+    id_type: Literal["resident_id", "passport", "hk_macau_permit", "taiwan_permit"] = "resident_id"
+    id_number: str = Field(min_length=5, max_length=64)
+    phone: str = Field(min_length=5, max_length=32, description="mainland China mobile number")
+    birth_date: dt.date | None = Field(default=None, description="required unless id_type is resident_id")
+    sex: Literal["M", "F"] | None = None

@@ -26,3 +26,21 @@ class NotSuspended(GuahaoError):
     code, status = "schedule_not_suspended", 409
     zh = "该排班未停诊,无需恢复。"
     en = "This session is not suspended; there is nothing to resume."
+
+
+class WalkInNotLocal(GuahaoError):
+    code, status = "walk_in_not_local", 409
+    zh = "本院的现场号源由医院信息系统(HIS)管理,请在HIS中办理现场挂号。"
+    en = "This hospital's on-site pool is managed by its HIS; register walk-ins there."
+
+
+class WalkInClosed(GuahaoError):
+    code, status = "walk_in_closed", 409
+    zh = "只能在就诊当天、该时段结束前为现场患者挂号。"
+    en = "Walk-ins can be registered only on the day of the session, before it ends."
+
+
+class OnsiteFull(GuahaoError):
+    code, status = "onsite_full", 409
+    zh = "该时段现场号源已满,请选择其他医生或时段。"
+    en = "The on-site pool of this session is full; choose another doctor or session."

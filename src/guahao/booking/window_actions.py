@@ -12,20 +12,34 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.booking import errors, lifecycle, notices, staff_errors
-from guahao.booking.actions import settle_lapsed_holds
+from guahao.booking.actions import _is_i3_violation, _new_booking_code, lock_person, settle_lapsed_holds
 from guahao.booking.context import load_slot_context
 from guahao.booking.hospital_actions import do_check_in, find_for_hospital
 from guahao.booking.lifecycle import Actor
 from guahao.booking.models import ACTIVE_STATES, Booking
 from guahao.core import audit
-from guahao.core.errors import InvalidRequest
+from guahao.core.errors import InvalidRequest, NotFound
 from guahao.patients import service as patients_service
 from guahao.scheduling import seats
+from guahao.scheduling import service as scheduling_service
 
 SEARCH_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class WalkIn:
+    """Who registers at the window: as read from their document (and a phone for the slip)."""
+
+    name: str
+    id_type: str
+    id_number: str
+    phone: str
+    birth_date: dt.date | None = None
+    sex: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,4 +133,68 @@ async def do_void(session: AsyncSession, *, hospital_id: int | None, booking_id:
                           hospital_id=booking.hospital_id, staff_id=staff_id,
                           detail={"reason": reason[:200], "was_paid": was_paid, "refund": booking.amount_due
                                   if was_paid else 0})
+    return booking
+
+
+async def do_register_walk_in(session: AsyncSession, *, hospital_id: int | None, schedule_id: int, person: WalkIn,
+                              staff_id: int, now: dt.datetime) -> Booking:
+    """现场挂号: a walk-in takes a seat of the session's on-site pool, on the session's day,
+    at a hospital that runs its pools itself (local mode; an HIS sells its own on-site pool).
+    The person is at the window and pays there, so the booking is confirmed and checked in
+    at once; it has no account (and no SMS: the patient gets the slip). Per-person rules
+    hold: the person row is the one online bookings use (one per department per day).
+
+    Locks as a hold: schedule shared, person, then the seat (claim) and the new booking."""
+    schedule = await scheduling_service.get_schedule_or_raise(session, schedule_id, hospital_id=hospital_id)
+    onsite = await scheduling_service.list_slots(session, schedule.id, pool="onsite")
+    if not onsite:
+        raise staff_errors.OnsiteFull()
+    ctx = await load_slot_context(session, onsite[0].id, lock_schedule=True)
+    if ctx is None:
+        raise NotFound("schedule")
+    if ctx.his_mode != "local":
+        raise staff_errors.WalkInNotLocal()
+    if ctx.schedule_status == "suspended":
+        raise errors.ScheduleSuspended()
+    if ctx.schedule_status != "published":
+        raise errors.ScheduleNotPublished()
+    if now.astimezone(ctx.zone).date() != ctx.visit_date or now >= schedule.ends_at:
+        raise staff_errors.WalkInClosed()
+    patient = await patients_service.do_window_patient(
+        session, name=person.name, id_type=person.id_type, id_number=person.id_number, phone=person.phone,
+        birth_date=person.birth_date, sex=person.sex, now=now)
+    await lock_person(session, patient.person_id, hospital_id=ctx.hospital_id, now=now)
+    amount = ctx.registration_fee + ctx.consultation_fee
+    booking = Booking(
+        hospital_id=ctx.hospital_id, department_id=ctx.department_id, doctor_id=ctx.doctor_id,
+        schedule_id=ctx.schedule_id, slot_id=onsite[0].id, account_id=None, patient_id=patient.id,
+        person_id=patient.person_id, visit_date=ctx.visit_date, visit_no=None,
+        dedupe_day=ctx.visit_date if ctx.rules.one_per_department_per_day else None,
+        cancel_deadline=ctx.cancel_deadline, strike_cancellations="none",
+        booking_code=await _new_booking_code(session, ctx.hospital_id), state="confirmed",
+        registration_fee=ctx.registration_fee, consultation_fee=ctx.consultation_fee, amount_due=amount,
+        hold_expires_at=None, state_reason="walk_in", created_at=now, updated_at=now)
+    session.add(booking)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if _is_i3_violation(exc):
+            raise errors.DuplicateBooking() from exc
+        raise
+    actor = Actor("staff", staff_id)
+    lifecycle.record_creation(session, booking, actor=actor, now=now)
+    # the current band first, then later ones; a band that is over only when nothing else is free
+    ordered = sorted(onsite, key=lambda s: (s.ends_at <= now, s.starts_at))
+    for slot in ordered:
+        claimed = await seats.claim(session, slot_id=slot.id, booking_id=booking.id, hold_until=None, now=now)
+        if claimed is not None:
+            booking.slot_id, booking.visit_no = slot.id, claimed[0]
+            break
+    else:
+        raise staff_errors.OnsiteFull()
+    await session.flush()
+    await lifecycle.apply(session, booking, "check_in", actor=actor, now=now, reason="walk_in")
+    await audit.do_record(session, now=now, action="booking.walk_in", object_type="booking", object_id=booking.id,
+                          hospital_id=booking.hospital_id, staff_id=staff_id,
+                          detail={"schedule_id": schedule.id, "patient_id": patient.id, "visit_no": booking.visit_no})
     return booking

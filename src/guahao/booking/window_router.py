@@ -7,7 +7,7 @@ permission 403. Window: front_desk and hospital_admin; leave: scheduler and hosp
 """
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Response, status
 
 from guahao.booking import suspensions, window_actions
 from guahao.booking.lifecycle import Actor
@@ -21,6 +21,7 @@ from guahao.booking.schemas import (
     RevealRead,
     RevealRequest,
     VoidRequest,
+    WalkInCreate,
     WindowCheckIn,
     WindowSearch,
 )
@@ -92,6 +93,22 @@ async def void_booking(booking_id: int, body: VoidRequest, staff: CurrentStaff, 
     async with db.begin() as session:
         booking = await window_actions.do_void(session, hospital_id=_scope(staff), booking_id=booking_id,
                                                reason=body.reason, staff_id=staff.staff_id, now=now)
+        return await booking_read(session, booking, now)
+
+
+@router.post("/schedules/{schedule_id}/walk-ins", status_code=status.HTTP_201_CREATED, response_model=BookingRead)
+async def register_walk_in(schedule_id: int, body: WalkInCreate, staff: CurrentStaff, db: Db,
+                           clock: ClockDep) -> BookingRead:
+    """现场挂号 into the session's on-site pool (hospitals in local mode): confirmed and
+    checked in at once, with its visit number; the answer shows the patient masked."""
+    staff.require(*WINDOW)
+    now = clock.now()
+    person = window_actions.WalkIn(name=body.name, id_type=body.id_type, id_number=body.id_number, phone=body.phone,
+                                   birth_date=body.birth_date, sex=body.sex)
+    async with db.begin() as session:
+        booking = await window_actions.do_register_walk_in(session, hospital_id=_scope(staff),
+                                                           schedule_id=schedule_id, person=person,
+                                                           staff_id=staff.staff_id, now=now)
         return await booking_read(session, booking, now)
 
 

@@ -29,7 +29,8 @@ class Person(IdMixin, Base):
 class Patient(IdMixin, Base):
     __tablename__ = "patients"
 
-    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    # NULL for a walk-in registered at a hospital's window (patients.service.do_window_patient)
+    account_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
     person_id: Mapped[int] = mapped_column(BigId, ForeignKey("persons.id"), index=True)
     relationship: Mapped[str] = mapped_column(String(20))
     name: Mapped[str] = mapped_column(Encrypted("patients.name"))

@@ -285,6 +285,36 @@ async def do_add_patient(session: AsyncSession, *, account_id: int, data: Patien
     return patient
 
 
+async def do_window_patient(session: AsyncSession, *, name: str, id_type: str, id_number: str, phone: str,
+                            birth_date: dt.date | None, sex: str | None, now: dt.datetime) -> Patient:
+    """The patient entry of a person registered at a hospital's window (a walk-in): no account
+    owns it (account_id NULL). The same person's earlier window entry is reused; the person
+    row is the one online bookings use, so per-person rules hold across both."""
+    today = local_today(now)
+    name, phone = normalise_name(name), normalise_mobile(phone)
+    document = validate_document(id_type, id_number, today=today)
+    if document.birth_date is not None:
+        birth_date, sex = document.birth_date, document.sex
+    elif birth_date is None or sex is None:
+        raise errors.BirthDateAndSexRequired()
+    else:
+        birth_date = check_birth_date(birth_date, today=today)
+    person_id = await get_or_create_person(session, identity_hashes(document.id_type, document.number), now=now)
+    existing = await session.scalar(select(Patient).where(
+        Patient.person_id == person_id, Patient.account_id.is_(None), Patient.removed_at.is_(None))
+        .order_by(Patient.id).limit(1))
+    if existing is not None:
+        return existing
+    patient = Patient(account_id=None, person_id=person_id, relationship="self", name=name,
+                      id_type=document.id_type, id_number=document.number, birth_date=birth_date, sex=sex,
+                      phone=phone, phone_hash=phone_hash(phone), verification="unverified", created_at=now,
+                      updated_at=now)
+    session.add(patient)
+    await session.flush()
+    log.info("window_patient_added", patient_id=patient.id, person_id=person_id)
+    return patient
+
+
 async def do_update_patient(session: AsyncSession, *, account_id: int, patient_id: int,
                             data: PatientUpdate, now: dt.datetime) -> Patient:
     if data.touches_identity:

@@ -1,4 +1,5 @@
-"""The back office: a hospital's clinic hours, the patients' phone lookup hash, staff TOTP
+"""The back office: a hospital's clinic hours, the patients' phone lookup hash, staff TOTP,
+walk-ins (bookings and patients without an account)
 
 Revision ID: 0011_staff
 Revises: 0006_his
@@ -37,10 +38,26 @@ def upgrade() -> None:
     with op.batch_alter_table('patients', schema=None) as batch_op:
         batch_op.add_column(sa.Column('phone_hash', sa.String(length=64), nullable=True))
         batch_op.create_index(batch_op.f('ix_patients_phone_hash'), ['phone_hash'], unique=False)
+        batch_op.alter_column('account_id', existing_type=sa.BigInteger().with_variant(sa.Integer(), 'sqlite'),
+                              nullable=True)
+    with op.batch_alter_table('bookings', schema=None) as batch_op:
+        batch_op.alter_column('account_id', existing_type=sa.BigInteger().with_variant(sa.Integer(), 'sqlite'),
+                              nullable=True)
 
 
 def downgrade() -> None:
+    # walk-ins have no account: they cannot be kept by the older schema
+    op.execute("DELETE FROM booking_events WHERE booking_id IN (SELECT id FROM bookings WHERE account_id IS NULL)")
+    op.execute("UPDATE slot_positions SET booking_id = NULL WHERE booking_id IN "
+               "(SELECT id FROM bookings WHERE account_id IS NULL)")
+    op.execute("DELETE FROM bookings WHERE account_id IS NULL")
+    op.execute("DELETE FROM patients WHERE account_id IS NULL")
+    with op.batch_alter_table('bookings', schema=None) as batch_op:
+        batch_op.alter_column('account_id', existing_type=sa.BigInteger().with_variant(sa.Integer(), 'sqlite'),
+                              nullable=False)
     with op.batch_alter_table('patients', schema=None) as batch_op:
+        batch_op.alter_column('account_id', existing_type=sa.BigInteger().with_variant(sa.Integer(), 'sqlite'),
+                              nullable=False)
         batch_op.drop_index(batch_op.f('ix_patients_phone_hash'))
         batch_op.drop_column('phone_hash')
     with op.batch_alter_table('hospital_rules', schema=None) as batch_op:
