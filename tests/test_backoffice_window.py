@@ -215,3 +215,20 @@ async def test_walk_ins_only_on_the_day_and_only_where_the_hospital_runs_its_poo
     _, scheduler = await make_staff(db, now, role="scheduler", hospital_id=hid)
     r = await client.post(f"/api/v1/staff/schedules/{later}/walk-ins", json=body, headers=auth(scheduler))
     assert r.status_code == 403
+
+
+async def test_the_keys_pass_fills_the_phone_hash_of_older_patient_rows(client, db, clock):
+    from guahao.keys.rotation import reencrypt
+
+    w = await _world(db, clock)  # the builder writes patients without a phone hash, as older rows are
+    async with db.read() as s:
+        patient = await s.get(Patient, w["patient"])
+        assert patient.phone_hash is None
+        phone = patient.phone
+    url = f"/api/v1/staff/hospitals/{w['hid']}/window/search"
+    assert (await client.post(url, json={"phone": phone}, headers=auth(w["desk"]))).json() == []
+    report = await reencrypt(db)
+    assert report.hashes_rewritten >= 1
+    found = await client.post(url, json={"phone": phone}, headers=auth(w["desk"]))
+    assert [b["id"] for b in found.json()] == [w["booking"]]
+    assert (await reencrypt(db)).hashes_rewritten == 0

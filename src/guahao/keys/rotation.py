@@ -143,6 +143,10 @@ async def _value_batch(db: Database, table: Table, after: int, size: int, report
             if table.name == "accounts" and "phone" in plain and not values_only:
                 await _rehash(session, table, table.c.phone_hash, row["id"],
                               accounts_service.phone_hash(plain["phone"]), report)
+            if table.name == "patients" and "phone" in plain and not values_only:
+                # rows older than the column have none yet: the pass fills it (fill_missing)
+                await _rehash(session, table, table.c.phone_hash, row["id"],
+                              patients_service.phone_hash(plain["phone"]), report, fill_missing=True)
     return rows[-1]["id"] if rows else None
 
 
@@ -156,9 +160,9 @@ async def _guarded_update(session: AsyncSession, table: Table, row_id: int, colu
 
 
 async def _rehash(session: AsyncSession, table: Table, column, row_id: int, expected: str,
-                  report: RotationReport) -> None:
+                  report: RotationReport, *, fill_missing: bool = False) -> None:
     stored = await session.scalar(select(column).where(table.c.id == row_id))
-    if stored is None or stored == expected:
+    if stored == expected or (stored is None and not fill_missing):
         return
     report.hashes_rewritten += 1
     if report.dry_run:

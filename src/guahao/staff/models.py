@@ -46,7 +46,7 @@ class StaffLoginThrottle(Base):
 
 
 @encrypted_rows
-class StaffTotp(Base):
+class StaffTotp(IdMixin, Base):
     """A staff user's TOTP second factor (RFC 6238, through pyotp).
 
     The secret is encrypted at rest like personal data. Until `confirmed_at` is set the
@@ -55,7 +55,8 @@ class StaffTotp(Base):
 
     __tablename__ = "staff_totp"
 
-    staff_id: Mapped[int] = mapped_column(BigId, ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True)
+    # an id of its own: the key rotation pass (keys/rotation.py) walks encrypted tables by id
+    staff_id: Mapped[int] = mapped_column(BigId, ForeignKey("staff_users.id", ondelete="CASCADE"), unique=True)
     secret: Mapped[str] = mapped_column(Encrypted("staff_totp.secret"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -27,10 +27,12 @@ def upgrade() -> None:
     sa.Column('confirmed_at', guahao.core.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_step', sa.BigInteger(), nullable=True),
     sa.Column('row_key', sa.String(length=32), nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.ForeignKeyConstraint(['staff_id'], ['staff_users.id'], name=op.f('fk_staff_totp_staff_id_staff_users'),
                             ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('staff_id', name=op.f('pk_staff_totp')),
-    sa.UniqueConstraint('row_key', name=op.f('uq_staff_totp_row_key'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_staff_totp')),
+    sa.UniqueConstraint('row_key', name=op.f('uq_staff_totp_row_key')),
+    sa.UniqueConstraint('staff_id', name=op.f('uq_staff_totp_staff_id'))
     )
     with op.batch_alter_table('hospital_rules', schema=None) as batch_op:
         for name in CLINIC_COLUMNS:
