@@ -394,3 +394,47 @@ async def test_lists_show_an_account_only_its_own_patients_and_bookings(client, 
         assert a.status_code == b.status_code == 200
         a_ids = {item["id"] for item in a.json()["items"]}
         assert a_ids and not a_ids & {item["id"] for item in b.json()["items"]}, path
+
+
+# --- roles: a hospital role without the permission is refused --------------------------------
+
+WINDOW_ROLES = {"front_desk", "hospital_admin"}
+SCHEDULER_ROLES = {"scheduler", "hospital_admin"}
+ADMIN_ONLY = {"hospital_admin"}
+# The back office's routes (issue 10) and the hospital roles each admits; every other hospital
+# role of the same hospital must get 403.
+ROLE_TABLE: dict[tuple[str, str], set[str]] = {
+    ("POST", "/api/v1/staff/hospitals/{hospital_id}/window/search"): WINDOW_ROLES,
+    ("POST", "/api/v1/staff/bookings/{booking_id}/reveal"): WINDOW_ROLES,
+    ("POST", "/api/v1/staff/bookings/{booking_id}/window-check-in"): WINDOW_ROLES,
+    ("POST", "/api/v1/staff/bookings/{booking_id}/void"): WINDOW_ROLES,
+    ("POST", "/api/v1/staff/schedules/{schedule_id}/walk-ins"): WINDOW_ROLES,
+    ("POST", "/api/v1/staff/hospitals/{hospital_id}/leave/preview"): SCHEDULER_ROLES,
+    ("POST", "/api/v1/staff/hospitals/{hospital_id}/leave"): SCHEDULER_ROLES,
+    ("POST", "/api/v1/staff/schedules/{schedule_id}/resume"): SCHEDULER_ROLES,
+    ("PUT", "/api/v1/staff/hospitals/{hospital_id}/clinic-hours"): ADMIN_ONLY,
+    ("GET", "/api/v1/staff/hospitals/{hospital_id}/reports/bookings"): ADMIN_ONLY,
+    ("GET", "/api/v1/staff/hospitals/{hospital_id}/reports/summary"): ADMIN_ONLY,
+    ("GET", "/api/v1/staff/hospitals/{hospital_id}/reports/money.csv"): ADMIN_ONLY,
+    ("GET", "/api/v1/staff/hospitals/{hospital_id}/restrictions"): {"hospital_admin", "front_desk"},
+    ("POST", "/api/v1/staff/restrictions/{restriction_id}/lift"): ADMIN_ONLY,
+}
+
+
+def test_the_role_table_names_existing_staff_routes(app):
+    staff_routes = {e.key for e in endpoints(app) if e.kind == "staff"}
+    assert set(ROLE_TABLE) <= staff_routes, sorted(set(ROLE_TABLE) - staff_routes)
+
+
+async def test_a_hospital_role_without_the_permission_gets_403(app, client, world):
+    failures = []
+    by_key = {e.key: e for e in endpoints(app)}
+    for key, allowed in ROLE_TABLE.items():
+        for call in calls_for(by_key[key], world):
+            for role in sorted(set(HOSPITAL_ROLES) - allowed):
+                r = await send(client, call, world["staff"][("X", role)])
+                if is_validation_error(r):
+                    failures.append(needs_table_entry(call, r))
+                elif r.status_code != 403:
+                    failures.append(f"{call}: {role} of hospital X got {r.status_code}, not 403: {r.text[:200]}")
+    assert failures == [], "\n".join(failures)
