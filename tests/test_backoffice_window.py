@@ -11,6 +11,7 @@ from guahao.booking import actions
 from guahao.booking.models import Booking
 from guahao.core.audit import AuditEntry
 from guahao.outbox.models import OutboxMessage
+from guahao.patients import lookup as patient_lookup
 from guahao.patients import service as patients_service
 from guahao.patients.models import Patient
 from guahao.scheduling.models import SlotPosition
@@ -70,7 +71,7 @@ async def test_a_new_patient_gets_a_phone_lookup_hash(client, db, clock):
         "relationship": "self", "name": "李四", "id_number": make_id_number(), "phone": "13811112222"})
     assert r.status_code == 201, r.text
     async with db.read() as s:
-        assert await patients_service.patient_ids_by_phone(s, "138 1111 2222") == [r.json()["id"]]
+        assert await patient_lookup.patient_ids_by_phone(s, "138 1111 2222") == [r.json()["id"]]
         stored = await s.scalar(select(Patient.phone_hash).where(Patient.id == r.json()["id"]))
     assert stored == patients_service.phone_hash("+8613811112222")
 

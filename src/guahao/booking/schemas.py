@@ -155,7 +155,8 @@ class LeaveRequest(BaseModel):
     doctor_id: int = Field(gt=0)
     from_date: dt.date
     to_date: dt.date
-    periods: list[str] | None = Field(default=None, description="only these periods; all when omitted")
+    periods: list[Literal["morning", "afternoon", "evening", "all_day"]] | None = Field(
+        default=None, description="only these periods; all when omitted")
 
 
 class LeaveSuspend(LeaveRequest):

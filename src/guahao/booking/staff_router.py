@@ -16,6 +16,7 @@ from guahao.catalog import service as catalog_service
 from guahao.core.crypto import mask_name
 from guahao.core.deps import ClockDep, CurrentStaff, Db
 from guahao.core.localtime import localize
+from guahao.patients import lookup as patient_lookup
 from guahao.patients import service as patients_service
 from guahao.scheduling import service as scheduling_service
 
@@ -122,7 +123,7 @@ async def list_restrictions(hospital_id: int, staff: CurrentStaff, db: Db, clock
     async with db.read() as session:
         rows = await restrictions.list_for_hospital(session, hospital_id, active_only=active, now=clock.now())
         zone = await catalog_service.zone_of(session, hospital_id)
-        people = await patients_service.masked_identity_of_persons(session, (r.person_id for r in rows))
+        people = await patient_lookup.masked_identity_of_persons(session, (r.person_id for r in rows))
     return localize([_restriction_read(r, people) for r in rows], zone)
 
 
@@ -141,5 +142,5 @@ async def lift_restriction(restriction_id: int, body: LiftRequest, staff: Curren
         r = await restrictions.do_lift(session, restriction_id=restriction_id, staff_id=staff.staff_id,
                                        hospital_id=None if staff.is_operator else staff.hospital_id,
                                        reason=body.reason, now=clock.now())
-        people = await patients_service.masked_identity_of_persons(session, [r.person_id])
+        people = await patient_lookup.masked_identity_of_persons(session, [r.person_id])
         return localize(_restriction_read(r, people), await catalog_service.zone_of(session, r.hospital_id))

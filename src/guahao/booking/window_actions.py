@@ -23,6 +23,7 @@ from guahao.booking.lifecycle import Actor
 from guahao.booking.models import ACTIVE_STATES, Booking
 from guahao.core import audit
 from guahao.core.errors import InvalidRequest, NotFound
+from guahao.patients import lookup as patient_lookup
 from guahao.patients import service as patients_service
 from guahao.scheduling import seats
 from guahao.scheduling import service as scheduling_service
@@ -63,12 +64,12 @@ async def find_bookings(session: AsyncSession, *, hospital_id: int, today: dt.da
     if code:
         query = query.where(Booking.booking_code == code.strip())
     elif id_number:
-        persons = await patients_service.person_ids_by_id_number(session, id_number, today=today)
+        persons = await patient_lookup.person_ids_by_id_number(session, id_number, today=today)
         if not persons:
             return []
         query = query.where(Booking.person_id.in_(persons))
     else:
-        patients = await patients_service.patient_ids_by_phone(session, phone or "")
+        patients = await patient_lookup.patient_ids_by_phone(session, phone or "")
         if not patients:
             return []
         query = query.where(Booking.patient_id.in_(patients))
@@ -98,7 +99,7 @@ async def do_window_check_in(session: AsyncSession, *, hospital_id: int | None, 
     nothing (the attempt is audited, a mismatch may be an impostor)."""
     booking = await find_for_hospital(session, hospital_id=hospital_id, booking_id=booking_id)
     patient = await patients_service.get_one(session, booking.patient_id)
-    if not patients_service.same_identity(patient, id_number, today=patients_service.local_today(now)):
+    if not patient_lookup.same_identity(patient, id_number, today=patients_service.local_today(now)):
         raise staff_errors.IdentityMismatch()
     await do_check_in(session, booking, actor=actor, now=now)
     await audit.do_record(session, now=now, action="booking.check_in_identity", object_type="booking",
