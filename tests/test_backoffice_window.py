@@ -17,6 +17,7 @@ from guahao.patients.models import Patient
 from guahao.scheduling.models import SlotPosition
 from tests.booking_builders import make_id_number, make_patient, make_schedule
 from tests.builders import auth, make_account, make_department, make_doctor, make_hospital, make_staff
+from tests.conftest import remember_sensitive
 
 TODAY = dt.date(2026, 11, 19)  # the conftest clock: 10:00 in Shanghai
 
@@ -165,6 +166,7 @@ async def test_walk_ins_take_the_onsite_pool_checked_in_with_their_numbers(clien
     _, desk = await make_staff(db, now, role="front_desk", hospital_id=hid)
     url = f"/api/v1/staff/schedules/{schedule}/walk-ins"
     first_id = make_id_number()
+    remember_sensitive(first_id, "13700001111", "孙悟空")  # the session end checks the log for them
     r = await client.post(url, json={"name": "孙悟空", "id_number": first_id, "phone": "13700001111"},
                           headers=auth(desk))
     assert r.status_code == 201, r.text
