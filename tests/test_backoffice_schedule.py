@@ -194,3 +194,41 @@ async def test_rules_preview_says_what_patients_will_read(client, db, clock):
     assert any("建档" in line for line in edited["zh-CN"])
     async with db.read() as s:  # a preview saves nothing
         assert (await hospital_rules.get_rules(s, w["hid"])).hold_minutes == 15
+
+
+async def test_a_capacity_cut_racing_a_hold_never_strands_a_booking(client, db, clock):
+    """The cut holds the schedule row exclusively; a hold takes it shared. Whichever goes
+    first, the other sees its result: a cut to what was sold refuses once the hold got in,
+    and a hold after the cut finds the slot full. Every live booking keeps its seat."""
+    import asyncio
+
+    from guahao.booking import errors
+
+    w = await _world(db, clock)
+    for round_ in range(4):
+        schedule, slots = await _session(db, w, DAY + dt.timedelta(days=round_), capacity=3)
+        await _book(db, w, slots[0], pay=True)
+        patient = await make_patient(db, w["now"], w["account"])
+
+        async def hold(slot=slots[0], patient=patient):
+            try:
+                async with db.begin() as s:
+                    return (await actions.do_hold(s, account_id=w["account"], patient_id=patient, slot_id=slot,
+                                                  now=w["now"])).id
+            except errors.SlotSoldOut:
+                return None
+
+        cut, held = await asyncio.gather(
+            client.patch(f"/api/v1/staff/schedules/{schedule}", json={"platform_capacity": 1},
+                         headers=w["scheduler"]),
+            hold())
+        if cut.status_code == 200:
+            assert held is None
+        else:
+            assert cut.json()["code"] == "capacity_below_sold" and held is not None
+        async with db.read() as s:
+            live = set(await s.scalars(select(Booking.id).where(Booking.schedule_id == schedule,
+                                                                Booking.state.in_(("held", "confirmed")))))
+            seated = set(await s.scalars(select(SlotPosition.booking_id).where(
+                SlotPosition.schedule_id == schedule, SlotPosition.booking_id.is_not(None))))
+        assert live == seated
