@@ -250,9 +250,11 @@ async def world(client, db, clock):
         payment_id = flagged.id
     staff[("platform", "platform_operator")] = (await make_staff(db, now, role="platform_operator",
                                                                  hospital_id=None))[1]
+    target_staff_id, _ = await make_staff(db, now, role="front_desk", hospital_id=x)  # a staff user as an object
     ids = {"hospital_id": x, "department_id": department, "doctor_id": doctor, "template_id": template,
            "schedule_id": schedule, "slot_id": slots[0], "patient_id": patient, "booking_id": booking["id"],
-           "restriction_id": restriction_id, "message_id": message_id, "payment_id": payment_id}
+           "restriction_id": restriction_id, "message_id": message_id, "payment_id": payment_id,
+           "staff_id": target_staff_id}
     return {"ids": ids, "booking_code": booking["booking_code"], "token_a": token_a, "token_b": token_b,
             "staff": staff}
 
@@ -310,7 +312,7 @@ def test_every_route_with_an_object_id_is_classified(app):
         "routes that name an object id but neither require an account or staff session nor are "
         f"allow-listed in PUBLIC: {unclassified}")
     known = {"hospital_id", "department_id", "doctor_id", "template_id", "schedule_id", "slot_id", "patient_id",
-             "booking_id", "restriction_id", "message_id", "payment_id", *ID_ALIASES}
+             "booking_id", "restriction_id", "message_id", "payment_id", "staff_id", *ID_ALIASES}
     unknown = sorted({f"{n} ({e})" for e in id_endpoints(app) for n in e.id_params if n not in known})
     assert unknown == [], f"new id parameters: build the object in the `world` fixture and map its id: {unknown}"
     other = sorted({f"{n} ({e})" for e in endpoints(app) for n in e.path_params
@@ -418,6 +420,7 @@ ROLE_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/staff/hospitals/{hospital_id}/reports/money.csv"): ADMIN_ONLY,
     ("GET", "/api/v1/staff/hospitals/{hospital_id}/restrictions"): {"hospital_admin", "front_desk"},
     ("POST", "/api/v1/staff/restrictions/{restriction_id}/lift"): ADMIN_ONLY,
+    ("POST", "/api/v1/staff/users/{staff_id}/totp/reset"): ADMIN_ONLY,
 }
 
 

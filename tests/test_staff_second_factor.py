@@ -112,3 +112,26 @@ async def test_wrong_codes_count_toward_the_lockout(client, db, clock, settings)
         throttle = await s.get(StaffLoginThrottle, operator)
         assert throttle is not None and throttle.locked_until > clock.now()
         assert await s.scalar(select(AuditEntry.id).where(AuditEntry.action == "staff.login_locked")) is not None
+
+
+async def test_an_admin_resets_the_second_factor_of_a_user_of_their_hospital(client, db, clock):
+    hospital = await make_hospital(db, clock.now())
+    other = await make_hospital(db, clock.now(), name="乙医院")
+    colleague = await create_user(db, clock, role="hospital_admin", hospital_id=hospital)
+    admin_token = await _token(client, await create_user(db, clock, role="hospital_admin", hospital_id=hospital))
+    stranger = await _token(client, await create_user(db, clock, role="hospital_admin", hospital_id=other))
+    token = await _token(client, colleague)
+    uri = (await client.post("/api/v1/staff/me/totp", headers=auth(token))).json()["otpauth_uri"]
+    code = pyotp.TOTP(urllib.parse.parse_qs(urllib.parse.urlparse(uri).query)["secret"][0]).at(clock.now())
+    assert (await client.post("/api/v1/staff/me/totp/confirm", json={"code": code},
+                              headers=auth(token))).status_code == 200
+    async with db.read() as s:
+        colleague_id = (await staff_service.get_by_username(s, colleague)).id
+    url = f"/api/v1/staff/users/{colleague_id}/totp/reset"
+    assert (await client.post(url, headers=auth(stranger))).status_code == 404
+    r = await client.post(url, headers=auth(admin_token))
+    assert r.status_code == 200 and r.json() == {"enabled": False}
+    assert (await staff_login(client, colleague)).status_code == 200  # the password alone again
+    assert "staff.totp_reset" in await _actions(db)
+    again = await client.post(url, headers=auth(admin_token))
+    assert again.status_code == 409 and again.json()["code"] == "totp_not_enrolled"

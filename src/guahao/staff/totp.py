@@ -114,3 +114,15 @@ async def do_check_login(session: AsyncSession, staff_id: int, code: str | None,
     await _accept(row, code, now)
     await session.flush()
     return True
+
+
+async def do_reset(session: AsyncSession, user: StaffUser, *, actor_staff_id: int, now: dt.datetime) -> None:
+    """Remove a user's second factor (lost phone) on behalf of an operator or their hospital's
+    admin; the user enrols again. Audited with who did it."""
+    row = await _row(session, user.id, for_update=True)
+    if row is None:
+        raise TotpNotEnrolled()
+    await session.delete(row)
+    await session.flush()
+    await audit.do_record(session, now=now, action="staff.totp_reset", object_type="staff_user", object_id=user.id,
+                          hospital_id=user.hospital_id, staff_id=actor_staff_id, detail={})
