@@ -33,6 +33,7 @@ from guahao.providers import build_providers
 from guahao.scheduling.router import router as scheduling_router
 from guahao.staff import service as staff_service
 from guahao.staff.router import router as staff_router
+from guahao.web import install as install_web
 
 # Routes match in this order; the booking routes take the release rush, so they come first.
 # Each feature's staff routes are its `staff_router`, mounted here next to its public router.
@@ -92,4 +93,5 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         app.include_router(router)
     if settings.docs_enabled:
         install_docs(app)
+    install_web(app)  # the patient pages at /, after the API (its routes and error handlers)
     return app

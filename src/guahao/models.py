@@ -1,7 +1,7 @@
 """Every table, imported in one place so metadata (and Alembic) sees all of them."""
 import guahao.notifications.models
 import guahao.payments.models  # noqa: F401
-from guahao.accounts.models import Account, AuthSession, SmsCode  # noqa: F401
+from guahao.accounts.models import Account, AuthSession, Consent, SmsCode  # noqa: F401
 from guahao.booking.models import Booking, BookingEvent, Restriction  # noqa: F401
 from guahao.catalog.models import Department, Doctor, FeeRule, Hospital, HospitalRules  # noqa: F401
 from guahao.core.audit import AuditEntry  # noqa: F401

@@ -1,0 +1,35 @@
+"""patient web app: consents given by account holders (PIPL)
+
+Revision ID: 0007_web
+Revises: 0005_sec
+"""
+import sqlalchemy as sa
+from alembic import op
+
+import guahao.core.db
+
+revision = '0007_web'
+down_revision = '0005_sec'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('account_consents',
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('kind', sa.String(length=30), nullable=False),
+    sa.Column('version', sa.String(length=20), nullable=False),
+    sa.Column('consented_at', guahao.core.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_account_consents_account_id_accounts'),
+                            ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_account_consents'))
+    )
+    with op.batch_alter_table('account_consents', schema=None) as batch_op:
+        batch_op.create_index('ix_account_consents_account_id_kind', ['account_id', 'kind'], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('account_consents', schema=None) as batch_op:
+        batch_op.drop_index('ix_account_consents_account_id_kind')
+    op.drop_table('account_consents')
