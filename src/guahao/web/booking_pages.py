@@ -13,6 +13,8 @@ import json
 import uuid
 
 import segno
+from typing import Annotated
+
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
@@ -29,7 +31,8 @@ from guahao.web.format import seconds_until
 from guahao.web.pages import Page, PageDep, form_of, redirect, render
 
 router = APIRouter(include_in_schema=False)
-BookingId = Path(ge=1, le=2**63 - 1)
+BookingId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+SlotId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 PAY_METHODS = ("wechat", "alipay", "card")
 
 
@@ -55,12 +58,12 @@ async def _confirm_page(page: Page, slot_id: int, *, error: str | None = None, c
 
 
 @router.get("/book/{slot_id}")
-async def confirm(page: PageDep, slot_id: int = BookingId):
+async def confirm(page: PageDep, slot_id: SlotId):
     return await _confirm_page(page, slot_id)
 
 
 @router.post("/book/{slot_id}")
-async def hold(page: PageDep, slot_id: int = BookingId):
+async def hold(page: PageDep, slot_id: SlotId):
     """Take the hold through the API's own route: same gate, same key protocol, same answer."""
     account = page.need_account()
     form = await form_of(page)
@@ -103,7 +106,7 @@ async def _booking(page: Page, booking_id: int):
 
 
 @router.get("/bookings/{booking_id}/pay")
-async def pay_page(page: PageDep, booking_id: int = BookingId, error: str | None = None):
+async def pay_page(page: PageDep, booking_id: BookingId, error: str | None = None):
     booking = await _booking(page, booking_id)
     if "pay" not in booking.allowed_actions:
         return redirect(page, f"/bookings/{booking_id}")
@@ -113,7 +116,7 @@ async def pay_page(page: PageDep, booking_id: int = BookingId, error: str | None
 
 
 @router.post("/bookings/{booking_id}/pay")
-async def pay(page: PageDep, booking_id: int = BookingId):
+async def pay(page: PageDep, booking_id: BookingId):
     """Open (or resume) the payment through the API's route, then go to the provider's cashier."""
     account = page.need_account()
     form = await form_of(page)
@@ -142,7 +145,7 @@ def _money(payments) -> dict[str, int]:
 
 
 @router.get("/bookings/{booking_id}")
-async def booking_detail(page: PageDep, booking_id: int = BookingId, cancelled: int = 0):
+async def booking_detail(page: PageDep, booking_id: BookingId, cancelled: int = 0):
     account = page.need_account()
     db, clock = _state(page)
     booking = await booking_api.get_booking(booking_id, account, db, clock)
@@ -164,7 +167,7 @@ async def bookings(page: PageDep):
 
 
 @router.get("/bookings/{booking_id}/cancel")
-async def cancel_page(page: PageDep, booking_id: int = BookingId):
+async def cancel_page(page: PageDep, booking_id: BookingId):
     account = page.need_account()
     db, clock = _state(page)
     booking = await booking_api.get_booking(booking_id, account, db, clock)
@@ -173,7 +176,7 @@ async def cancel_page(page: PageDep, booking_id: int = BookingId):
 
 
 @router.post("/bookings/{booking_id}/cancel")
-async def cancel(page: PageDep, booking_id: int = BookingId):
+async def cancel(page: PageDep, booking_id: BookingId):
     account = page.need_account()
     form = await form_of(page)
     db, clock = _state(page)
@@ -192,7 +195,7 @@ async def cancel(page: PageDep, booking_id: int = BookingId):
 
 
 @router.get("/bookings/{booking_id}/qr.svg")
-async def booking_qr(page: PageDep, booking_id: int = BookingId):
+async def booking_qr(page: PageDep, booking_id: BookingId):
     """The booking code as a QR code, for the window's scanner or a self-service machine."""
     booking = await _booking(page, booking_id)
     out = io.BytesIO()
@@ -210,7 +213,7 @@ def _ics_text(value: str) -> str:
 
 
 @router.get("/bookings/{booking_id}/calendar.ics")
-async def booking_ics(page: PageDep, booking_id: int = BookingId):
+async def booking_ics(page: PageDep, booking_id: BookingId):
     booking = await _booking(page, booking_id)
     _, clock = _state(page)
     who = booking.doctor_name or page._("General clinic")

@@ -68,8 +68,8 @@ def install(app: FastAPI) -> None:
 
     def unexpected(request: Request, exc: Exception):
         log.exception("page_error", error_type=type(exc).__name__, path=request.url.path)
-        return error_page(request, 500, page_for(request)._("Something went wrong on our side; please try again "
-                                                            "shortly."))
+        message = page_for(request)._("Something went wrong on our side; please try again shortly.")
+        return error_page(request, 500, message)
 
     wrap(GuahaoError, domain)
     wrap(RequestValidationError, validation)

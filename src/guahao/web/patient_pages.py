@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import quote
 
+from typing import Annotated
+
 from fastapi import APIRouter, Path
 from pydantic import ValidationError
 
@@ -20,7 +22,7 @@ from guahao.web.account_pages import ID_NUMBER_VERSION
 from guahao.web.pages import Page, PageDep, form_of, redirect, render, safe_next
 
 router = APIRouter(include_in_schema=False)
-PatientId = Path(ge=1, le=2**63 - 1)
+PatientId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 GUARDIAN_AGE = 14  # PIPL art. 31: personal information of a child under 14 needs the guardian's consent
 # The sandbox face check takes no camera: the page offers the two outcomes as buttons.
 SANDBOX_TOKENS = {"pass": "pass-web-sandbox", "fail": "fail-web-sandbox"}
@@ -76,8 +78,7 @@ async def add_patient(page: PageDep):
                           error=page._("Please agree to the processing of the ID number first."))
     if _is_minor(values, clock.now()) and form.get("guardian") != "1":
         return _form_page(page, values=shown, status=422, next_url=next_url,
-                          error=page._("This patient is under 14: please confirm that you are the guardian and "
-                                       "consent to the processing of the child's information."))
+                          error=page._("This patient is under 14: please confirm that you are the guardian and consent to the processing of the child's information."))
     try:
         body = PatientCreate(**values)
     except ValidationError:
@@ -97,7 +98,7 @@ async def add_patient(page: PageDep):
 
 
 @router.get("/patients/{patient_id}")
-async def edit_patient_page(page: PageDep, patient_id: int = PatientId):
+async def edit_patient_page(page: PageDep, patient_id: PatientId):
     account = page.need_account()
     db, clock = _state(page)
     patient = await patients_api.get_patient(patient_id, account, db, clock)
@@ -105,7 +106,7 @@ async def edit_patient_page(page: PageDep, patient_id: int = PatientId):
 
 
 @router.post("/patients/{patient_id}")
-async def edit_patient(page: PageDep, patient_id: int = PatientId):
+async def edit_patient(page: PageDep, patient_id: PatientId):
     """Only what may change: relationship, name, phone (identity stays; a new name needs a new check)."""
     account = page.need_account()
     form = await form_of(page)
@@ -123,7 +124,7 @@ async def edit_patient(page: PageDep, patient_id: int = PatientId):
 
 
 @router.post("/patients/{patient_id}/delete")
-async def delete_patient(page: PageDep, patient_id: int = PatientId):
+async def delete_patient(page: PageDep, patient_id: PatientId):
     account = page.need_account()
     await form_of(page)
     db, clock = _state(page)
@@ -137,7 +138,7 @@ async def delete_patient(page: PageDep, patient_id: int = PatientId):
 
 
 @router.get("/patients/{patient_id}/verify")
-async def verify_page(page: PageDep, patient_id: int = PatientId, next: str = "/patients"):
+async def verify_page(page: PageDep, patient_id: PatientId, next: str = "/patients"):
     account = page.need_account()
     db, clock = _state(page)
     patient = await patients_api.get_patient(patient_id, account, db, clock)
@@ -146,7 +147,7 @@ async def verify_page(page: PageDep, patient_id: int = PatientId, next: str = "/
 
 
 @router.post("/patients/{patient_id}/verify")
-async def verify(page: PageDep, patient_id: int = PatientId):
+async def verify(page: PageDep, patient_id: PatientId):
     account = page.need_account()
     form = await form_of(page)
     db, clock = _state(page)

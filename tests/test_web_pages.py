@@ -1,0 +1,255 @@
+"""The patient pages over plain HTTP, as a browser without JavaScript uses them: every main
+form works by itself (progressive enhancement), a post without the CSRF token is refused,
+the cookies carry the right flags, and no page shows a patient's ID or phone number."""
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from guahao.accounts.models import Consent
+from guahao.app import create_app
+from guahao.booking.models import Booking
+from tests.booking_builders import make_patient
+from tests.builders import make_account
+from tests.web_support import (
+    DAY_OK,
+    consent_version,
+    csrf_of,
+    login_with_forms,
+    make_world,
+    new_person,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+async def browser_client(app):
+    """A cookie-keeping client that asks for HTML, like a browser (but runs no script)."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
+                                 headers={"Accept": "text/html", "Accept-Language": "zh-CN"}) as c:
+        yield c
+
+
+async def _add_verified_patient(c, person: dict) -> int:
+    form = await c.get("/patients/new")
+    token = csrf_of(form.text)
+    added = await c.post("/patients/new", data={"csrf_token": token, "relationship": "self", "id_type": "resident_id",
+                                                **person, "consent_id": "2026-12", "next": "/patients"})
+    assert added.status_code == 303, added.text
+    patient_id = int(re.search(r"/patients/(\d+)/verify", added.headers["location"]).group(1))
+    verified = await c.post(f"/patients/{patient_id}/verify", data={"csrf_token": token, "outcome": "pass"})
+    assert verified.status_code == 303, verified.text
+    return patient_id
+
+
+async def test_the_whole_journey_works_with_forms_alone(app, db, clock, browser_client):
+    c = browser_client
+    world = await make_world(db, clock)
+    await login_with_forms(c, app)
+    patient_id = await _add_verified_patient(c, new_person())
+
+    found = await c.get("/search", params={"q": "xnk"})
+    assert f'href="/departments/{world["department"]}"' in found.text and "心内科" in found.text
+    calendar = await c.get(f"/departments/{world['department']}", params={"day": DAY_OK.isoformat()})
+    assert f'href="/book/{world["slot"]}"' in calendar.text
+    assert "挂号费 ¥5.00" in calendar.text and "诊查费 ¥10.00" in calendar.text
+
+    confirm = await c.get(f"/book/{world['slot']}")
+    key = re.search(r'name="idempotency_key" value="([0-9a-f]+)"', confirm.text).group(1)
+    held = await c.post(f"/book/{world['slot']}", data={"csrf_token": csrf_of(confirm.text), "idempotency_key": key,
+                                                        "patient_id": str(patient_id)})
+    assert held.status_code == 303
+    booking_id = int(re.search(r"/bookings/(\d+)/pay", held.headers["location"]).group(1))
+    pay_page = await c.get(held.headers["location"])
+    assert "¥15.00" in pay_page.text and 'data-countdown="900"' in pay_page.text  # 15 minutes, from the server
+    # the fake provider's pay URL: paying for real is the browser test's part
+    paid = await c.post(f"/bookings/{booking_id}/pay", data={"csrf_token": csrf_of(pay_page.text), "method": "alipay"})
+    assert paid.status_code == 303 and paid.headers["location"].startswith("http")
+
+    listing = await c.get("/bookings")
+    assert f'href="/bookings/{booking_id}"' in listing.text and "待支付" in listing.text
+    cancel_page = await c.get(f"/bookings/{booking_id}/cancel")
+    cancelled = await c.post(f"/bookings/{booking_id}/cancel", data={"csrf_token": csrf_of(cancel_page.text)})
+    assert cancelled.status_code == 303
+    detail = await c.get(cancelled.headers["location"])
+    assert "已取消" in detail.text and "预约已取消" in detail.text
+
+
+async def test_a_double_submit_of_the_confirm_form_books_once(app, db, clock, browser_client):
+    c = browser_client
+    world = await make_world(db, clock)
+    await login_with_forms(c, app)
+    patient_id = await _add_verified_patient(c, new_person())
+    confirm = await c.get(f"/book/{world['slot']}")
+    data = {"csrf_token": csrf_of(confirm.text), "patient_id": str(patient_id),
+            "idempotency_key": re.search(r'name="idempotency_key" value="([0-9a-f]+)"', confirm.text).group(1)}
+    first = await c.post(f"/book/{world['slot']}", data=data)
+    second = await c.post(f"/book/{world['slot']}", data=data)  # the retry, or the second tap
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == second.headers["location"]
+    async with db.read() as s:
+        assert await s.scalar(select(func.count()).select_from(Booking).where(Booking.patient_id == patient_id)) == 1
+
+
+async def test_refusals_are_shown_as_their_messages(app, db, clock, browser_client):
+    c = browser_client
+    world = await make_world(db, clock)
+    await login_with_forms(c, app)
+    patient_id = await _add_verified_patient(c, new_person())
+    confirm = await c.get(f"/book/{world['full_slot']}")
+    refused = await c.post(f"/book/{world['full_slot']}", data={
+        "csrf_token": csrf_of(confirm.text), "patient_id": str(patient_id),
+        "idempotency_key": re.search(r'name="idempotency_key" value="([0-9a-f]+)"', confirm.text).group(1)})
+    assert refused.status_code == 409
+    assert "该时段号源已约满" in refused.text
+    assert 'id="form-error"' in refused.text and "{" not in refused.text.split('id="form-error"')[1][:200]
+
+
+async def test_a_post_without_the_csrf_token_is_refused(app, db, clock, browser_client):
+    c = browser_client
+    await c.get("/login")  # the browser has its CSRF cookie
+    refused = await c.post("/login/code", data={"phone": "13800138000"})
+    assert refused.status_code == 403 and refused.headers["content-type"].startswith("text/html")
+    assert "页面已过期" in refused.text
+    wrong = await c.post("/login/code", data={"phone": "13800138000", "csrf_token": "0" * 64})
+    assert wrong.status_code == 403
+    assert app.state.sms.sent == []
+
+
+async def test_a_token_from_another_browser_is_refused(app, browser_client):
+    page = await browser_client.get("/login")
+    token = csrf_of(page.text)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as other:
+        await other.get("/login")
+        refused = await other.post("/login/code", data={"phone": "13800138000", "csrf_token": token})
+    assert refused.status_code == 403
+
+
+async def test_cookies_carry_their_flags(app, db, clock, browser_client):
+    first = await browser_client.get("/login")
+    csrf_cookie = first.headers["set-cookie"]
+    assert "guahao_csrf=" in csrf_cookie and "HttpOnly" in csrf_cookie and "SameSite=lax" in csrf_cookie
+    assert "Secure" not in csrf_cookie  # development and tests run on plain http
+    token = csrf_of(first.text)
+    await browser_client.post("/login/code", data={"csrf_token": token, "phone": "13800138000"})
+    done = await browser_client.post("/login", data={"csrf_token": token, "phone": "13800138000",
+                                                     "code": app.state.sms.last_code("+8613800138000"),
+                                                     "consent": consent_version()})
+    session = [h for h in done.headers.get_list("set-cookie") if h.startswith("guahao_session=")][0]
+    assert "HttpOnly" in session and "SameSite=lax" in session and "Path=/" in session
+
+
+async def test_production_cookies_are_secure(settings, clock):
+    from tests.test_security import production_settings
+
+    app = create_app(production_settings(settings), clock=clock)
+    try:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
+            r = await c.get("/login")
+        assert "Secure" in r.headers["set-cookie"] and "HttpOnly" in r.headers["set-cookie"]
+    finally:
+        await app.state.db.dispose()
+
+
+async def test_login_needs_the_consent_and_records_it(app, db, browser_client):
+    c = browser_client
+    page = await c.get("/login")
+    token = csrf_of(page.text)
+    await c.post("/login/code", data={"csrf_token": token, "phone": "13800138001"})
+    code = app.state.sms.last_code("+8613800138001")
+    refused = await c.post("/login", data={"csrf_token": token, "phone": "13800138001", "code": code})
+    assert refused.status_code == 422 and "个人信息处理告知" in refused.text
+    done = await c.post("/login", data={"csrf_token": token, "phone": "13800138001", "code": code,
+                                        "consent": consent_version()})
+    assert done.status_code == 303
+    async with db.read() as s:
+        rows = (await s.execute(select(Consent.kind, Consent.version))).all()
+    assert rows == [("privacy", consent_version())]
+
+
+async def test_the_resend_wait_and_the_rate_limit_message(app, browser_client):
+    c = browser_client
+    token = csrf_of((await c.get("/login")).text)
+    sent = await c.post("/login/code", data={"csrf_token": token, "phone": "13800138002"})
+    assert 'data-wait="60"' in sent.text and "138****8002" in sent.text
+    again = await c.post("/login/code", data={"csrf_token": token, "phone": "13800138002"})
+    assert again.status_code == 429 and "操作过于频繁" in again.text
+
+
+async def test_pages_need_a_login_and_come_back_after_it(app, browser_client):
+    r = await browser_client.get("/bookings")
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=%2Fbookings"
+    login = await browser_client.get(r.headers["location"])
+    assert 'name="next" value="/bookings"' in login.text
+    evil = await browser_client.get("/login", params={"next": "//evil.example/x"})
+    assert 'name="next" value="/"' in evil.text
+
+
+async def test_errors_are_pages_for_browsers_and_problems_for_the_api(app, browser_client):
+    missing = await browser_client.get("/no/such/page")
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert "页面不存在" in missing.text and "Traceback" not in missing.text
+    hospital = await browser_client.get("/hospitals/999999")
+    assert hospital.status_code == 404 and "找不到该医院" in hospital.text
+    api = await browser_client.get("/api/v1/hospitals/999999")
+    assert api.headers["content-type"].startswith("application/problem+json")
+    bad = await browser_client.get("/departments/not-a-number")
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("text/html")
+
+
+async def test_an_unexpected_error_is_a_page_without_details(app, browser_client, monkeypatch):
+    from guahao.web import catalog_pages
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(catalog_pages.catalog_api, "get_hospital", broken)
+    r = await browser_client.get("/hospitals/1")
+    assert r.status_code == 500 and r.headers["content-type"].startswith("text/html")
+    assert "secret internals" not in r.text and "服务暂时不可用" in r.text
+
+
+async def test_language_follows_the_switch_then_the_browser(app, browser_client):
+    c = browser_client
+    assert "预约挂号" in (await c.get("/")).text
+    english = await c.get("/", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert "Book a hospital registration" in english.text and '<html lang="en">' in english.text
+    switched = await c.get("/settings/lang", params={"to": "en", "next": "/login"})
+    assert switched.status_code == 303 and switched.headers["location"] == "/login"
+    assert "Log in with your mobile number" in (await c.get("/login")).text  # the cookie wins over zh-CN
+
+
+async def test_elderly_mode_is_remembered(app, browser_client):
+    c = browser_client
+    assert '<body class="" ' in (await c.get("/")).text
+    await c.get("/settings/elder", params={"on": 1, "next": "/"})
+    assert '<body class="elder" ' in (await c.get("/login")).text
+
+
+async def test_no_page_shows_an_unmasked_id_or_phone_number(app, db, clock, browser_client):
+    c = browser_client
+    world = await make_world(db, clock)
+    await login_with_forms(c, app)
+    person = new_person()
+    patient_id = await _add_verified_patient(c, person)
+    account_id, _ = await make_account(db, clock.now())  # someone else's patient is never shown at all
+    await make_patient(db, clock.now(), account_id)
+    confirm = await c.get(f"/book/{world['slot']}")
+    held = await c.post(f"/book/{world['slot']}", data={
+        "csrf_token": csrf_of(confirm.text), "patient_id": str(patient_id),
+        "idempotency_key": re.search(r'name="idempotency_key" value="([0-9a-f]+)"', confirm.text).group(1)})
+    booking = held.headers["location"].rsplit("/", 1)[0]
+    pages = ["/", "/patients", f"/patients/{patient_id}", f"/patients/{patient_id}/verify", f"/book/{world['slot']}",
+             booking, booking + "/pay", booking + "/cancel", "/bookings", "/me"]
+    for path in pages:
+        html = (await c.get(path)).text
+        for value in (person["id_number"], person["phone"], person["name"], "13800138000"):
+            assert value not in html, (path, value)
+    assert "王*" in (await c.get("/patients")).text
