@@ -249,7 +249,18 @@ async def test_no_page_shows_an_unmasked_id_or_phone_number(app, db, clock, brow
     pages = ["/", "/patients", f"/patients/{patient_id}", f"/patients/{patient_id}/verify", f"/book/{world['slot']}",
              booking, booking + "/pay", booking + "/cancel", "/bookings", "/me"]
     for path in pages:
-        html = (await c.get(path)).text
+        answer = await c.get(path)
+        assert answer.status_code == 200, path
+        html = answer.text
         for value in (person["id_number"], person["phone"], person["name"], "13800138000"):
             assert value not in html, (path, value)
     assert "王*" in (await c.get("/patients")).text
+
+
+def test_every_template_compiles():
+    from guahao.web.pages import env
+
+    names = env.list_templates()
+    assert "base.html" in names
+    for name in names:
+        env.get_template(name)
