@@ -11,10 +11,9 @@ import datetime as dt
 import io
 import json
 import uuid
-
-import segno
 from typing import Annotated
 
+import segno
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
@@ -199,7 +198,7 @@ async def booking_qr(page: PageDep, booking_id: BookingId):
     """The booking code as a QR code, for the window's scanner or a self-service machine."""
     booking = await _booking(page, booking_id)
     out = io.BytesIO()
-    segno.make(booking.booking_code, error="m").save(out, kind="svg", scale=6, border=2,
+    segno.make_qr(booking.booking_code, error="m").save(out, kind="svg", scale=6, border=2,
                                                      title=page._("Booking code %(code)s", code=booking.booking_code))
     return Response(out.getvalue(), media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 

@@ -4,9 +4,8 @@ what a page adds is only the consent it asks for and records (PIPL)."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated, get_args
 from urllib.parse import quote
-
-from typing import Annotated
 
 from fastapi import APIRouter, Path
 from pydantic import ValidationError
@@ -15,13 +14,13 @@ from guahao.accounts import service as accounts_service
 from guahao.core import idcard
 from guahao.core.errors import GuahaoError, InvalidRequest
 from guahao.patients import router as patients_api
-from guahao.patients.models import ID_TYPES, RELATIONSHIPS
-from guahao.patients.schemas import PatientCreate, PatientUpdate, VerifyRequest
+from guahao.patients.schemas import IdType, PatientCreate, PatientUpdate, Relationship, VerifyRequest
 from guahao.patients.validation import age_on
 from guahao.web.account_pages import ID_NUMBER_VERSION
 from guahao.web.pages import Page, PageDep, form_of, redirect, render, safe_next
 
 router = APIRouter(include_in_schema=False)
+RELATIONSHIPS, ID_TYPES = get_args(Relationship), get_args(IdType)
 PatientId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 GUARDIAN_AGE = 14  # PIPL art. 31: personal information of a child under 14 needs the guardian's consent
 # The sandbox face check takes no camera: the page offers the two outcomes as buttons.
