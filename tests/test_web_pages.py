@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from guahao.accounts.models import Consent
 from guahao.app import create_app
 from guahao.booking.models import Booking
+from guahao.payments.models import Payment
 from tests.booking_builders import make_patient
 from tests.builders import make_account
 from tests.web_support import (
@@ -70,6 +71,8 @@ async def test_the_whole_journey_works_with_forms_alone(app, db, clock, browser_
     # the fake provider's pay URL: paying for real is the browser test's part
     paid = await c.post(f"/bookings/{booking_id}/pay", data={"csrf_token": csrf_of(pay_page.text), "method": "alipay"})
     assert paid.status_code == 303 and paid.headers["location"].startswith("http")
+    async with db.read() as s:
+        assert await s.scalar(select(Payment.method).where(Payment.booking_id == booking_id)) == "alipay"
 
     listing = await c.get("/bookings")
     assert f'href="/bookings/{booking_id}"' in listing.text and "待支付" in listing.text

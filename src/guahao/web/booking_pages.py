@@ -26,6 +26,7 @@ from guahao.core.deps import KeyedAccount, bearer_or_cookie
 from guahao.core.errors import GuahaoError, NotFound
 from guahao.patients import router as patients_api
 from guahao.payments import router as payments_api
+from guahao.payments.schemas import PaymentStart
 from guahao.web.format import seconds_until
 from guahao.web.pages import Page, PageDep, form_of, redirect, render
 
@@ -126,7 +127,8 @@ async def pay(page: PageDep, booking_id: BookingId):
                       error=page._("Choose how to pay."),
                       hold_seconds=seconds_until(booking.hold_expires_at, clock.now()))
     try:
-        answer = await payments_api.start_payment(page.request, booking_id, account, db, clock)
+        answer = await payments_api.start_payment(page.request, booking_id, account, db, clock,
+                                                  body=PaymentStart(method=form["method"]))
     except GuahaoError as exc:
         booking = await _booking(page, booking_id)
         if "pay" not in booking.allowed_actions:

@@ -1,4 +1,4 @@
-"""patient web app: consents given by account holders (PIPL)
+"""patient web app: consents given by account holders (PIPL); how a payment was chosen
 
 Revision ID: 0007_web
 Revises: 0005_sec
@@ -27,9 +27,15 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('account_consents', schema=None) as batch_op:
         batch_op.create_index('ix_account_consents_account_id_kind', ['account_id', 'kind'], unique=False)
+    with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('method', sa.String(length=10), nullable=True))
+        batch_op.create_check_constraint(op.f('ck_payments_method'), "method IS NULL OR method IN ('wechat', 'alipay', 'card')")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('payments', schema=None) as batch_op:
+        batch_op.drop_constraint(op.f('ck_payments_method'), type_='check')
+        batch_op.drop_column('method')
     with op.batch_alter_table('account_consents', schema=None) as batch_op:
         batch_op.drop_index('ix_account_consents_account_id_kind')
     op.drop_table('account_consents')

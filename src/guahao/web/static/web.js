@@ -45,6 +45,20 @@
       });
     });
   }
-  document.addEventListener("DOMContentLoaded", function () { start(document); });
+  function locate() {
+    /* "Nearby": the browser asks for the location permission; we explain first and use the
+       position only for this one list (it goes in the URL, and is not stored). */
+    document.querySelectorAll("[data-locate]").forEach(function (btn) {
+      if (!navigator.geolocation) return;
+      btn.hidden = false;
+      btn.addEventListener("click", function () {
+        if (!window.confirm(btn.dataset.ask)) return;
+        navigator.geolocation.getCurrentPosition(function (pos) {
+          window.location.href = "/?near=" + pos.coords.latitude.toFixed(4) + "," + pos.coords.longitude.toFixed(4);
+        });
+      });
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { start(document); locate(); });
   document.addEventListener("htmx:load", function (e) { start(e.target); });
 })();
