@@ -274,3 +274,28 @@ async def test_elderly_mode_enlarges_type_and_targets_and_is_remembered(app, db,
         await phone.check("17-elderly")
     finally:
         await page.context.close()
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+async def test_the_other_pages_pass_axe_too(locale, app, db, clock, open_phone):
+    """The journey checks the pages it passes; these are the rest, in both languages."""
+    world = await make_world(db, clock)
+    phone = await open_phone(locale, "" if locale == "zh-CN" else "-en")
+    page = phone.page
+    try:
+        await phone.goto("/no-such-page")
+        await phone.check("18-not-found")
+        await _login(phone, app)
+        await _add_and_verify_patient(phone)
+        patient = await page.get_attribute(".patient", "data-patient")
+        for name, path in (("19-hospital", f"/hospitals/{world['hospital']}"),
+                           ("20-doctor", f"/doctors/{world['doctor']}"),
+                           ("21-search-empty", "/search?q=zzzzzz"),
+                           ("22-me", "/me"), ("23-patient-edit", f"/patients/{patient}"),
+                           ("24-bookings-empty", "/bookings"),
+                           ("25-parent-department", f"/departments/{world['parent']}")):
+            await phone.goto(path)
+            await phone.check(name)
+        assert len(phone.checked) >= 11
+    finally:
+        await page.context.close()

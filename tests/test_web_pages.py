@@ -267,3 +267,32 @@ def test_every_template_compiles():
     assert "base.html" in names
     for name in names:
         env.get_template(name)
+
+
+async def test_booking_code_as_qr_code_and_calendar_file(app, db, clock, browser_client):
+    c = browser_client
+    world = await make_world(db, clock)
+    await login_with_forms(c, app)
+    patient_id = await _add_verified_patient(c, new_person())
+    confirm = await c.get(f"/book/{world['slot']}")
+    held = await c.post(f"/book/{world['slot']}", data={
+        "csrf_token": csrf_of(confirm.text), "patient_id": str(patient_id),
+        "idempotency_key": re.search(r'name="idempotency_key" value="([0-9a-f]+)"', confirm.text).group(1)})
+    booking = held.headers["location"].rsplit("/", 1)[0]
+    qr = await c.get(booking + "/qr.svg")
+    assert qr.status_code == 200 and qr.headers["content-type"] == "image/svg+xml" and "<svg" in qr.text
+    ics = await c.get(booking + "/calendar.ics")
+    assert ics.headers["content-type"].startswith("text/calendar")
+    assert "DTSTART:20261121T000000Z" in ics.text  # 08:00 in Shanghai
+    assert "北京协和医院" in ics.text and "心内科" in ics.text
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as stranger:
+        assert (await stranger.get(booking + "/qr.svg")).status_code == 303  # to the login page
+
+
+async def test_the_hospital_page_states_its_rules_in_plain_words(app, db, clock, browser_client):
+    world = await make_world(db, clock)
+    html = (await browser_client.get(f"/hospitals/{world['hospital']}")).text
+    assert "每天 08:00 放出第 7 天的号源" in html and "锁号 15 分钟" in html
+    assert "30 天内取消预约或爽约累计 3 次,将暂停在线预约本院 30 天" in html
+    assert f'href="/departments/{world["department"]}"' in html

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query
 
 from guahao.booking import router as booking_api
 from guahao.catalog import router as catalog_api
+from guahao.catalog import rules as hospital_rules
 from guahao.catalog import search as catalog_search
 from guahao.core.errors import InvalidRequest
 from guahao.scheduling import router as scheduling_api
@@ -80,7 +81,9 @@ async def hospital(page: PageDep, hospital_id: int):
     db, _ = _deps(page)
     detail = await catalog_api.get_hospital(hospital_id, db, page.locale)
     tree = await catalog_api.department_tree(hospital_id, db)
-    return render(page, "catalog/hospital.html", hospital=detail, tree=tree)
+    async with db.read() as session:  # the limits the API's summary leaves out, in plain words
+        rules = await hospital_rules.get_rules(session, hospital_id)
+    return render(page, "catalog/hospital.html", hospital=detail, tree=tree, limits=rules)
 
 
 def _chosen_day(availability, day: dt.date | None) -> dt.date | None:
