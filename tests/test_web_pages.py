@@ -3,6 +3,7 @@ form works by itself (progressive enhancement), a post without the CSRF token is
 the cookies carry the right flags, and no page shows a patient's ID or phone number."""
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import httpx
@@ -296,3 +297,42 @@ async def test_the_hospital_page_states_its_rules_in_plain_words(app, db, clock,
     assert "每天 08:00 放出第 7 天的号源" in html and "锁号 15 分钟" in html
     assert "30 天内取消预约或爽约累计 3 次,将暂停在线预约本院 30 天" in html
     assert f'href="/departments/{world["department"]}"' in html
+
+
+async def test_optional_cards_are_kept_and_shown_masked(app, db, clock, browser_client):
+    c = browser_client
+    await login_with_forms(c, app)
+    person = new_person()
+    form = await c.get("/patients/new")
+    added = await c.post("/patients/new", data={"csrf_token": csrf_of(form.text), "relationship": "parent",
+                                                "id_type": "resident_id", **person, "consent_id": "2026-12",
+                                                "insurance_card": "YB12345678", "visit_card": "JZ0099887766"})
+    assert added.status_code == 303
+    listing = await c.get("/patients")
+    patient_id = re.search(r'data-patient="(\d+)"', listing.text).group(1)
+    edit = await c.get(f"/patients/{patient_id}")
+    assert "******5678" in edit.text and "YB12345678" not in edit.text and "JZ0099887766" not in edit.text
+    changed = await c.post(f"/patients/{patient_id}", data={"csrf_token": csrf_of(edit.text), "visit_card": "JZ55554444"})
+    assert changed.status_code == 303
+    assert "******4444" in (await c.get(f"/patients/{patient_id}")).text
+    async with db.read() as s:
+        consents = sorted((await s.execute(select(Consent.kind))).scalars())
+    assert consents == ["id_number", "privacy"]
+
+
+async def test_a_child_needs_the_guardian_consent(app, db, clock, browser_client):
+    from tests.booking_builders import make_id_number
+
+    c = browser_client
+    await login_with_forms(c, app)
+    child = {"name": "王小宝", "id_number": make_id_number(dt.date(2020, 3, 1)), "phone": "13912345670"}
+    form = await c.get("/patients/new")
+    data = {"csrf_token": csrf_of(form.text), "relationship": "child", "id_type": "resident_id", **child,
+            "consent_id": "2026-12"}
+    refused = await c.post("/patients/new", data=data)
+    assert refused.status_code == 422 and "未满 14 周岁" in refused.text
+    assert child["id_number"] not in refused.text
+    added = await c.post("/patients/new", data={**data, "guardian": "1"})
+    assert added.status_code == 303
+    async with db.read() as s:
+        assert "guardian" in set((await s.execute(select(Consent.kind))).scalars())

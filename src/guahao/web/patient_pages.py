@@ -22,6 +22,7 @@ from guahao.web.pages import Page, PageDep, form_of, redirect, render, safe_next
 router = APIRouter(include_in_schema=False)
 RELATIONSHIPS, ID_TYPES = get_args(Relationship), get_args(IdType)
 PatientId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+OPTIONAL = ("insurance_card", "visit_card")  # 医保卡号, 就诊卡号: optional, shown masked
 GUARDIAN_AGE = 14  # PIPL art. 31: personal information of a child under 14 needs the guardian's consent
 # The sandbox face check takes no camera: the page offers the two outcomes as buttons.
 SANDBOX_TOKENS = {"pass": "pass-web-sandbox", "fail": "fail-web-sandbox"}
@@ -72,6 +73,7 @@ async def add_patient(page: PageDep):
     next_url = safe_next(form.get("next"), "/patients")
     values = {k: (form.get(k) or "").strip() for k in ("relationship", "name", "id_type", "id_number", "phone")}
     shown = {k: v for k, v in values.items() if k != "id_number"}  # the number is never echoed back
+    values |= {k: form[k].strip() for k in OPTIONAL if (form.get(k) or "").strip()}
     if form.get("consent_id") != ID_NUMBER_VERSION:
         return _form_page(page, values=shown, status=422, next_url=next_url,
                           error=page._("Please agree to the processing of the ID number first."))
@@ -110,7 +112,7 @@ async def edit_patient(page: PageDep, patient_id: PatientId):
     account = page.need_account()
     form = await form_of(page)
     db, clock = _state(page)
-    changes = {k: form[k].strip() for k in ("relationship", "name", "phone") if (form.get(k) or "").strip()}
+    changes = {k: form[k].strip() for k in ("relationship", "name", "phone", *OPTIONAL) if (form.get(k) or "").strip()}
     try:
         body = PatientUpdate(**changes)
         await patients_api.update_patient(patient_id, body, account, db, clock)
