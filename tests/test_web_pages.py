@@ -8,14 +8,14 @@ import re
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from guahao.accounts.models import Consent
 from guahao.app import create_app
 from guahao.booking.models import Booking
 from guahao.payments.models import Payment
 from tests.booking_builders import make_patient
-from tests.builders import make_account
+from tests.builders import make_account, make_doctor
 from tests.web_support import (
     DAY_OK,
     consent_version,
@@ -336,3 +336,35 @@ async def test_a_child_needs_the_guardian_consent(app, db, clock, browser_client
     assert added.status_code == 303
     async with db.read() as s:
         assert "guardian" in set((await s.execute(select(Consent.kind))).scalars())
+
+
+async def test_a_hospital_can_ask_for_the_registration_level_first(app, db, clock, browser_client):
+    from guahao.catalog.models import Hospital
+    from tests.booking_builders import make_schedule
+
+    world = await make_world(db, clock)
+    async with db.begin() as s:
+        await s.execute(update(Hospital).where(Hospital.id == world["hospital"]).values(entrance="registration_level"))
+    general = await make_doctor(db, world["hospital"], world["department"], name="李娜", title="attending",
+                                registration_level="general")
+    await make_schedule(db, clock.now(), hospital_id=world["hospital"], department_id=world["department"],
+                        doctor_id=general, day=DAY_OK, period="afternoon")
+    async with db.begin() as s:  # the builder makes expert clinics; this one is a 普通号
+        from guahao.scheduling.models import Schedule
+        await s.execute(update(Schedule).where(Schedule.doctor_id == general).values(registration_level="general"))
+
+    first = await browser_client.get(f"/hospitals/{world['hospital']}")
+    assert 'id="entrance"' in first.text and 'id="departments"' not in first.text
+    chosen = await browser_client.get(f"/hospitals/{world['hospital']}", params={"level": "general"})
+    assert f'href="/departments/{world["department"]}?level=general"' in chosen.text
+
+    api = await browser_client.get(f"/api/v1/departments/{world['department']}/availability",
+                                   params={"registration_level": "general", "from": DAY_OK.isoformat(), "days": 1})
+    levels = {s["registration_level"] for p in api.json()["days"][0]["periods"] for s in p["schedules"]}
+    assert levels == {"general"}
+    detail = await browser_client.get(f"/api/v1/hospitals/{world['hospital']}")
+    assert detail.json()["entrance"] == "registration_level"
+
+    page = await browser_client.get(f"/departments/{world['department']}",
+                                    params={"level": "general", "day": DAY_OK.isoformat()})
+    assert "李娜" in page.text and "张伟" not in page.text

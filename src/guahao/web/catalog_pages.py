@@ -77,13 +77,14 @@ async def search(page: PageDep, q: str = ""):
 
 
 @router.get("/hospitals/{hospital_id}")
-async def hospital(page: PageDep, hospital_id: int):
+async def hospital(page: PageDep, hospital_id: int,
+                   level: str | None = Query(None, pattern="^(general|expert|special)$")):
     db, _ = _deps(page)
     detail = await catalog_api.get_hospital(hospital_id, db, page.locale)
     tree = await catalog_api.department_tree(hospital_id, db)
     async with db.read() as session:  # the limits the API's summary leaves out, in plain words
         rules = await hospital_rules.get_rules(session, hospital_id)
-    return render(page, "catalog/hospital.html", hospital=detail, tree=tree, limits=rules)
+    return render(page, "catalog/hospital.html", hospital=detail, tree=tree, limits=rules, level=level)
 
 
 def _chosen_day(availability, day: dt.date | None) -> dt.date | None:
@@ -109,11 +110,6 @@ def _day_state(day) -> str:
 
 def _calendar(page, availability, day: dt.date | None, level: str | None):
     _, clock = _deps(page)
-    if level:
-        for d in availability.days:
-            for p in d.periods:
-                p.schedules = [s for s in p.schedules if s.registration_level == level]
-            d.periods = [p for p in d.periods if p.schedules]
     chosen = _chosen_day(availability, day)
     shown = next((d for d in availability.days if d.date == chosen), None)
     now = clock.now()
@@ -128,7 +124,9 @@ async def department(page: PageDep, department_id: int, day: dt.date | None = No
     info = await catalog_api.get_department(department_id, db, page.locale)
     doctors = await catalog_api.department_doctors(department_id, db, page.locale)
     availability = await scheduling_api.department_availability(department_id, db, clock, from_date=None,
-                                                                days=CALENDAR_DAYS)
+                                                                days=CALENDAR_DAYS, registration_level=level)
+    if level:
+        doctors = [d for d in doctors if d.registration_level == level]
     hospital = await catalog_api.get_hospital(info.hospital_id, db, page.locale)
     titles = {d.id: d for d in doctors}
     return render(page, "catalog/department.html", department=info, doctors=doctors, titles=titles,

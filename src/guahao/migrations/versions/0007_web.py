@@ -1,4 +1,5 @@
-"""patient web app: consents given by account holders (PIPL); how a payment was chosen
+"""patient web app: consents given by account holders (PIPL); how a payment was chosen;
+a hospital's booking entrance (department tree, or 普通号 / 专家号 first)
 
 Revision ID: 0007_web
 Revises: 0005_sec
@@ -27,12 +28,18 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('account_consents', schema=None) as batch_op:
         batch_op.create_index('ix_account_consents_account_id_kind', ['account_id', 'kind'], unique=False)
+    with op.batch_alter_table('hospitals', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('entrance', sa.String(length=20), server_default='department', nullable=False))
+        batch_op.create_check_constraint(op.f('ck_hospitals_entrance'), "entrance IN ('department', 'registration_level')")
     with op.batch_alter_table('payments', schema=None) as batch_op:
         batch_op.add_column(sa.Column('method', sa.String(length=10), nullable=True))
         batch_op.create_check_constraint(op.f('ck_payments_method'), "method IS NULL OR method IN ('wechat', 'alipay', 'card')")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('hospitals', schema=None) as batch_op:
+        batch_op.drop_constraint(op.f('ck_hospitals_entrance'), type_='check')
+        batch_op.drop_column('entrance')
     with op.batch_alter_table('payments', schema=None) as batch_op:
         batch_op.drop_constraint(op.f('ck_payments_method'), type_='check')
         batch_op.drop_column('method')
