@@ -6,19 +6,18 @@ A page is a thin view (STYLE.md habit 11): it parses the form, calls the same se
 """
 from __future__ import annotations
 
-import datetime as dt
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import jinja2
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from guahao.core import signing
-from guahao.core.deps import SESSION_COOKIE, AccountPrincipal, bearer_or_cookie
+from guahao.core.deps import AccountPrincipal, bearer_or_cookie
 from guahao.core.errors import GuahaoError
 from guahao.core.i18n import SUPPORTED, negotiate
 from guahao.web import i18n
@@ -101,10 +100,6 @@ class Page:
     def set_cookie(self, name: str, value: str, **options: Any) -> None:
         self.cookies.append((name, value, options))
 
-    def login_url(self) -> str:
-        here = self.request.url.path + (f"?{self.request.url.query}" if self.request.url.query else "")
-        return f"/login?next={quote(here, safe='')}"
-
 
 def page_for(request: Request, *, account: AccountPrincipal | None = None) -> Page:
     nonce = request.cookies.get(CSRF_COOKIE) or ""
@@ -173,11 +168,3 @@ def redirect(page: Page, url: str) -> RedirectResponse:
     response = RedirectResponse(url, status_code=303)
     _apply_cookies(page, response)
     return response
-
-
-def session_cookie_name() -> str:
-    return SESSION_COOKIE
-
-
-def now_of(request: Request) -> dt.datetime:
-    return request.app.state.clock.now()
