@@ -113,6 +113,21 @@ async def test_refusals_are_shown_as_their_messages(app, db, clock, browser_clie
     assert "该时段号源已约满" in refused.text
     assert 'id="form-error"' in refused.text and "{" not in refused.text.split('id="form-error"')[1][:200]
 
+    # a patient who skipped the identity check is told to do it
+    form = await c.get("/patients/new")
+    other = new_person() | {"phone": "13912345671"}
+    added = await c.post("/patients/new", data={"csrf_token": csrf_of(form.text), "relationship": "spouse",
+                                                "id_type": "resident_id", **other, "consent_id": "2026-12"})
+    unverified = int(re.search(r"/patients/(\d+)/verify", added.headers["location"]).group(1))
+    confirm = await c.get(f"/book/{world['slot']}")
+    refused = await c.post(f"/book/{world['slot']}", data={
+        "csrf_token": csrf_of(confirm.text), "patient_id": str(unverified),
+        "idempotency_key": re.search(r'name="idempotency_key" value="([0-9a-f]+)"', confirm.text).group(1)})
+    assert refused.status_code == 409 and "就诊人尚未完成实名认证" in refused.text
+    english = await c.post(f"/book/{world['slot']}", headers={"Accept-Language": "en"}, data={
+        "csrf_token": csrf_of(confirm.text), "patient_id": str(unverified), "idempotency_key": "another-key-1"})
+    assert "identity is not verified" in english.text
+
 
 async def test_a_post_without_the_csrf_token_is_refused(app, db, clock, browser_client):
     c = browser_client
