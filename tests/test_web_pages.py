@@ -383,3 +383,35 @@ async def test_a_hospital_can_ask_for_the_registration_level_first(app, db, cloc
     page = await browser_client.get(f"/departments/{world['department']}",
                                     params={"level": "general", "day": DAY_OK.isoformat()})
     assert "李娜" in page.text and "张伟" not in page.text
+
+
+async def test_email_address_and_health_information_are_kept_encrypted_and_shown_masked(app, db, clock,
+                                                                                          browser_client):
+    from sqlalchemy import text
+
+    c = browser_client
+    await login_with_forms(c, app)
+    person = new_person()
+    history = "青霉素过敏,高血压病史十年"
+    form = await c.get("/patients/new")
+    data = {"csrf_token": csrf_of(form.text), "relationship": "self", "id_type": "resident_id", **person,
+            "consent_id": "2026-12", "email": "wangxm@example.com", "address": "北京市东城区东单北大街12号",
+            "medical_history": history}
+    refused = await c.post("/patients/new", data=data)  # health information needs its own consent
+    assert refused.status_code == 422 and "既往病史属于敏感个人信息" in refused.text and history not in refused.text
+    added = await c.post("/patients/new", data={**data, "consent_health": "2026-12"})
+    assert added.status_code == 303
+    listing = await c.get("/patients")
+    patient_id = re.search(r'data-patient="(\d+)"', listing.text).group(1)
+    edit = await c.get(f"/patients/{patient_id}")
+    assert "w***@example.com" in edit.text and "北京市东城区****" in edit.text and "已填写" in edit.text
+    for page in (listing.text, edit.text):
+        assert history not in page and "wangxm@" not in page and "东单北大街" not in page
+    async with db.read() as s:
+        raw = (await s.execute(text("SELECT email, address, medical_history, health_consent_at FROM patients"))).one()
+        kinds = set((await s.execute(select(Consent.kind))).scalars())
+    assert history not in raw[2] and "example.com" not in raw[0] and raw[3] is not None  # ciphertext at rest
+    assert kinds == {"privacy", "id_number", "health"}
+    api = (await c.get(f"/api/v1/me/patients/{patient_id}")).json()
+    assert api["medical_history_on_file"] is True and "medical_history" not in api
+    assert api["email"] == "w***@example.com"

@@ -22,7 +22,8 @@ from guahao.web.pages import Page, PageDep, form_of, redirect, render, safe_next
 router = APIRouter(include_in_schema=False)
 RELATIONSHIPS, ID_TYPES = get_args(Relationship), get_args(IdType)
 PatientId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-OPTIONAL = ("insurance_card", "visit_card")  # 医保卡号, 就诊卡号: optional, shown masked
+# 医保卡号, 就诊卡号, e-mail, 家庭住址, 既往病史: optional, shown masked (the history not at all)
+OPTIONAL = ("insurance_card", "visit_card", "email", "address", "medical_history")
 GUARDIAN_AGE = 14  # PIPL art. 31: personal information of a child under 14 needs the guardian's consent
 # The sandbox face check takes no camera: the page offers the two outcomes as buttons.
 SANDBOX_TOKENS = {"pass": "pass-web-sandbox", "fail": "fail-web-sandbox"}
@@ -74,6 +75,7 @@ async def add_patient(page: PageDep):
     values = {k: (form.get(k) or "").strip() for k in ("relationship", "name", "id_type", "id_number", "phone")}
     shown = {k: v for k, v in values.items() if k != "id_number"}  # the number is never echoed back
     values |= {k: form[k].strip() for k in OPTIONAL if (form.get(k) or "").strip()}
+    values["health_consent"] = form.get("consent_health") == ID_NUMBER_VERSION
     if form.get("consent_id") != ID_NUMBER_VERSION:
         return _form_page(page, values=shown, status=422, next_url=next_url,
                           error=page._("Please agree to the processing of the ID number first."))
@@ -92,6 +94,9 @@ async def add_patient(page: PageDep):
     async with db.begin() as session:
         await accounts_service.do_record_consent(session, account.account_id, kind="id_number",
                                                  version=ID_NUMBER_VERSION, now=clock.now())
+        if created.medical_history_on_file:
+            await accounts_service.do_record_consent(session, account.account_id, kind="health",
+                                                     version=ID_NUMBER_VERSION, now=clock.now())
         if created.age < GUARDIAN_AGE:
             await accounts_service.do_record_consent(session, account.account_id, kind="guardian",
                                                      version=ID_NUMBER_VERSION, now=clock.now())
@@ -113,14 +118,19 @@ async def edit_patient(page: PageDep, patient_id: PatientId):
     form = await form_of(page)
     db, clock = _state(page)
     changes = {k: form[k].strip() for k in ("relationship", "name", "phone", *OPTIONAL) if (form.get(k) or "").strip()}
+    health = form.get("consent_health") == ID_NUMBER_VERSION
     try:
-        body = PatientUpdate(**changes)
-        await patients_api.update_patient(patient_id, body, account, db, clock)
+        body = PatientUpdate(**changes, health_consent=health)
+        updated = await patients_api.update_patient(patient_id, body, account, db, clock)
     except (GuahaoError, ValidationError) as exc:
         patient = await patients_api.get_patient(patient_id, account, db, clock)
         message = exc.message(page.locale) if isinstance(exc, GuahaoError) else InvalidRequest().message(page.locale)
         return _form_page(page, values={"relationship": changes.get("relationship", patient.relationship)},
                           patient=patient, error=message, status=getattr(exc, "status", 422))
+    if updated.medical_history_on_file and "medical_history" in changes:
+        async with db.begin() as session:
+            await accounts_service.do_record_consent(session, account.account_id, kind="health",
+                                                     version=ID_NUMBER_VERSION, now=clock.now())
     return redirect(page, "/patients")
 
 
