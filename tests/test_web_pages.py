@@ -349,6 +349,15 @@ async def test_a_child_needs_the_guardian_consent(app, db, clock, browser_client
     assert child["id_number"] not in refused.text
     added = await c.post("/patients/new", data={**data, "guardian": "1"})
     assert added.status_code == 303
+    # a younger child without a phone of its own: the guardian's (the account's) number is used
+    baby = {"name": "王小宝", "id_number": make_id_number(dt.date(2023, 6, 1)), "phone": ""}
+    form = await c.get("/patients/new")
+    added = await c.post("/patients/new", data={**data, **baby, "csrf_token": csrf_of(form.text), "guardian": "1"})
+    assert added.status_code == 303, added.text
+    assert "138****8000" in (await c.get("/patients")).text
+    adult = await c.post("/patients/new", data={**data, **new_person(), "phone": "", "guardian": "1",
+                                                "relationship": "parent", "csrf_token": csrf_of(form.text)})
+    assert adult.status_code == 422 and "手机号" in adult.text
     async with db.read() as s:
         assert "guardian" in set((await s.execute(select(Consent.kind))).scalars())
 

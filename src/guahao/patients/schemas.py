@@ -29,7 +29,8 @@ class PatientCreate(BaseModel):
     name: str = Field(max_length=100, description="As printed on the ID document, 1-30 characters")
     id_type: IdType = "resident_id"
     id_number: str = Field(max_length=64)
-    phone: str = Field(max_length=32, description="Mainland China mobile number")
+    phone: str | None = Field(None, max_length=32, description="Mainland China mobile number; may be left out "
+                              "for a child under 14 (the guardian's, i.e. the account's, number is used)")
     birth_date: dt.date | None = Field(None, description="Required unless id_type is resident_id (then derived)")
     sex: Sex | None = Field(None, description="Required unless id_type is resident_id (then derived)")
     insurance_card: str | None = Field(None, max_length=64, description="Medical insurance card number")

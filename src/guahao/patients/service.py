@@ -36,6 +36,7 @@ from guahao.patients.face_check import FaceCheckPort
 from guahao.patients.models import Patient, Person
 from guahao.patients.schemas import PatientCreate, PatientUpdate
 from guahao.patients.validation import (
+    age_on,
     check_birth_date,
     normalise_card,
     normalise_email,
@@ -55,6 +56,8 @@ class LiveBookings(Protocol):
 
 # Each face check costs money at the provider and invites guessing; cap attempts per account.
 FACE_CHECK_LIMIT = "5/minute;20/day"
+# under this age a patient may have no phone of its own: the guardian's account number is used
+GUARDIAN_MANAGED_AGE = 14
 
 
 def local_today(now: dt.datetime) -> dt.date:
@@ -207,7 +210,7 @@ async def do_add_patient(session: AsyncSession, *, account_id: int, data: Patien
     today = local_today(now)
     # Validate everything before taking the lock: the lock is held as briefly as possible.
     name = normalise_name(data.name)
-    phone = normalise_mobile(data.phone)
+    phone = normalise_mobile(data.phone) if data.phone else None
     insurance_card, visit_card = normalise_card(data.insurance_card), normalise_card(data.visit_card)
     email, address = normalise_email(data.email), normalise_text(data.address)
     history = normalise_text(data.medical_history)
@@ -222,6 +225,14 @@ async def do_add_patient(session: AsyncSession, *, account_id: int, data: Patien
         if data.birth_date is None or data.sex is None:
             raise errors.BirthDateAndSexRequired()
         birth_date, sex = check_birth_date(data.birth_date, today=today), data.sex
+    if phone is None:
+        # a child without a phone of its own is reached through the guardian's account
+        if age_on(birth_date, today) >= GUARDIAN_MANAGED_AGE:
+            raise errors.InvalidPhone()
+        guardian = await accounts_service.get(session, account_id)
+        if guardian is None:
+            raise errors.InvalidPhone()
+        phone = guardian.phone
 
     await accounts_service.lock_account(session, account_id)
     if await count_live(session, account_id) >= max_patients:
