@@ -424,3 +424,19 @@ async def test_email_address_and_health_information_are_kept_encrypted_and_shown
     api = (await c.get(f"/api/v1/me/patients/{patient_id}")).json()
     assert api["medical_history_on_file"] is True and "medical_history" not in api
     assert api["email"] == "w***@example.com"
+
+
+async def test_the_hospital_page_lists_its_clinic_cancellations(app, db, clock, browser_client):
+    from tests.builders import auth, make_staff
+
+    world = await make_world(db, clock)
+    _, token = await make_staff(db, clock.now(), role="hospital_admin", hospital_id=world["hospital"])
+    ok, full, soon = world["schedules"]
+    before = (await browser_client.get(f"/hospitals/{world['hospital']}")).text
+    assert 'id="notices"' not in before
+    r = await browser_client.post(f"/api/v1/staff/schedules/{full}/suspend", headers=auth(token),
+                                  json={"reason": "专家外出会诊"})
+    assert r.status_code == 200, r.text
+    html = (await browser_client.get(f"/hospitals/{world['hospital']}")).text
+    notice = html.split('id="notices"')[1].split("</section>")[0]
+    assert "停诊通知" in notice and "2026-11-22 周日" in notice and "张伟" in notice and "专家外出会诊" in notice

@@ -14,8 +14,11 @@ from guahao.booking import router as booking_api
 from guahao.catalog import router as catalog_api
 from guahao.catalog import rules as hospital_rules
 from guahao.catalog import search as catalog_search
+from guahao.catalog import service as catalog_service
 from guahao.core.errors import InvalidRequest
+from guahao.scheduling import domain as scheduling_domain
 from guahao.scheduling import router as scheduling_api
+from guahao.scheduling import service as scheduling_service
 from guahao.web.format import seconds_until
 from guahao.web.pages import PageDep, render
 
@@ -82,9 +85,24 @@ async def hospital(page: PageDep, hospital_id: int,
     db, _ = _deps(page)
     detail = await catalog_api.get_hospital(hospital_id, db, page.locale)
     tree = await catalog_api.department_tree(hospital_id, db)
+    _, clock = _deps(page)
     async with db.read() as session:  # the limits the API's summary leaves out, in plain words
         rules = await hospital_rules.get_rules(session, hospital_id)
-    return render(page, "catalog/hospital.html", hospital=detail, tree=tree, limits=rules, level=level)
+        notices = await _suspensions(session, hospital_id, rules.tz, clock.now())
+    return render(page, "catalog/hospital.html", hospital=detail, tree=tree, limits=rules, level=level,
+                  notices=notices)
+
+
+async def _suspensions(session, hospital_id: int, zone, now: dt.datetime) -> list[dict]:
+    """停诊通知: the hospital's cancelled clinics of the coming days, for its page."""
+    today = scheduling_domain.local_today(now, zone)
+    stopped = await scheduling_service.list_schedules(session, hospital_id, today,
+                                                      today + dt.timedelta(days=CALENDAR_DAYS - 1), status="suspended")
+    doctors = await catalog_service.doctors_by_id(session, {s.doctor_id for s in stopped if s.doctor_id})
+    departments = {d.id: d.name for d in await catalog_service.list_departments(session, hospital_id)}
+    return [{"date": s.date, "period": s.period, "department": departments.get(s.department_id, ""),
+             "doctor": doctors[s.doctor_id].name if s.doctor_id in doctors else None,
+             "reason": s.suspended_reason} for s in stopped]
 
 
 def _chosen_day(availability, day: dt.date | None) -> dt.date | None:
