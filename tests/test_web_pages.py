@@ -440,3 +440,30 @@ async def test_the_hospital_page_lists_its_clinic_cancellations(app, db, clock, 
     html = (await browser_client.get(f"/hospitals/{world['hospital']}")).text
     notice = html.split('id="notices"')[1].split("</section>")[0]
     assert "停诊通知" in notice and "2026-11-22 周日" in notice and "张伟" in notice and "专家外出会诊" in notice
+
+
+async def test_another_account_reaches_none_of_my_pages(app, db, clock, browser_client):
+    """I8 on the pages: they call the API's route functions with the page's own account."""
+    c = browser_client
+    world = await make_world(db, clock)
+    await login_with_forms(c, app)
+    patient_id = await _add_verified_patient(c, new_person())
+    confirm = await c.get(f"/book/{world['slot']}")
+    held = await c.post(f"/book/{world['slot']}", data={
+        "csrf_token": csrf_of(confirm.text), "patient_id": str(patient_id),
+        "idempotency_key": re.search(r'name="idempotency_key" value="([0-9a-f]+)"', confirm.text).group(1)})
+    booking = held.headers["location"].rsplit("/", 1)[0]
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
+                                 headers={"Accept": "text/html"}) as other:
+        await login_with_forms(other, app, phone="13800138009")
+        token = csrf_of((await other.get("/me")).text)
+        for path in (booking, booking + "/pay", booking + "/cancel", booking + "/qr.svg", booking + "/calendar.ics",
+                     f"/patients/{patient_id}", f"/patients/{patient_id}/verify"):
+            assert (await other.get(path)).status_code == 404, path
+        for path in (booking + "/cancel", booking + "/pay", f"/patients/{patient_id}/delete"):
+            assert (await other.post(path, data={"csrf_token": token, "method": "wechat"})).status_code == 404, path
+        refused = await other.post(f"/book/{world['slot']}", data={"csrf_token": token, "patient_id": str(patient_id),
+                                                                   "idempotency_key": "someone-elses-patient"})
+        assert refused.status_code == 404
+    assert "已取消" not in (await c.get(booking)).text  # still mine, untouched
