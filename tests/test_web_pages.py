@@ -467,3 +467,19 @@ async def test_another_account_reaches_none_of_my_pages(app, db, clock, browser_
                                                                    "idempotency_key": "someone-elses-patient"})
         assert refused.status_code == 404
     assert "已取消" not in (await c.get(booking)).text  # still mine, untouched
+
+
+async def test_home_lists_hospitals_by_city_or_nearest_first(app, db, clock, browser_client):
+    from tests.builders import make_hospital
+
+    await make_world(db, clock)  # Beijing, 39.91 / 116.41
+    await make_hospital(db, clock.now(), name="上海测试医院", city="上海市", district="徐汇区", lat=31.2, lon=121.4)
+    home = await browser_client.get("/")
+    assert "北京协和医院" in home.text and "上海测试医院" in home.text and '<option value="上海市"' in home.text
+    shanghai = await browser_client.get("/", params={"city": "上海市"})
+    hospitals = shanghai.text.split('id="hospitals"')[1]
+    assert "上海测试医院" in hospitals and "北京协和医院" not in hospitals
+    near = await browser_client.get("/", params={"near": "31.2,121.4"})
+    listed = near.text.split('id="hospitals"')[1]
+    assert listed.index("上海测试医院") < listed.index("北京协和医院") and "公里" in listed
+    assert (await browser_client.get("/", params={"near": "not,a-point"})).status_code == 200
