@@ -147,14 +147,15 @@ class Endpoint:
 
 
 def _route_entries(app) -> list[tuple[str, APIRoute]]:
-    """(full path, route) of every API route. FastAPI >= 0.16x keeps included routers as
+    """(full path, route) of every API route (the patient pages, which call these same route
+    functions, have their own isolation test in test_web_pages.py). FastAPI >= 0.16x keeps included routers as
     wrappers in app.routes; iter_route_contexts flattens them (older versions list them)."""
     try:
         from fastapi.routing import iter_route_contexts
     except ImportError:  # pragma: no cover - older FastAPI
-        return [(r.path, r) for r in app.routes if isinstance(r, APIRoute)]
+        return [(r.path, r) for r in app.routes if isinstance(r, APIRoute) and r.path.startswith("/api/")]
     return [(c.path, c.original_route) for c in iter_route_contexts(app.routes)
-            if isinstance(c.original_route, APIRoute)]
+            if isinstance(c.original_route, APIRoute) and c.path.startswith("/api/")]
 
 
 def _dependants(dependant):

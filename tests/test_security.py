@@ -108,7 +108,7 @@ async def test_production_hides_docs_openapi_and_metrics(settings, clock):
             assert r.status_code == 404, path
             assert r.headers["content-type"].startswith("application/problem+json"), path
         assert (await _get(app, "/healthz")).status_code == 200
-        assert "docs" not in (await _get(app, "/")).json()  # and the root does not point at them
+        assert "docs" not in (await _get(app, "/api")).json()  # and the API root does not point at them
     finally:
         await app.state.db.dispose()
 

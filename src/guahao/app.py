@@ -37,6 +37,7 @@ from guahao.staff import service as staff_service
 from guahao.staff.account_router import router as staff_account_router
 from guahao.staff.router import router as staff_router
 from guahao.staff.rules_router import router as staff_rules_router
+from guahao.web import install as install_web
 
 # Routes match in this order; the booking routes take the release rush, so they come first.
 # Each feature's staff routes are its `staff_router`, mounted here next to its public router.
@@ -97,4 +98,5 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         app.include_router(router)
     if settings.docs_enabled:
         install_docs(app)
+    install_web(app)  # the patient pages at /, after the API (its routes and error handlers)
     return app

@@ -2,7 +2,7 @@
 import guahao.his.models
 import guahao.notifications.models
 import guahao.payments.models  # noqa: F401
-from guahao.accounts.models import Account, AuthSession, SmsCode  # noqa: F401
+from guahao.accounts.models import Account, AuthSession, Consent, SmsCode  # noqa: F401
 from guahao.booking.models import Booking, BookingEvent, Restriction  # noqa: F401
 from guahao.catalog.models import Department, Doctor, FeeRule, Hospital, HospitalRules  # noqa: F401
 from guahao.core.audit import AuditEntry  # noqa: F401

@@ -54,3 +54,18 @@ class AuthSession(IdMixin, Base):
     __table_args__ = (
         CheckConstraint("(account_id IS NULL) <> (staff_id IS NULL)", name="one_subject"),
     )
+
+
+class Consent(IdMixin, Base):
+    """A consent the account holder gave (PIPL): which text, which version, when. Separate
+    consents (personal information at login, the ID number of a 就诊人) are separate rows;
+    a new version of a text is asked for again and recorded as a new row."""
+
+    __tablename__ = "account_consents"
+
+    account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(30))
+    version: Mapped[str] = mapped_column(String(20))
+    consented_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_account_consents_account_id_kind", "account_id", "kind"),)

@@ -28,7 +28,7 @@ from guahao.accounts.errors import (
     CodeUsed,
     InvalidPhone,
 )
-from guahao.accounts.models import Account, AuthSession, SmsCode
+from guahao.accounts.models import Account, AuthSession, Consent, SmsCode
 from guahao.core import signing
 from guahao.core.crypto import for_row, lock_lookup, lookup_hash, lookup_hashes, new_row_key
 from guahao.core.db import delete_oldest
@@ -302,3 +302,22 @@ async def purge_sessions(session: AsyncSession, *, before: dt.datetime, limit: i
     """Retention: sessions that expired, or were revoked, before `before`."""
     return await delete_oldest(session, AuthSession,
                                or_(AuthSession.expires_at < before, AuthSession.revoked_at < before), limit=limit)
+
+
+# --- consents (PIPL) ------------------------------------------------------------------------
+
+async def do_record_consent(session: AsyncSession, account_id: int, *, kind: str, version: str,
+                            now: dt.datetime) -> None:
+    """Record that the account holder agreed to `kind` in `version`, once per version."""
+    known = await session.scalar(select(Consent.id).where(Consent.account_id == account_id, Consent.kind == kind,
+                                                          Consent.version == version))
+    if known is None:
+        session.add(Consent(account_id=account_id, kind=kind, version=version, consented_at=now))
+        await session.flush()
+
+
+async def consents_of(session: AsyncSession, account_id: int) -> dict[str, str]:
+    """kind -> the newest version agreed to."""
+    rows = await session.execute(select(Consent.kind, Consent.version).where(Consent.account_id == account_id)
+                                 .order_by(Consent.id))
+    return {kind: version for kind, version in rows}

@@ -21,6 +21,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
 
 HIS_MODES = ("local", "synced", "realtime")
+# how patients enter a hospital's booking: by the department tree, or by 普通号 / 专家号 first
+ENTRANCES = ("department", "registration_level")
 LEVELS = ("三级甲等", "三级乙等", "三级", "二级甲等", "二级乙等", "二级", "一级", "未定级")
 TITLES = ("chief", "associate_chief", "attending", "resident")
 REGISTRATION_LEVELS = ("general", "expert", "special")
@@ -45,13 +47,15 @@ class Hospital(IdMixin, Base):
     introduction: Mapped[str] = mapped_column(Text, default="")
     timezone: Mapped[str] = mapped_column(String(40), default="Asia/Shanghai")
     his_mode: Mapped[str] = mapped_column(String(20), default="local")
+    entrance: Mapped[str] = mapped_column(String(20), default="department", server_default="department")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # search keys, derived from the name when it is written
     name_pinyin: Mapped[str] = mapped_column(String(400), default="")
     name_initials: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
-    __table_args__ = (CheckConstraint(f"his_mode IN {HIS_MODES!r}", name="his_mode"),)
+    __table_args__ = (CheckConstraint(f"his_mode IN {HIS_MODES!r}", name="his_mode"),
+                      CheckConstraint(f"entrance IN {ENTRANCES!r}", name="entrance"))
 
 
 class HospitalRules(Base):

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
-from guahao.catalog.models import GRANULARITIES, HIS_MODES, LEVELS, RECORD_REQUIREMENTS
+from guahao.catalog.models import ENTRANCES, GRANULARITIES, HIS_MODES, LEVELS, RECORD_REQUIREMENTS
 from guahao.core import fees
 
 Title = Literal["chief", "associate_chief", "attending", "resident"]
@@ -16,6 +16,7 @@ FeeTitle = Literal["none", "chief", "associate_chief", "attending", "resident"]
 RegistrationLevel = Literal["general", "expert", "special"]
 HisMode = Literal[HIS_MODES]  # type: ignore[valid-type]
 Level = Literal[LEVELS]  # type: ignore[valid-type]
+Entrance = Literal[ENTRANCES]  # type: ignore[valid-type]
 Sex = Literal["M", "F"]
 MAX_FEE = 10_000_000  # 100,000 yuan: far above any real fee, far below a 32-bit overflow
 
@@ -66,13 +67,15 @@ class HospitalCreate(_Input):
     introduction: str = Field(default="", max_length=20000)
     timezone: Zone = "Asia/Shanghai"
     his_mode: HisMode = "local"
+    entrance: Entrance = Field("department", description="department: the department tree first; "
+                               "registration_level: 普通号 / 专家号 first")
 
 
 class HospitalUpdate(_Patch):
     nullable: ClassVar[frozenset[str]] = frozenset({"short_name"})
     # fields a hospital admin may change on their own hospital; the rest are the operator's
     ADMIN_FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"short_name", "district", "address", "phone", "latitude", "longitude", "introduction"})
+        {"short_name", "district", "address", "phone", "latitude", "longitude", "introduction", "entrance"})
 
     name: str | None = Field(default=None, min_length=1, max_length=100)
     short_name: str | None = Field(default=None, max_length=50)
@@ -86,6 +89,7 @@ class HospitalUpdate(_Patch):
     introduction: str | None = Field(default=None, max_length=20000)
     timezone: Zone | None = None
     his_mode: HisMode | None = None
+    entrance: Entrance | None = None
     active: bool | None = None
 
 
@@ -101,6 +105,7 @@ class HospitalRead(BaseModel):
     phone: str
     latitude: float
     longitude: float
+    entrance: str = Field("department", description="department | registration_level (普通号 / 专家号 first)")
     distance_km: float | None = None
 
 

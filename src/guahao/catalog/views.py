@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # the one rules type, owned by catalog.rules
 def _hospital_fields(h: Hospital, locale: str) -> dict:
     return dict(id=h.id, name=h.name, short_name=h.short_name, level=h.level, level_label=labels.level(h.level, locale),
                 city=h.city, district=h.district, address=h.address, phone=h.phone, latitude=h.latitude,
-                longitude=h.longitude)
+                longitude=h.longitude, entrance=h.entrance)
 
 
 def hospital_read(h: Hospital, locale: str, distance_km: float | None = None) -> HospitalRead:

@@ -376,3 +376,13 @@ def mask_name(value: str) -> str:
 
 def mask_card(value: str) -> str:
     return "*" * max(0, len(value) - 4) + value[-4:]
+
+
+def mask_email(value: str) -> str:
+    local, _, domain = value.partition("@")
+    return (local[:1] + "***@" + domain) if domain else "***"
+
+
+def mask_address(value: str) -> str:
+    """The first six characters (province and city, usually) and stars: never the street."""
+    return value[:6] + "****" if len(value) > 6 else "****"

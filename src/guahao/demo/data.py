@@ -72,6 +72,7 @@ class DemoHospital:
     clinics: tuple[Clinic, ...]
     fee_grade: str
     rules: dict = field(default_factory=dict)  # overrides of the hospital's default rules
+    entrance: str = "department"  # or registration_level: 普通号 / 专家号 first
 
 
 # Registration level and (platform, onsite) capacity of a doctor's clinic, by title.
@@ -138,7 +139,7 @@ HOSPITALS: tuple[DemoHospital, ...] = (
     DemoHospital(
         key="chaoyang", name="北京朝阳第一医院", short_name="朝阳一院", level="三级甲等", city="北京市",
         district="朝阳区", address="北京市朝阳区工人体育场南路8号", phone="010-65550200",
-        latitude=39.9219, longitude=116.4436, fee_grade="tertiary",
+        latitude=39.9219, longitude=116.4436, fee_grade="tertiary", entrance="registration_level",
         introduction="朝阳区规模最大的综合医院之一,以半天为单位预约,开设儿科夜间门诊。",
         departments=(Dept("内科", "门诊楼2层", _NEIKE.children[:3]), _WAIKE, _ERKE, _YANKE),
         doctors=(

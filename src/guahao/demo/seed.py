@@ -159,7 +159,7 @@ async def _create_hospital(session: AsyncSession, spec: data.DemoHospital, now: 
     hospital = await catalog_service.do_create_hospital(session, HospitalCreate(
         name=spec.name, short_name=spec.short_name, level=spec.level, city=spec.city, district=spec.district,
         address=spec.address, phone=spec.phone, latitude=spec.latitude, longitude=spec.longitude,
-        introduction=spec.introduction), now)
+        introduction=spec.introduction, entrance=spec.entrance), now)
     registration_fee, consultation = data.FEE_GRADES[spec.fee_grade]
     await catalog_service.do_set_fees(session, hospital.id, [
         FeeRuleIn(registration_level=level, title=title, registration_fee=registration_fee, consultation_fee=fee)

@@ -22,11 +22,11 @@ class NotReady(GuahaoError):
     en = "The service is not ready: {reason}"
 
 
-@router.get("/", include_in_schema=False)
+@router.get("/api", include_in_schema=False)
 async def root(request: Request) -> dict:
-    """Patient and staff pages arrive with the web issue; until then the API is the product.
-    The docs are named only where they are served (not in production unless enabled)."""
-    links = {"service": "guahao", "health": "/healthz"}
+    """Where the API starts (`/` is the patients' home page). The docs are named only where
+    they are served (not in production unless enabled)."""
+    links = {"service": "guahao", "api": "/api/v1", "health": "/healthz", "pages": "/"}
     if request.app.state.settings.docs_enabled:
         links |= {"docs": "/docs", "openapi": "/openapi.json"}
     return links

@@ -91,3 +91,15 @@ class PatientHasBookings(GuahaoError):
     code, status = "patient_has_bookings", 409
     zh = "该就诊人还有未完成的预约,请先取消或完成就诊后再删除。"
     en = "This patient still has active bookings; cancel them or attend the visits before removing the patient."
+
+
+class InvalidEmail(PatientError):
+    code, status = "invalid_email", 422
+    zh = "请填写有效的电子邮箱地址;不需要可留空。"
+    en = "Enter a valid e-mail address, or leave it empty."
+
+
+class HealthConsentRequired(PatientError):
+    code, status = "health_consent_required", 422
+    zh = "既往病史属于敏感个人信息,需要您单独同意后才能保存;不需要可留空。"
+    en = "Medical history is sensitive personal information: it is saved only with your separate consent; or leave it empty."

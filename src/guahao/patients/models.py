@@ -44,6 +44,12 @@ class Patient(IdMixin, Base):
     phone_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     insurance_card: Mapped[str | None] = mapped_column(Encrypted("patients.insurance_card"))
     visit_card: Mapped[str | None] = mapped_column(Encrypted("patients.visit_card"))
+    email: Mapped[str | None] = mapped_column(Encrypted("patients.email"))
+    address: Mapped[str | None] = mapped_column(Encrypted("patients.address", length=1024))
+    # health information (既往病史): sensitive personal information, kept only with its own
+    # consent (health_consent_at), never shown back in full
+    medical_history: Mapped[str | None] = mapped_column(Encrypted("patients.medical_history", length=2048))
+    health_consent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     verification: Mapped[str] = mapped_column(String(20), default="unverified")
     verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from guahao.core.crypto import mask_card, mask_id_number, mask_name, mask_phone
+from guahao.core.crypto import mask_address, mask_card, mask_email, mask_id_number, mask_name, mask_phone
 from guahao.patients.models import ID_TYPES, RELATIONSHIPS, VERIFICATION_STATES, Patient
 from guahao.patients.validation import age_on
 
@@ -29,11 +29,16 @@ class PatientCreate(BaseModel):
     name: str = Field(max_length=100, description="As printed on the ID document, 1-30 characters")
     id_type: IdType = "resident_id"
     id_number: str = Field(max_length=64)
-    phone: str = Field(max_length=32, description="Mainland China mobile number")
+    phone: str | None = Field(None, max_length=32, description="Mainland China mobile number; may be left out "
+                              "for a child under 14 (the guardian's, i.e. the account's, number is used)")
     birth_date: dt.date | None = Field(None, description="Required unless id_type is resident_id (then derived)")
     sex: Sex | None = Field(None, description="Required unless id_type is resident_id (then derived)")
     insurance_card: str | None = Field(None, max_length=64, description="Medical insurance card number")
     visit_card: str | None = Field(None, max_length=64, description="Hospital visit card number")
+    email: str | None = Field(None, max_length=254)
+    address: str | None = Field(None, max_length=200, description="Home address (家庭住址)")
+    medical_history: str | None = Field(None, max_length=500, description="既往病史: sensitive; needs health_consent")
+    health_consent: bool = Field(False, description="Separate consent to keep the medical history (PIPL art. 29)")
 
 
 class PatientUpdate(BaseModel):
@@ -46,6 +51,10 @@ class PatientUpdate(BaseModel):
     phone: str | None = Field(None, max_length=32)
     insurance_card: str | None = Field(None, max_length=64)
     visit_card: str | None = Field(None, max_length=64)
+    email: str | None = Field(None, max_length=254)
+    address: str | None = Field(None, max_length=200)
+    medical_history: str | None = Field(None, max_length=500)
+    health_consent: bool = False
     # Identity is immutable. These are accepted (and hidden from the schema) only so that a
     # client trying to change them gets `identity_immutable` telling them what to do instead.
     id_type: SkipJsonSchema[str | None] = None
@@ -77,6 +86,9 @@ class PatientRead(BaseModel):
     sex: Sex
     insurance_card: str | None = Field(None, description="Masked: last 4 characters only")
     visit_card: str | None = Field(None, description="Masked: last 4 characters only")
+    email: str | None = Field(None, description="Masked, e.g. z***@example.com")
+    address: str | None = Field(None, description="Masked: the first 6 characters only")
+    medical_history_on_file: bool = Field(False, description="Whether a medical history is kept (never returned)")
     verification: Verification
     verified_at: dt.datetime | None
     created_at: dt.datetime
@@ -96,6 +108,9 @@ class PatientRead(BaseModel):
             sex=patient.sex,
             insurance_card=mask_card(patient.insurance_card) if patient.insurance_card else None,
             visit_card=mask_card(patient.visit_card) if patient.visit_card else None,
+            email=mask_email(patient.email) if patient.email else None,
+            address=mask_address(patient.address) if patient.address else None,
+            medical_history_on_file=bool(patient.medical_history),
             verification=patient.verification,
             verified_at=patient.verified_at,
             created_at=patient.created_at,

@@ -35,7 +35,15 @@ from guahao.patients import errors
 from guahao.patients.face_check import FaceCheckPort
 from guahao.patients.models import Patient, Person
 from guahao.patients.schemas import PatientCreate, PatientUpdate
-from guahao.patients.validation import check_birth_date, normalise_card, normalise_mobile, normalise_name
+from guahao.patients.validation import (
+    age_on,
+    check_birth_date,
+    normalise_card,
+    normalise_email,
+    normalise_mobile,
+    normalise_name,
+    normalise_text,
+)
 
 log = structlog.get_logger("guahao.patients")
 
@@ -48,6 +56,8 @@ class LiveBookings(Protocol):
 
 # Each face check costs money at the provider and invites guessing; cap attempts per account.
 FACE_CHECK_LIMIT = "5/minute;20/day"
+# under this age a patient may have no phone of its own: the guardian's account number is used
+GUARDIAN_MANAGED_AGE = 14
 
 
 def local_today(now: dt.datetime) -> dt.date:
@@ -205,8 +215,12 @@ async def do_add_patient(session: AsyncSession, *, account_id: int, data: Patien
     today = local_today(now)
     # Validate everything before taking the lock: the lock is held as briefly as possible.
     name = normalise_name(data.name)
-    phone = normalise_mobile(data.phone)
+    phone = normalise_mobile(data.phone) if data.phone else None
     insurance_card, visit_card = normalise_card(data.insurance_card), normalise_card(data.visit_card)
+    email, address = normalise_email(data.email), normalise_text(data.address)
+    history = normalise_text(data.medical_history)
+    if history is not None and not data.health_consent:
+        raise errors.HealthConsentRequired()
     document = validate_document(data.id_type, data.id_number, today=today)
     if document.birth_date is not None:
         if data.birth_date is not None or data.sex is not None:
@@ -216,6 +230,14 @@ async def do_add_patient(session: AsyncSession, *, account_id: int, data: Patien
         if data.birth_date is None or data.sex is None:
             raise errors.BirthDateAndSexRequired()
         birth_date, sex = check_birth_date(data.birth_date, today=today), data.sex
+    if phone is None:
+        # a child without a phone of its own is reached through the guardian's account
+        if age_on(birth_date, today) >= GUARDIAN_MANAGED_AGE:
+            raise errors.InvalidPhone()
+        guardian = await accounts_service.get(session, account_id)
+        if guardian is None:
+            raise errors.InvalidPhone()
+        phone = guardian.phone
 
     await accounts_service.lock_account(session, account_id)
     if await count_live(session, account_id) >= max_patients:
@@ -230,6 +252,8 @@ async def do_add_patient(session: AsyncSession, *, account_id: int, data: Patien
         account_id=account_id, person_id=person_id, relationship=data.relationship, name=name,
         id_type=document.id_type, id_number=document.number, birth_date=birth_date, sex=sex,
         phone=phone, phone_hash=phone_hash(phone), insurance_card=insurance_card, visit_card=visit_card,
+        email=email, address=address,
+        medical_history=history, health_consent_at=now if history is not None else None,
         verification="unverified", created_at=now, updated_at=now,
     )
     await _write_or_explain(session, account_id, person_id, lambda: session.add(patient))
@@ -275,6 +299,15 @@ async def do_update_patient(session: AsyncSession, *, account_id: int, patient_i
     name = normalise_name(data.name) if data.name is not None else None
     phone = normalise_mobile(data.phone) if data.phone is not None else None
     cards = {key: normalise_card(changes[key]) for key in ("insurance_card", "visit_card") if key in changes}
+    if "email" in changes:
+        cards["email"] = normalise_email(changes["email"])
+    if "address" in changes:
+        cards["address"] = normalise_text(changes["address"])
+    if "medical_history" in changes:
+        history = normalise_text(changes["medical_history"])
+        if history is not None and not data.health_consent:
+            raise errors.HealthConsentRequired()
+        cards.update(medical_history=history, health_consent_at=now if history is not None else None)
 
     await accounts_service.lock_account(session, account_id)
     patient = await get_or_raise(session, account_id, patient_id, for_update=True)
@@ -294,7 +327,8 @@ async def do_update_patient(session: AsyncSession, *, account_id: int, patient_i
             setattr(patient, key, value)
 
     await _write_or_explain(session, account_id, None, apply)
-    log.info("patient_updated", account_id=account_id, patient_id=patient.id, fields=sorted(changes))
+    log.info("patient_updated", account_id=account_id, patient_id=patient.id,
+             fields=sorted(k for k in changes if k != "health_consent"))
     return patient
 
 

@@ -9,7 +9,7 @@ import unicodedata
 import phonenumbers
 
 from guahao.core.idcard import EARLIEST_BIRTH_YEAR
-from guahao.patients.errors import InvalidBirthDate, InvalidCardNumber, InvalidName, InvalidPhone
+from guahao.patients.errors import InvalidBirthDate, InvalidCardNumber, InvalidEmail, InvalidName, InvalidPhone
 
 NAME_MAX = 30
 MIDDLE_DOT = "·"  # U+00B7, the separator in transliterated names (阿依古丽·买买提)
@@ -100,3 +100,24 @@ def check_birth_date(value: dt.date, *, today: dt.date) -> dt.date:
 def age_on(birth_date: dt.date, today: dt.date) -> int:
     before_birthday = (today.month, today.day) < (birth_date.month, birth_date.day)
     return max(0, today.year - birth_date.year - before_birthday)
+
+
+_EMAIL_RE = re.compile(r"[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+")
+
+
+def normalise_email(value: str | None) -> str | None:
+    """A loose shape check (something@domain.tld); the address is never sent anything by us yet."""
+    if value is None or not value.strip():
+        return None
+    email = value.strip()
+    if len(email) > 254 or not _EMAIL_RE.fullmatch(email):
+        raise InvalidEmail()
+    return email
+
+
+def normalise_text(value: str | None) -> str | None:
+    """Free text (address, medical history): trimmed; empty means none."""
+    if value is None:
+        return None
+    text = value.strip()
+    return text or None

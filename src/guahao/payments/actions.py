@@ -49,7 +49,7 @@ def out_refund_no(out_trade_no: str) -> str:
 
 
 async def do_open_payment(session: AsyncSession, *, account_id: int, booking_id: int, provider: str,
-                          now: dt.datetime) -> tuple[Payment, bool]:
+                          now: dt.datetime, method: str | None = None) -> tuple[Payment, bool]:
     """The booking's open payment, or a new one: (payment, created). Only a live hold of the
     account's own booking can be paid, and the amount is always the booking's."""
     # the booking row lock serialises two payment requests for one booking (the partial
@@ -70,9 +70,13 @@ async def do_open_payment(session: AsyncSession, *, account_id: int, booking_id:
         raise errors.NotPayable(state=STATE_LABELS.get(booking.state, booking.state))
     for payment in payments:
         if payment.state == "created":
+            if method is not None and payment.method != method:  # the patient chose again
+                payment.method = method
+                await session.flush()
             return payment, False
     payment = Payment(hospital_id=booking.hospital_id, booking_id=booking.id, account_id=account_id,
-                      provider=provider, out_trade_no=new_out_trade_no(now), amount=booking.amount_due,
+                      provider=provider, method=method, out_trade_no=new_out_trade_no(now),
+                      amount=booking.amount_due,
                       state="created", created_at=now, updated_at=now)
     session.add(payment)
     await session.flush()

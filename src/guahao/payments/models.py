@@ -22,6 +22,7 @@ PAYMENT_STATES = ("created", "paid", "failed", "closed")
 SETTLEMENTS = ("booking", "refund")
 REFUND_STATES = ("pending", "succeeded", "failed")
 # the booking states in which a paid fee is kept (the visit happened or is due)
+PAY_METHODS = ("wechat", "alipay", "card")
 FEE_KEPT_STATES = ("confirmed", "checked_in", "completed", "no_show")
 
 
@@ -32,6 +33,9 @@ class Payment(IdMixin, Base):
     booking_id: Mapped[int] = mapped_column(BigId, ForeignKey("bookings.id", ondelete="CASCADE"))
     account_id: Mapped[int] = mapped_column(BigId, ForeignKey("accounts.id"))
     provider: Mapped[str] = mapped_column(String(20))
+    # how the patient chose to pay on the pay page (wechat | alipay | card); all go through
+    # `provider` (the sandbox for now); NULL when the client did not say
+    method: Mapped[str | None] = mapped_column(String(10))
     out_trade_no: Mapped[str] = mapped_column(String(32), unique=True)
     amount: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(20))
@@ -50,6 +54,7 @@ class Payment(IdMixin, Base):
         CheckConstraint(f"state IN {PAYMENT_STATES!r}", name="state"),
         CheckConstraint(f"settled_as IS NULL OR settled_as IN {SETTLEMENTS!r}", name="settled_as"),
         CheckConstraint("amount > 0", name="amount"),
+        CheckConstraint(f"method IS NULL OR method IN {PAY_METHODS!r}", name="method"),
         Index("ix_payments_booking_id", "booking_id"),
         Index("uq_payments_booking_open", "booking_id", unique=True,
               sqlite_where=text("state = 'created'"), postgresql_where=text("state = 'created'")),

@@ -53,7 +53,7 @@ def payment_read(payment: Payment, refund: Refund | None) -> PaymentRead:
     return PaymentRead(id=payment.id, booking_id=payment.booking_id, out_trade_no=payment.out_trade_no,
                        amount=payment.amount, state=payment.state,
                        pay_url=payment.pay_url if payment.state == "created" else None, provider=payment.provider,
-                       provider_txn_id=payment.provider_txn_id, paid_at=payment.paid_at,
+                       method=payment.method, provider_txn_id=payment.provider_txn_id, paid_at=payment.paid_at,
                        settled_as=payment.settled_as, flagged_reason=payment.flagged_reason,
                        created_at=payment.created_at, refund=refund_read(refund))
 

@@ -11,7 +11,7 @@ from guahao.core.deps import ClockDep, CurrentAccount, Db, Limiter
 from guahao.core.errors import NotFound
 from guahao.core.localtime import localize
 from guahao.payments import errors, rejections, reports, service
-from guahao.payments.schemas import PaymentRead, PaymentStarted
+from guahao.payments.schemas import PaymentRead, PaymentStart, PaymentStarted
 
 router = APIRouter(tags=["payments"])
 
@@ -54,11 +54,14 @@ def payment_port(request: Request):
              responses={200: {"description": "the booking's open payment, again"},
                         409: {"description": "not payable (problem+json)"},
                         503: {"description": "provider unavailable; retry"}})
-async def start_payment(request: Request, booking_id: int, account: CurrentAccount, db: Db, clock: ClockDep):
+async def start_payment(request: Request, booking_id: int, account: CurrentAccount, db: Db, clock: ClockDep,
+                        body: PaymentStart | None = None):
     """Pay for a hold (锁号): returns the provider's pay URL. The amount is the booking's fee;
-    repeating the request returns the same open payment."""
+    repeating the request returns the same open payment. `method` (optional) records how the
+    patient chose to pay: WeChat Pay, Alipay or a bank card."""
     started = await service.start_payment(db, payment_port(request), request.app.state.settings,
-                                          account_id=account.account_id, booking_id=booking_id, now=clock.now())
+                                          account_id=account.account_id, booking_id=booking_id, now=clock.now(),
+                                          method=body.method if body else None)
     p = started.payment
     body = PaymentStarted(payment_id=p.id, booking_id=p.booking_id, pay_url=p.pay_url, amount=p.amount,
                           state=p.state, expires_at=started.hold_expires_at)

@@ -2,10 +2,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from guahao.core import fees
+
+
+class PaymentStart(BaseModel):
+    """Optional body of "pay for a hold": how the patient chose to pay (recorded on the payment)."""
+
+    method: Literal["wechat", "alipay", "card"] | None = None
 
 
 class PaymentStarted(BaseModel):
@@ -37,6 +44,7 @@ class PaymentRead(BaseModel):
     state: str
     pay_url: str | None
     provider: str
+    method: str | None = Field(None, description="wechat | alipay | card, as the patient chose (null: not said)")
     provider_txn_id: str | None
     paid_at: dt.datetime | None
     settled_as: str | None

@@ -40,7 +40,7 @@ class StartedPayment:
 
 
 async def start_payment(db: Database, port: PaymentPort | None, settings: Settings, *, account_id: int,
-                        booking_id: int, now: dt.datetime) -> StartedPayment:
+                        booking_id: int, now: dt.datetime, method: str | None = None) -> StartedPayment:
     """Open (or resume) the payment of a held booking: our row first, committed; then the
     provider; then the pay URL. A crash or provider failure between the steps leaves an open
     payment without a URL, which the next request resumes (the provider call is idempotent
@@ -51,7 +51,7 @@ async def start_payment(db: Database, port: PaymentPort | None, settings: Settin
         raise errors.PaymentsUnavailable()
     async with db.begin() as session:
         payment, created = await actions.do_open_payment(session, account_id=account_id, booking_id=booking_id,
-                                                         provider=port.name, now=now)
+                                                         provider=port.name, now=now, method=method)
         booking = await booking_queries.get_or_raise(session, booking_id)
         hospital = await catalog_service.get_hospital_or_raise(session, booking.hospital_id, include_inactive=True)
         department = await catalog_service.get_department_or_raise(session, booking.department_id)

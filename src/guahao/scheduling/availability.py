@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.catalog import rules as hospital_rules
@@ -29,12 +29,15 @@ PUBLIC_STATUSES = ("published", "suspended")
 
 
 async def department_availability(session: AsyncSession, department_id: int, *, now: dt.datetime,
-                                  from_date: dt.date | None = None, days: int | None = None) -> Availability:
+                                  from_date: dt.date | None = None, days: int | None = None,
+                                  registration_level: str | None = None) -> Availability:
     """A department's schedules, its sub-departments' included (the tree has two levels)."""
     # NotFound("department") unless it exists in an active hospital
     department = await catalog_service.get_department_or_raise(session, department_id)
     children = catalog_service.sub_department_ids(department_id)
     where = or_(Schedule.department_id == department_id, Schedule.department_id.in_(children))
+    if registration_level is not None:  # the 普通号 / 专家号 entrance
+        where = and_(where, Schedule.registration_level == registration_level)
     return await _availability(session, department.hospital_id, where, now, from_date, days)
 
 

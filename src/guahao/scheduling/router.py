@@ -20,6 +20,7 @@ from guahao.scheduling.schemas import (
     Availability,
     GenerateRequest,
     GenerateResult,
+    Level,
     ScheduleDetail,
     ScheduleRead,
     ScheduleUpdate,
@@ -187,10 +188,14 @@ def _schedule_read(schedule: Schedule, rules, totals: dict[str, int]) -> Schedul
 @router.get("/api/v1/departments/{department_id}/availability", response_model=Availability)
 async def department_availability(department_id: int, db: Db, clock: ClockDep,
                                   from_date: dt.date | None = Query(None, alias="from"),
-                                  days: int | None = Query(None, ge=1, le=availability.MAX_DAYS)):
+                                  days: int | None = Query(None, ge=1, le=availability.MAX_DAYS),
+                                  registration_level: Level | None = None):
+    """`registration_level` (general | expert | special): only those clinics, for hospitals whose
+    entrance is 普通号 / 专家号 first."""
     async with db.read() as session:
         return await availability.department_availability(session, department_id, now=clock.now(),
-                                                          from_date=from_date, days=days)
+                                                          from_date=from_date, days=days,
+                                                          registration_level=registration_level)
 
 
 @router.get("/api/v1/doctors/{doctor_id}/availability", response_model=Availability)

@@ -2,7 +2,7 @@
 walk-ins (bookings and patients without an account)
 
 Revision ID: 0011_staff
-Revises: 0006_his
+Revises: 0007_web
 """
 import sqlalchemy as sa
 from alembic import op
@@ -11,7 +11,7 @@ import guahao.core.crypto
 import guahao.core.db
 
 revision = '0011_staff'
-down_revision = '0006_his'
+down_revision = '0007_web'
 branch_labels = None
 depends_on = None
 

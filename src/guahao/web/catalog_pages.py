@@ -1,0 +1,162 @@
+"""Home (search, hospitals, my upcoming visits), hospital, department and doctor pages.
+
+Each page calls the JSON API's own route functions (catalog/router.py, scheduling/router.py,
+booking/router.py) and renders what they return: the same queries, the same labels, times
+already in the hospital's zone. No login is needed, except for "my upcoming visits".
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi import APIRouter, Query
+
+from guahao.booking import router as booking_api
+from guahao.catalog import router as catalog_api
+from guahao.catalog import rules as hospital_rules
+from guahao.catalog import search as catalog_search
+from guahao.catalog import service as catalog_service
+from guahao.core.errors import InvalidRequest
+from guahao.scheduling import domain as scheduling_domain
+from guahao.scheduling import router as scheduling_api
+from guahao.scheduling import service as scheduling_service
+from guahao.web.format import seconds_until
+from guahao.web.pages import PageDep, render
+
+router = APIRouter(include_in_schema=False)
+CALENDAR_DAYS = 14
+UPCOMING_STATES = ("held", "confirmed")
+
+
+def _deps(page):
+    state = page.request.app.state
+    return state.db, state.clock
+
+
+async def _search(page, q: str):
+    db, _ = _deps(page)
+    q = q.strip()
+    if not q or len(q) > catalog_search.MAX_QUERY_LENGTH:
+        return None
+    try:
+        return await catalog_api.search(db, page.locale, q=q, city=None, hospital_id=None, limit=10)
+    except InvalidRequest:
+        return None
+
+
+@router.get("/")
+async def home(page: PageDep, q: str = "", city: str | None = Query(None, max_length=50),
+               near: str | None = Query(None, max_length=60)):
+    db, clock = _deps(page)
+    results = await _search(page, q) if q else None
+    try:
+        hospitals = await catalog_api.list_hospitals(db, page.locale, city=city, district=None, level=None,
+                                                     keyword=None, near=near, lat=None, lng=None, radius_km=None,
+                                                     limit=20, offset=0)
+    except InvalidRequest:
+        near = None
+        hospitals = await catalog_api.list_hospitals(db, page.locale, city=city, district=None, level=None,
+                                                     keyword=None, near=None, lat=None, lng=None, radius_km=None,
+                                                     limit=20, offset=0)
+    everywhere = await catalog_api.list_hospitals(db, page.locale, city=None, district=None, level=None, keyword=None,
+                                                  near=None, lat=None, lng=None, radius_km=None, limit=100, offset=0)
+    cities = sorted({h.city for h in everywhere.items})
+    upcoming = []
+    if page.account is not None:
+        mine = await booking_api.list_bookings(page.account, db, clock, state=None, limit=50, offset=0)
+        now = clock.now()
+        upcoming = [b for b in mine.items if b.state in UPCOMING_STATES and b.ends_at > now]
+        upcoming.sort(key=lambda b: b.starts_at)
+    return render(page, "catalog/home.html", q=q, results=results, hospitals=hospitals.items, cities=cities,
+                  city=city, near=near, upcoming=upcoming[:3])
+
+
+@router.get("/search")
+async def search(page: PageDep, q: str = ""):
+    """The search results alone for htmx (live search); the whole home page otherwise."""
+    results = await _search(page, q)
+    if page.request.headers.get("hx-request") == "true":
+        return render(page, "catalog/_results.html", q=q, results=results)
+    return render(page, "catalog/search.html", q=q, results=results)
+
+
+@router.get("/hospitals/{hospital_id}")
+async def hospital(page: PageDep, hospital_id: int,
+                   level: str | None = Query(None, pattern="^(general|expert|special)$")):
+    db, _ = _deps(page)
+    detail = await catalog_api.get_hospital(hospital_id, db, page.locale)
+    tree = await catalog_api.department_tree(hospital_id, db)
+    _, clock = _deps(page)
+    async with db.read() as session:  # the limits the API's summary leaves out, in plain words
+        rules = await hospital_rules.get_rules(session, hospital_id)
+        notices = await _suspensions(session, hospital_id, rules.tz, clock.now())
+    return render(page, "catalog/hospital.html", hospital=detail, tree=tree, limits=rules, level=level,
+                  notices=notices)
+
+
+async def _suspensions(session, hospital_id: int, zone, now: dt.datetime) -> list[dict]:
+    """停诊通知: the hospital's cancelled clinics of the coming days, for its page."""
+    today = scheduling_domain.local_today(now, zone)
+    stopped = await scheduling_service.list_schedules(session, hospital_id, today,
+                                                      today + dt.timedelta(days=CALENDAR_DAYS - 1), status="suspended")
+    doctors = await catalog_service.doctors_by_id(session, {s.doctor_id for s in stopped if s.doctor_id})
+    departments = {d.id: d.name for d in await catalog_service.list_departments(session, hospital_id)}
+    return [{"date": s.date, "period": s.period, "department": departments.get(s.department_id, ""),
+             "doctor": doctors[s.doctor_id].name if s.doctor_id in doctors else None,
+             "reason": s.suspended_reason} for s in stopped]
+
+
+def _chosen_day(availability, day: dt.date | None) -> dt.date | None:
+    """The day shown: the one asked for, else the first with anything bookable, else the first."""
+    dates = [d.date for d in availability.days]
+    if day in dates:
+        return day
+    for d in availability.days:
+        if any(s.state == "bookable" for p in d.periods for s in p.schedules):
+            return d.date
+    return dates[0] if dates else None
+
+
+def _day_state(day) -> str:
+    states = [s.state for p in day.periods for s in p.schedules]
+    if not states:
+        return "none"
+    for state in ("bookable", "not_yet_released", "full", "suspended", "closed"):
+        if state in states:
+            return state
+    return states[0]
+
+
+def _calendar(page, availability, day: dt.date | None, level: str | None):
+    _, clock = _deps(page)
+    chosen = _chosen_day(availability, day)
+    shown = next((d for d in availability.days if d.date == chosen), None)
+    now = clock.now()
+    return dict(days=availability.days, day_states={d.date: _day_state(d) for d in availability.days},
+                chosen=chosen, shown=shown, now=now, seconds_until=seconds_until, level=level)
+
+
+@router.get("/departments/{department_id}")
+async def department(page: PageDep, department_id: int, day: dt.date | None = None,
+                     level: str | None = Query(None, pattern="^(general|expert|special)$")):
+    db, clock = _deps(page)
+    info = await catalog_api.get_department(department_id, db, page.locale)
+    doctors = await catalog_api.department_doctors(department_id, db, page.locale)
+    availability = await scheduling_api.department_availability(department_id, db, clock, from_date=None,
+                                                                days=CALENDAR_DAYS, registration_level=level)
+    if level:
+        doctors = [d for d in doctors if d.registration_level == level]
+    hospital = await catalog_api.get_hospital(info.hospital_id, db, page.locale)
+    titles = {d.id: d for d in doctors}
+    return render(page, "catalog/department.html", department=info, doctors=doctors, titles=titles,
+                  hospital=hospital, base_url=f"/departments/{department_id}",
+                  **_calendar(page, availability, day, level))
+
+
+@router.get("/doctors/{doctor_id}")
+async def doctor(page: PageDep, doctor_id: int, day: dt.date | None = None):
+    db, clock = _deps(page)
+    info = await catalog_api.get_doctor(doctor_id, db, page.locale)
+    availability = await scheduling_api.doctor_availability(doctor_id, db, clock, from_date=None, days=CALENDAR_DAYS)
+    hospital = await catalog_api.get_hospital(info.hospital_id, db, page.locale)
+    return render(page, "catalog/doctor.html", doctor=info, hospital=hospital, titles={info.id: info},
+                  base_url=f"/doctors/{doctor_id}", **_calendar(page, availability, day, None))
