@@ -58,6 +58,13 @@ class RecordRequired(GuahaoError):
     en = "This hospital requires an existing medical record; please register at the hospital first."
 
 
+class HisUnavailable(GuahaoError):
+    """The hospital's own system (HIS) did not answer: nothing was booked."""
+    code, status = "his_unavailable", 503
+    zh = "医院系统暂时无法连接,本次未挂号,请稍后再试。"
+    en = "The hospital's system cannot be reached right now; nothing was booked. Please try again shortly."
+
+
 class Restricted(GuahaoError):
     code, status = "restricted_until", 409
     zh = "因多次取消或爽约,该就诊人在{until_local}前不能在线预约本院。"

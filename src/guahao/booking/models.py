@@ -28,6 +28,7 @@ IN_PROGRESS_STATES = ACTIVE_STATES + ("checked_in",)
 LIVE_STATES = ACTIVE_STATES + ("checked_in", "completed")
 I3_INDEX = "uq_bookings_person_department_day_live"
 _LIVE_SQL = f"state IN {LIVE_STATES!r}"
+HIS_STATES = ("pending", "locked", "confirmed", "cancelled", "refused")
 
 
 class Booking(IdMixin, Base):
@@ -61,12 +62,20 @@ class Booking(IdMixin, Base):
     # toward the blacklist
     strike_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     state_reason: Mapped[str | None] = mapped_column(String(400))
+    # where the booking stands at the hospital's HIS (NULL for hospitals without one):
+    # pending (attempt recorded, answer not known yet), locked, confirmed, cancelled, refused
+    his_state: Mapped[str | None] = mapped_column(String(20))
+    his_visit_no: Mapped[int | None] = mapped_column(Integer)  # the HIS's 就诊序号 once confirmed there
+    his_patient_id: Mapped[str | None] = mapped_column(String(64))  # the hospital patient id (建档) used
+    # something the hospital must resolve by hand (e.g. capacity_cut); NULL when nothing is open
+    his_flag: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         CheckConstraint(f"state IN {STATES!r}", name="state"),
         CheckConstraint("amount_due = registration_fee + consultation_fee", name="amount"),
+        CheckConstraint(f"his_state IS NULL OR his_state IN {HIS_STATES!r}", name="his_state"),
         UniqueConstraint("hospital_id", "booking_code"),
         # I2 backstop: a visit number belongs to one live booking of a schedule
         Index("uq_bookings_schedule_visit_no_live", "schedule_id", "visit_no", unique=True,

@@ -114,10 +114,12 @@ class Department(IdMixin, Base):
     allowed_sex: Mapped[str | None] = mapped_column(String(1))  # "M" / "F" / NULL = any
     name_pinyin: Mapped[str] = mapped_column(String(400), default="")
     name_initials: Mapped[str] = mapped_column(String(100), default="")
+    his_code: Mapped[str | None] = mapped_column(String(64))  # the department's code in the hospital's HIS
 
     __table_args__ = (
         CheckConstraint("allowed_sex IS NULL OR allowed_sex IN ('M', 'F')", name="allowed_sex"),
         UniqueConstraint("hospital_id", "parent_id", "name"),
+        UniqueConstraint("hospital_id", "his_code"),
     )
 
 
@@ -134,9 +136,11 @@ class Doctor(IdMixin, Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     name_pinyin: Mapped[str] = mapped_column(String(400), default="")
     name_initials: Mapped[str] = mapped_column(String(100), default="")
+    his_code: Mapped[str | None] = mapped_column(String(64))  # the doctor's code in the hospital's HIS
 
     __table_args__ = (
         CheckConstraint(f"title IN {TITLES!r}", name="title"),
+        UniqueConstraint("hospital_id", "his_code"),
         CheckConstraint(f"registration_level IN {REGISTRATION_LEVELS!r}", name="registration_level"),
     )
 

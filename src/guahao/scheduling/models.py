@@ -69,6 +69,7 @@ class Schedule(IdMixin, Base):
     suspended_reason: Mapped[str | None] = mapped_column(String(400))
     # the instant its slots open for booking, fixed when published from the hospital's rules
     release_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    his_session_id: Mapped[str | None] = mapped_column(String(64))  # the HIS session it mirrors
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
@@ -83,6 +84,7 @@ class Schedule(IdMixin, Base):
               sqlite_where=text("doctor_id IS NULL"), postgresql_where=text("doctor_id IS NULL")),
         Index("ix_schedules_hospital_date", "hospital_id", "date"),
         Index("ix_schedules_department_date", "department_id", "date"),
+        UniqueConstraint("hospital_id", "his_session_id"),
     )
 
 
@@ -101,9 +103,11 @@ class Slot(IdMixin, Base):
     ends_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     capacity: Mapped[int] = mapped_column(Integer)
     first_visit_no: Mapped[int] = mapped_column(Integer)
+    his_band_id: Mapped[str | None] = mapped_column(String(64))  # the HIS time band it mirrors
 
     __table_args__ = (
         CheckConstraint(f"pool IN {POOLS!r}", name="pool"),
+        UniqueConstraint("hospital_id", "pool", "his_band_id"),
         CheckConstraint("capacity >= 0", name="capacity"),
         CheckConstraint("first_visit_no >= 1", name="first_visit_no"),
         Index("uq_slots_schedule_pool_start", "schedule_id", "pool", "starts_at", unique=True),
