@@ -24,6 +24,7 @@ from guahao.core.logging import configure_logging
 from guahao.core.middleware import RequestContextMiddleware
 from guahao.core.proxies import TrustedProxyMiddleware
 from guahao.core.ratelimit import RateLimiter
+from guahao.his.admin_router import router as his_admin_router
 from guahao.jobs.router import router as jobs_router
 from guahao.ops.router import router as ops_router
 from guahao.patients.router import router as patients_router
@@ -37,7 +38,8 @@ from guahao.staff.router import router as staff_router
 # Routes match in this order; the booking routes take the release rush, so they come first.
 # Each feature's staff routes are its `staff_router`, mounted here next to its public router.
 ROUTERS = (booking_router, ops_router, accounts_router, catalog_router, catalog_staff_router, scheduling_router,
-           patients_router, staff_router, booking_staff_router, payments_router, payments_staff_router, jobs_router)
+           patients_router, staff_router, booking_staff_router, payments_router, payments_staff_router, jobs_router,
+           his_admin_router)
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:

@@ -106,12 +106,3 @@ class CheckInRefused(GuahaoError):
     zh = "只能在就诊当天为已确认的预约签到。"
     en = "Only a confirmed booking can be checked in, on its visit day."
 
-
-
-class HisUnavailable(GuahaoError):
-    """The hospital's HIS could not be reached (down, timing out, or its circuit breaker is
-    open): nothing was booked. Used by the 建档 look-up and by realtime holds."""
-
-    code, status = "his_unavailable", 503
-    zh = "医院系统暂时无法连接，请稍后再试。"
-    en = "The hospital's system cannot be reached right now; please try again in a moment."
