@@ -101,7 +101,8 @@ async def lock_person(session: AsyncSession, person_id: int, *, hospital_id: int
 
 
 async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, slot_id: int,
-                  now: dt.datetime, with_context: bool = False, records: MedicalRecords | None = None):
+                  now: dt.datetime, with_context: bool = False, records: MedicalRecords | None = None,
+                  record_looked_up: bool = False):
     """Take a hold (锁号) on `slot_id` for one of the account's patients.
 
     Locks in the order schedule (shared) → person → seat: the schedule's status is read under
@@ -119,10 +120,11 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
     if ctx.rules.verification_required and patient.verification != "verified":
         raise errors.PatientNotVerified()
     check_department(ctx, patient.birth_date, patient.sex)
-    # 建档: the record the hospital's rule asks for was looked up before this transaction
-    # (records_step.ensure_record, called by the router); here it is only read from the cache
-    his_patient_id = await records_step.cached_record(session, records, record_requirement=ctx.rules.record_requirement,
-                                                      person_id=patient.person_id, hospital_id=ctx.hospital_id)
+    # 建档: read from the record cache; a miss the HIS must answer ends this transaction with
+    # RecordLookupNeeded, and the caller asks the HIS outside it, then holds again
+    his_patient_id = await records_step.cached_record(
+        session, records, record_requirement=ctx.rules.record_requirement, person_id=patient.person_id,
+        hospital_id=ctx.hospital_id, looked_up=record_looked_up)
     until = await lock_person(session, patient.person_id, hospital_id=ctx.hospital_id, now=now)
     if until is not None:
         raise errors.Restricted(until=ctx.iso(until), until_local=ctx.local(until))

@@ -13,10 +13,13 @@ The hospital's `record_requirement` rule says what a hold needs:
 - `none`: nothing.
 
 The HIS is another system across the network, and no network call happens inside a database
-transaction: `ensure_record` runs before the hold transaction (the router calls it), reads in
-a short read transaction, talks to the HIS with none open, and stores what it found in a
-transaction of its own. `do_hold` then only reads the cached record (`cached_record`) inside
-its transaction: a record is never removed, so what the pre-step found is still there.
+transaction. `do_hold` only reads the cache (`cached_record`); when the rule needs a record
+and none is cached yet, it raises `RecordLookupNeeded`, which rolls its transaction back. The
+router (`booking/router.py`, `_hold_once`) then calls `ensure_record`, which reads in a short
+read transaction, talks to the HIS with none open and stores what it found in a transaction of
+its own, and holds again (`record_looked_up=True`). A record is never removed, so what the
+look-up stored is still there. Holds at hospitals without the rule, and every hold after a
+person's first at such a hospital, pay nothing for it: the cache read is one indexed SELECT.
 
 The record cache is the HIS feature's table, above booking in the layers, so booking owns the
 port (`MedicalRecords`) and `providers.py` wires `guahao.his.records` into it.
@@ -107,14 +110,26 @@ def _open(ctx, now: dt.datetime) -> bool:
     return True
 
 
+class RecordLookupNeeded(Exception):
+    """Raised inside the hold transaction (which it rolls back) when the hospital's rule needs
+    the patient's HIS record and none is cached: the caller runs `ensure_record` with no
+    transaction open and holds again with `looked_up=True`. Not a refusal (no GuahaoError):
+    it is never anybody's answer."""
+
+
 async def cached_record(session: AsyncSession, records: MedicalRecords | None, *, record_requirement: str,
-                        person_id: int, hospital_id: int) -> str | None:
-    """Inside the hold transaction: the hospital patient id the booking carries. Under
-    `existing_record_required` a missing record refuses the hold (`ensure_record` looked it
-    up before; a caller that skipped it, or has no port, is refused too)."""
+                        person_id: int, hospital_id: int, looked_up: bool = False) -> str | None:
+    """Inside the hold transaction: the hospital patient id the booking carries, from the
+    cache. A miss before the HIS was asked raises `RecordLookupNeeded`; after it was asked
+    (`looked_up`), or without the port, `existing_record_required` refuses the hold and
+    `auto_create_in_his` books without a record (the booking then says: register first)."""
+    if record_requirement not in RECORD_AT_HIS:
+        return None
     found = None
-    if record_requirement in RECORD_AT_HIS and records is not None:
+    if records is not None:
         found = await records.cached(session, person_id=person_id, hospital_id=hospital_id)
+        if found is None and not looked_up:
+            raise RecordLookupNeeded()
     if found is None and record_requirement == EXISTING:
         raise errors.RecordRequired()
     return found

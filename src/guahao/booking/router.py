@@ -87,30 +87,41 @@ async def _hold_once(request: Request, db, clock, account_id: int, key: str, req
     if await gate.known_full(body.slot_id):
         return await sold_out()
     records = request.app.state.providers.get("his_records")
+
+    async def claim(*, record_looked_up: bool) -> tuple[int, dict]:
+        async with gate.slot_lane(body.slot_id):
+            if await gate.known_full(body.slot_id):
+                return await sold_out()
+            now = clock.now()  # after the lane wait: the rules are checked at the time of the claim
+
+            async def work(session) -> dict:
+                booking, ctx, patient = await actions.do_hold(
+                    session, account_id=account_id, patient_id=body.patient_id, slot_id=body.slot_id, now=now,
+                    with_context=True, records=records, record_looked_up=record_looked_up)
+                return (await booking_read(session, booking, now, ctx=ctx, patient=patient,
+                                           locale=locale)).model_dump(mode="json")
+
+            return await idempotency.run(
+                db, account_id=account_id, key=key, req_hash=req_hash, arrived_at=arrived_at, work=work,
+                render_error=lambda exc: _problem_body(request, exc, locale),
+                replay_until=lambda exc: _replay_until(exc, now))
+
     try:
-        # 建档 at the HIS, before (and outside) the hold transaction: booking/records_step.py
-        await records_step.ensure_record(db, records, account_id=account_id, patient_id=body.patient_id,
-                                         slot_id=body.slot_id, now=clock.now())
-    except GuahaoError as exc:
-        return await idempotency.record(db, account_id=account_id, key=key, req_hash=req_hash, arrived_at=arrived_at,
-                                        status=exc.status, body=_problem_body(request, exc, locale),
-                                        replay_until=_replay_until(exc, arrived_at))
-    async with gate.slot_lane(body.slot_id):
-        if await gate.known_full(body.slot_id):
-            return await sold_out()
-        now = clock.now()  # after the lane wait: the rules are checked at the time of the claim
-
-        async def work(session) -> dict:
-            booking, ctx, patient = await actions.do_hold(session, account_id=account_id,
-                                                          patient_id=body.patient_id, slot_id=body.slot_id,
-                                                          now=now, with_context=True, records=records)
-            return (await booking_read(session, booking, now, ctx=ctx, patient=patient,
-                                       locale=locale)).model_dump(mode="json")
-
-        status, payload = await idempotency.run(
-            db, account_id=account_id, key=key, req_hash=req_hash, arrived_at=arrived_at, work=work,
-            render_error=lambda exc: _problem_body(request, exc, locale),
-            replay_until=lambda exc: _replay_until(exc, now))
+        status, payload = await claim(record_looked_up=False)
+    except records_step.RecordLookupNeeded:
+        # 建档: the hospital wants the patient's HIS record and none is cached. The hold rolled
+        # back (its key claim too); ask the HIS outside any transaction and outside the slot's
+        # lane, then hold again (booking/records_step.py). Only a person's first hold at such
+        # a hospital comes here: every other hold pays nothing for the rule.
+        try:
+            await records_step.ensure_record(db, records, account_id=account_id, patient_id=body.patient_id,
+                                             slot_id=body.slot_id, now=clock.now())
+        except GuahaoError as exc:
+            return await idempotency.record(db, account_id=account_id, key=key, req_hash=req_hash,
+                                            arrived_at=arrived_at, status=exc.status,
+                                            body=_problem_body(request, exc, locale),
+                                            replay_until=_replay_until(exc, arrived_at))
+        status, payload = await claim(record_looked_up=True)
     if payload.get("code") == "slot_sold_out":
         await gate.mark_full(body.slot_id)
     return status, payload
