@@ -106,6 +106,15 @@ async def test_his_down_during_the_look_up_answers_his_unavailable_and_books_not
     assert r.json()["his_patient_id"] == record.patient_id
 
 
+async def test_a_hanging_his_is_given_up_after_the_connections_timeout(client, db, clock, his_sim):
+    w = await hospital_world(db, clock.now(), record_requirement="auto_create_in_his")
+    await connect(client, await operator_headers(db, clock.now()), w["hospital"], his_sim, timeout_ms=300)
+    his_sim.faults(hang=True)
+    r = await hold(client, w["token"], w["slots"][0], w["patient"])
+    assert r.status_code == 503 and r.json()["code"] == "his_unavailable"
+    assert await _bookings(db) == 0 and await _records(db, w["hospital"]) == []
+
+
 async def test_without_a_connection_nobody_has_a_known_record(client, db, clock):
     w = await hospital_world(db, clock.now(), record_requirement="existing_record_required")
     r = await hold(client, w["token"], w["slots"][0], w["patient"])
