@@ -200,3 +200,38 @@ async def test_a_hospital_without_the_rule_sends_the_plain_confirmation(client, 
     sms = RecordingSms()
     await drain(JobContext(db=db, clock=clock, settings=settings, providers={"sms": sms}))
     assert {m.template for m in sms.sent if m.template.startswith("booking_confirmed")} == {"booking_confirmed"}
+
+
+# --- what the rule costs a hold ----------------------------------------------------------------
+
+class CountingRecords:
+    """The record port, counting what a hold asks of it (the real one does the work)."""
+
+    def __init__(self, real) -> None:
+        self.real, self.calls = real, []
+
+    async def cached(self, session, **kw):
+        self.calls.append("cached")
+        return await self.real.cached(session, **kw)
+
+    async def look_up(self, db, **kw):
+        self.calls.append("look_up")
+        return await self.real.look_up(db, **kw)
+
+
+async def test_the_his_is_asked_only_for_a_persons_first_hold_at_a_hospital_with_the_rule(app, client, db, clock,
+                                                                                          his_sim):
+    counting = CountingRecords(app.state.providers["his_records"])
+    app.state.providers["his_records"] = counting
+    plain = await hospital_world(db, clock.now())
+    r = await hold(client, plain["token"], plain["slots"][0], plain["patient"])
+    assert r.status_code == 201 and counting.calls == []  # no rule: not even the cache is read
+
+    w = await hospital_world(db, clock.now(), record_requirement="auto_create_in_his")
+    await connect(client, await operator_headers(db, clock.now()), w["hospital"], his_sim)
+    r = await hold(client, w["token"], w["slots"][0], w["patient"])
+    # the hold's miss, the look-up step's own read, the HIS, the hold again
+    assert r.status_code == 201 and counting.calls == ["cached", "cached", "look_up", "cached"]
+    counting.calls.clear()
+    r = await hold(client, w["token"], w["slots"][1], w["patient"])
+    assert r.status_code == 201 and counting.calls == ["cached"]
