@@ -164,6 +164,8 @@ def _start_embedded_his_sim(children):
     from pathlib import Path
     from urllib.parse import urlparse
 
+    from sqlalchemy.exc import DBAPIError
+
     from guahao.core.children import port_in_use, wait_for_port
     from guahao.core.db import create_database
     from guahao.his.ports import hospitals_connected_to
@@ -178,6 +180,8 @@ def _start_embedded_his_sim(children):
         db = create_database(settings.database_url, pool_size=1)
         try:
             return await hospitals_connected_to(db, settings.his_sim_url)
+        except DBAPIError:  # not migrated yet (`serve --no-migrate`): nobody uses it
+            return []
         finally:
             await db.dispose()
 
