@@ -1,6 +1,7 @@
 """The operator's HIS connection API, and switching a hospital's HIS mode."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 
@@ -188,3 +189,24 @@ async def test_bookings_of_another_hospital_do_not_lock_the_mode(client, db, clo
     other = await make_hospital(db, clock.now() - dt.timedelta(days=1), name="别的医院")
     await connect(client, headers, other, SIM)
     assert (await _switch(client, headers, other, "synced")).status_code == 200
+
+
+async def test_a_switch_waits_for_a_hold_in_flight_and_then_sees_it(client, db, clock):
+    """A hold has read its slot (schedule share lock held) when the operator switches; then
+    it inserts its booking (whose foreign key takes a key-share lock on the hospital row) and
+    commits. The switch waits for it (no deadlock: it locks no hospital row before the
+    schedules) and then counts it."""
+    from guahao.booking import actions
+    from guahao.booking.context import load_slot_context
+
+    w = await hospital_world(db, clock.now())
+    headers = await operator_headers(db, clock.now())
+    await connect(client, headers, w["hospital"], SIM)
+    async with db.begin() as session:
+        await load_slot_context(session, w["slots"][0], lock_schedule=True)
+        switch = asyncio.create_task(_switch(client, headers, w["hospital"], "synced"))
+        await asyncio.sleep(0.5)  # the switch is now waiting on the schedule
+        await actions.do_hold(session, account_id=w["account"], patient_id=w["patient"], slot_id=w["slots"][0],
+                              now=clock.now())
+    r = await switch
+    assert r.status_code == 409 and r.json()["code"] == "his_mode_locked"

@@ -11,12 +11,15 @@ Both questions belong to features above catalog (bookings; the HIS connection), 
 owns the two small ports below and `providers.py` wires the answers (booking's `queries`,
 the HIS feature's `connections`), as for `patients.service.LiveBookings`.
 
-Concurrency: the caller holds the hospital row (FOR UPDATE), and `hospital_has_live_bookings`
-first takes the hospital's open schedules exclusively (schedule is first in the lock order),
-so holds already past their schedule share lock finish before the count. On PostgreSQL a hold
-whose context SELECT was already waiting on such a schedule lock reads the mode of its own
-statement snapshot (READ COMMITTED does not re-read joined rows of a row that was only
-locked); that window is the length of the switch's transaction. SQLite serialises writers.
+Concurrency: `hospital_has_live_bookings` first takes the hospital's open schedules
+exclusively (schedule is first in the lock order), so holds already past their schedule share
+lock finish before the count, and later ones wait. The hospital row itself is not locked
+first: a hold takes its schedule, then (inserting its booking, whose foreign key names the
+hospital) a key-share lock on the hospital row, so a switch holding the hospital and waiting
+for a schedule would deadlock with it. On PostgreSQL a hold whose context SELECT was already
+waiting on one of those schedule locks reads the mode of its own statement snapshot (READ
+COMMITTED does not re-read joined rows of a row that was only locked); that window is the
+length of the switch's transaction. SQLite serialises writers.
 """
 from __future__ import annotations
 
@@ -64,8 +67,8 @@ def check_new_hospital(his_mode: str) -> None:
 
 async def check_switch(session: AsyncSession, hospital_id: int, new_mode: str, *, now: dt.datetime,
                        bookings: HospitalBookings | None, connections: HisConnections | None) -> None:
-    """Refuse switching to `new_mode` (the caller holds the hospital row and knows the mode
-    changes). Both ports are required: without them nobody could answer safely."""
+    """Refuse switching to `new_mode` (the caller knows the mode changes). Both ports are
+    required: without them nobody could answer safely."""
     if bookings is None or connections is None:
         raise RuntimeError("switching a HIS mode needs the bookings and HIS connection ports (providers.py)")
     if new_mode in HIS_MODES_WITH_CONNECTION and not await connections.has_connection(session, hospital_id):

@@ -260,10 +260,12 @@ async def do_create_hospital(session: AsyncSession, data: HospitalCreate, now) -
 async def do_update_hospital(session: AsyncSession, hospital: Hospital, data: HospitalUpdate, *,
                              now: dt.datetime | None = None, bookings: his_mode.HospitalBookings | None = None,
                              connections: his_mode.HisConnections | None = None) -> Hospital:
-    """A change of `his_mode` is checked first (catalog/his_mode.py: the ports answer it)."""
+    """A change of `his_mode` is checked first (catalog/his_mode.py: the ports answer it).
+    No hospital row lock here: the check takes the hospital's open schedules first, and a
+    hold holds its schedule before it touches the hospital row (its booking's foreign key),
+    so locking the hospital first would wait in a circle with a hold in flight."""
     changes = data.changes()
     if "his_mode" in changes:
-        await _lock_hospital(session, hospital.id)
         await session.refresh(hospital)
         if changes["his_mode"] != hospital.his_mode:
             await his_mode.check_switch(session, hospital.id, changes["his_mode"], now=now,
