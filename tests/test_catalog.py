@@ -267,7 +267,8 @@ async def test_staff_of_another_hospital_get_404_and_other_roles_403(client, db,
     r = await client.patch(f"/api/v1/staff/hospitals/{x}", json={"his_mode": "synced"}, headers=admin_x)
     assert r.status_code == 403
     r = await client.patch(f"/api/v1/staff/hospitals/{x}", json={"his_mode": "synced"}, headers=await operator(db, clock))
-    assert r.status_code == 200 and r.json()["his_mode"] == "synced"
+    # the operator may, once the hospital has a HIS connection (tests/test_his_connection_api.py)
+    assert r.status_code == 409 and r.json()["code"] == "his_connection_missing"
     assert (await client.post("/api/v1/staff/hospitals", json={})).status_code == 401
     assert (await client.get(f"/api/v1/departments/{y_dep}")).json()["name"] == "内科"  # untouched
 

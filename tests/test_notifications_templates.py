@@ -18,6 +18,7 @@ SAMPLE = {
 }
 EXPECTED = {
     "booking_confirmed": ("预约成功", "Booking confirmed"),
+    "booking_confirmed_register": ("办理建档", "register at the hospital's window"),
     "hold_expiring": ("请尽快完成支付", "complete the payment"),
     "booking_cancelled": ("已取消", "has been cancelled"),
     "booking_expired": ("未在规定时间内支付", "was not completed in time"),

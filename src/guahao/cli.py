@@ -100,6 +100,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
         if migrate:
             db_upgrade()
         _start_embedded_paysim(children)
+        _start_embedded_his_sim(children)
         uvicorn.run("guahao.asgi:app", host=host, port=port, workers=workers, log_level="warning",
                     proxy_headers=False, log_config=None)
     finally:
@@ -149,6 +150,64 @@ def _start_embedded_paysim(children):
     if not wait_for_port(proc, target.hostname, port):
         typer.echo("the payment sandbox did not start", err=True)
         raise typer.Exit(1)
+    return proc
+
+
+def _start_embedded_his_sim(children):
+    """On the embedded default, the HIS simulator runs beside the service as its own process
+    when a hospital's HIS connection points at it (the demo's synced and realtime hospitals,
+    `guahao seed --demo`). A new simulator database is seeded with the demo HIS (a week of
+    sessions from today, docs/HIS_SIM.md) and the demo patient's visit card; an existing one
+    is kept, with the orders our bookings refer to. A taken port is refused, as for paysim."""
+    import os
+    import sys
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from sqlalchemy.exc import DBAPIError
+
+    from guahao.core.children import port_in_use, wait_for_port
+    from guahao.core.db import create_database
+    from guahao.his.ports import hospitals_connected_to
+
+    settings = get_settings()
+    target = urlparse(settings.his_sim_url)
+    if not (settings.his_sim_embedded and settings.env == "development"
+            and target.hostname in ("127.0.0.1", "localhost")):
+        return None
+
+    async def connected() -> list[int]:
+        db = create_database(settings.database_url, pool_size=1)
+        try:
+            return await hospitals_connected_to(db, settings.his_sim_url)
+        except DBAPIError:  # not migrated yet (`serve --no-migrate`): nobody uses it
+            return []
+        finally:
+            await db.dispose()
+
+    hospitals = asyncio.run(connected())
+    if not hospitals:
+        return None
+    port = target.port or 80
+    if port_in_use(target.hostname, port):
+        typer.echo(f"port {port} of the HIS simulator ({settings.his_sim_url}) is already taken, probably by a "
+                   "simulator left over from an earlier `guahao serve`; stop that process, or set "
+                   "GUAHAO_HIS_SIM_EMBEDDED=false to use what listens there", err=True)
+        raise typer.Exit(1)
+    fresh = not Path(settings.his_sim_db_path).exists()
+    typer.echo(f"HIS simulator (his-sim) on {settings.his_sim_url} for hospitals {hospitals}"
+               + (" (new database, seeded)" if fresh else ""))
+    proc = children.start([sys.executable, "-m", "guahao.cli", "his-sim", "--host", target.hostname,
+                           "--port", str(port), "--db-path", settings.his_sim_db_path,
+                           *(["--seed"] if fresh else [])],
+                          env={**os.environ, "GUAHAO_HIS_SIM_KEY": settings.his_sim_key})
+    if not wait_for_port(proc, target.hostname, port):
+        typer.echo("the HIS simulator did not start", err=True)
+        raise typer.Exit(1)
+    if fresh:
+        from guahao.demo.seed import seed_his_sim_records
+
+        asyncio.run(seed_his_sim_records(settings))
     return proc
 
 

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     payment_notify_base_url: str | None = None  # how the provider reaches us; default base_url
     # `guahao serve` starts the sandbox as a child process on the embedded default
     paysim_embedded: bool = True
+    # the HIS simulator (`guahao his-sim`): `serve` starts it on the embedded default when a
+    # hospital's HIS connection points at his_sim_url (the demo's synced and realtime hospitals)
+    his_sim_url: str = "http://127.0.0.1:8200"
+    his_sim_key: str = "his-sim-dev-key"  # its master key (GUAHAO_HIS_SIM_KEY, as `guahao his-sim` reads it)
+    his_sim_db_path: str = "./his-sim.db"
+    his_sim_embedded: bool = True
     default_timezone: str = "Asia/Shanghai"
     run_jobs_in_process: bool = True
     # job workers (guahao.jobs.runner)

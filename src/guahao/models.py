@@ -1,5 +1,6 @@
 """Every table, imported in one place so metadata (and Alembic) sees all of them."""
 import guahao.his.models
+import guahao.his.records
 import guahao.notifications.models
 import guahao.payments.models  # noqa: F401
 from guahao.accounts.models import Account, AuthSession, Consent, SmsCode  # noqa: F401

@@ -9,6 +9,8 @@ from guahao.config import Settings
 def build_providers(settings: Settings) -> dict[str, Any]:
     from guahao.accounts import sms
     from guahao.booking import queries as booking_queries
+    from guahao.his import ports as his_ports
+    from guahao.his import records as his_records
     from guahao.notifications import port as notifications_port
     from guahao.patients import face_check
     from guahao.payments import provider as payment_provider
@@ -27,5 +29,10 @@ def build_providers(settings: Settings) -> dict[str, Any]:
         "face_check": face_check.build(settings.face_check_provider),
         "payments": payment_provider.build(settings),
         # not an outside system: booking answering a question of a feature below it
+        # (patients.LiveBookings, scheduling.ScheduleBookings, catalog.his_mode.HospitalBookings)
         "bookings": booking_queries,
+        # the HIS side answering the domain's ports: catalog.his_mode.HisConnections and
+        # booking.records_step.MedicalRecords (建档 look-up and record cache)
+        "his_connections": his_ports,
+        "his_records": his_records,
     }

@@ -12,11 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.booking import errors, lifecycle, notices, restrictions
+from guahao.booking import errors, lifecycle, notices, records_step, restrictions
 from guahao.booking.context import SlotContext, load_slot_context
 from guahao.booking.lifecycle import Actor
 from guahao.booking.models import ACTIVE_STATES, I3_INDEX, Booking
 from guahao.booking.queries import BookingFacts
+from guahao.booking.records_step import MedicalRecords
 from guahao.booking.schemas import CancelPreview
 from guahao.core import metrics
 from guahao.core.errors import NotFound
@@ -100,7 +101,8 @@ async def lock_person(session: AsyncSession, person_id: int, *, hospital_id: int
 
 
 async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, slot_id: int,
-                  now: dt.datetime, with_context: bool = False):
+                  now: dt.datetime, with_context: bool = False, records: MedicalRecords | None = None,
+                  record_looked_up: bool = False):
     """Take a hold (锁号) on `slot_id` for one of the account's patients.
 
     Locks in the order schedule (shared) → person → seat: the schedule's status is read under
@@ -118,9 +120,11 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
     if ctx.rules.verification_required and patient.verification != "verified":
         raise errors.PatientNotVerified()
     check_department(ctx, patient.birth_date, patient.sex)
-    if ctx.rules.record_requirement == "existing_record_required":
-        # medical records (建档) come from the HIS integration; none is known yet for anyone
-        raise errors.RecordRequired()
+    # 建档: read from the record cache; a miss the HIS must answer ends this transaction with
+    # RecordLookupNeeded, and the caller asks the HIS outside it, then holds again
+    his_patient_id = await records_step.cached_record(
+        session, records, record_requirement=ctx.rules.record_requirement, person_id=patient.person_id,
+        hospital_id=ctx.hospital_id, looked_up=record_looked_up)
     until = await lock_person(session, patient.person_id, hospital_id=ctx.hospital_id, now=now)
     if until is not None:
         raise errors.Restricted(until=ctx.iso(until), until_local=ctx.local(until))
@@ -149,7 +153,7 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
         booking_code=await _new_booking_code(session, ctx.hospital_id),
         state="held" if amount > 0 else "confirmed", registration_fee=ctx.registration_fee,
         consultation_fee=ctx.consultation_fee, amount_due=amount, hold_expires_at=hold_until,
-        created_at=now, updated_at=now,
+        created_at=now, updated_at=now, his_patient_id=his_patient_id,
     )
     session.add(booking)
     try:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.booking.context import SlotContext, load_slot_context
 from guahao.booking.models import IN_PROGRESS_STATES, Booking, BookingEvent, Restriction
 from guahao.core.errors import NotFound
+from guahao.scheduling import service as scheduling_service
 
 
 async def schedule_has_bookings(session: AsyncSession, schedule_id: int) -> bool:
@@ -27,6 +28,16 @@ async def schedule_has_bookings(session: AsyncSession, schedule_id: int) -> bool
 async def patient_has_live_bookings(session: AsyncSession, patient_id: int) -> bool:
     return bool(await session.scalar(select(exists().where(
         Booking.patient_id == patient_id, Booking.state.in_(IN_PROGRESS_STATES)))))
+
+
+async def hospital_has_live_bookings(session: AsyncSession, hospital_id: int, *, now: dt.datetime) -> bool:
+    """Live for a HIS mode switch (catalog.his_mode.HospitalBookings): a hold still running or
+    a confirmed booking. The hospital's open schedules are locked first (the switch then waits
+    for holds in flight), so the answer holds until the caller commits."""
+    await scheduling_service.lock_open_schedules(session, hospital_id, now=now)
+    running_hold = and_(Booking.state == "held", Booking.hold_expires_at > now)
+    return bool(await session.scalar(select(exists().where(
+        Booking.hospital_id == hospital_id, or_(running_hold, Booking.state == "confirmed")))))
 
 
 # --- snapshots for payments and notifications ---------------------------------------------------

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
-from guahao.booking import actions, errors
+from guahao.booking import actions, errors, records_step
 from guahao.booking.models import Booking, BookingEvent
 from guahao.booking.schemas import (
     BookingCancel,
@@ -38,6 +38,8 @@ def _problem_body(request: Request, exc: GuahaoError, locale: str) -> dict:
 def _replay_until(exc: GuahaoError, now: dt.datetime) -> dt.datetime:
     """How long a refusal stays the key's answer (core/idempotency.py): a short retry window,
     and never past the moment the refusal stops being true for a release."""
+    if exc.status >= 500:
+        return now  # nothing happened (the HIS could not be reached): a retry tries again
     until = now + idempotency.REFUSAL_REPLAY
     if exc.code == "not_yet_released" and "release_at" in exc.params:
         until = min(until, dt.datetime.fromisoformat(exc.params["release_at"]))
@@ -84,28 +86,49 @@ async def _hold_once(request: Request, db, clock, account_id: int, key: str, req
 
     if await gate.known_full(body.slot_id):
         return await sold_out()
-    async with gate.slot_lane(body.slot_id):
-        if await gate.known_full(body.slot_id):
-            return await sold_out()
-        now = clock.now()  # after the lane wait: the rules are checked at the time of the claim
+    records = request.app.state.providers.get("his_records")
 
-        async def work(session) -> dict:
-            booking, ctx, patient = await actions.do_hold(session, account_id=account_id,
-                                                          patient_id=body.patient_id, slot_id=body.slot_id,
-                                                          now=now, with_context=True)
-            return (await booking_read(session, booking, now, ctx=ctx, patient=patient)).model_dump(mode="json")
+    async def claim(*, record_looked_up: bool) -> tuple[int, dict]:
+        async with gate.slot_lane(body.slot_id):
+            if await gate.known_full(body.slot_id):
+                return await sold_out()
+            now = clock.now()  # after the lane wait: the rules are checked at the time of the claim
 
-        status, payload = await idempotency.run(
-            db, account_id=account_id, key=key, req_hash=req_hash, arrived_at=arrived_at, work=work,
-            render_error=lambda exc: _problem_body(request, exc, locale),
-            replay_until=lambda exc: _replay_until(exc, now))
+            async def work(session) -> dict:
+                booking, ctx, patient = await actions.do_hold(
+                    session, account_id=account_id, patient_id=body.patient_id, slot_id=body.slot_id, now=now,
+                    with_context=True, records=records, record_looked_up=record_looked_up)
+                return (await booking_read(session, booking, now, ctx=ctx, patient=patient,
+                                           locale=locale)).model_dump(mode="json")
+
+            return await idempotency.run(
+                db, account_id=account_id, key=key, req_hash=req_hash, arrived_at=arrived_at, work=work,
+                render_error=lambda exc: _problem_body(request, exc, locale),
+                replay_until=lambda exc: _replay_until(exc, now))
+
+    try:
+        status, payload = await claim(record_looked_up=False)
+    except records_step.RecordLookupNeeded:
+        # 建档: the hospital wants the patient's HIS record and none is cached. The hold rolled
+        # back (its key claim too); ask the HIS outside any transaction and outside the slot's
+        # lane, then hold again (booking/records_step.py). Only a person's first hold at such
+        # a hospital comes here: every other hold pays nothing for the rule.
+        try:
+            await records_step.ensure_record(db, records, account_id=account_id, patient_id=body.patient_id,
+                                             slot_id=body.slot_id, now=clock.now())
+        except GuahaoError as exc:
+            return await idempotency.record(db, account_id=account_id, key=key, req_hash=req_hash,
+                                            arrived_at=arrived_at, status=exc.status,
+                                            body=_problem_body(request, exc, locale),
+                                            replay_until=_replay_until(exc, arrived_at))
+        status, payload = await claim(record_looked_up=True)
     if payload.get("code") == "slot_sold_out":
         await gate.mark_full(body.slot_id)
     return status, payload
 
 
 @router.get("", response_model=BookingPage)
-async def list_bookings(account: CurrentAccount, db: Db, clock: ClockDep,
+async def list_bookings(account: CurrentAccount, db: Db, clock: ClockDep, locale: Locale,
                         state: Annotated[str | None, Query(max_length=20)] = None,
                         limit: Annotated[int, Query(ge=1, le=100)] = 20,
                         offset: Annotated[int, Query(ge=0)] = 0) -> BookingPage:
@@ -120,15 +143,16 @@ async def list_bookings(account: CurrentAccount, db: Db, clock: ClockDep,
     async with db.read() as session:
         total = await session.scalar(select(func.count()).select_from(query.subquery()))
         rows = await session.scalars(query.order_by(Booking.id.desc()).limit(limit).offset(offset))
-        items = [await booking_read(session, b, now) for b in rows]
+        items = [await booking_read(session, b, now, locale=locale) for b in rows]
     return BookingPage(items=items, total=total or 0)
 
 
 @router.get("/{booking_id}", response_model=BookingRead)
-async def get_booking(booking_id: int, account: CurrentAccount, db: Db, clock: ClockDep) -> BookingRead:
+async def get_booking(booking_id: int, account: CurrentAccount, db: Db, clock: ClockDep,
+                      locale: Locale) -> BookingRead:
     async with db.read() as session:
         booking = await actions.get_for_account(session, account.account_id, booking_id)
-        return await booking_read(session, booking, clock.now())
+        return await booking_read(session, booking, clock.now(), locale=locale)
 
 
 @router.get("/{booking_id}/cancel-preview", response_model=CancelPreview)
@@ -155,11 +179,11 @@ async def booking_events(booking_id: int, account: CurrentAccount, db: Db) -> li
 
 @router.post("/{booking_id}/cancel", response_model=BookingRead)
 async def cancel_booking(request: Request, booking_id: int, account: CurrentAccount, db: Db, clock: ClockDep,
-                         body: BookingCancel | None = None) -> BookingRead:
+                         locale: Locale, body: BookingCancel | None = None) -> BookingRead:
     now = clock.now()
     async with db.begin() as session:
         booking = await actions.do_cancel(session, account_id=account.account_id, booking_id=booking_id, now=now,
                                           reason=body.reason if body else None)
-        read = await booking_read(session, booking, now)
+        read = await booking_read(session, booking, now, locale=locale)
     await request.app.state.gate.forget(booking.slot_id)
     return read

@@ -53,6 +53,9 @@ class BookingRead(BaseModel):
     patient: PatientBrief
     allowed_actions: list[str]
     created_at: dt.datetime
+    his_patient_id: str | None = Field(default=None, description="the patient's id at the hospital's HIS (建档)")
+    record_notice: str | None = Field(default=None, description="what the patient must do at the hospital before "
+                                                                "the visit (register: 建档), in the caller's language")
 
 
 class BookingPage(BaseModel):

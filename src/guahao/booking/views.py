@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guahao.booking import records_step
 from guahao.booking.context import SlotContext, load_slot_context
 from guahao.booking.lifecycle import FHIR_STATUS
 from guahao.booking.models import Booking
@@ -31,8 +32,9 @@ def effective_state(booking: Booking, now: dt.datetime) -> str:
 
 
 async def booking_read(session: AsyncSession, booking: Booking, now: dt.datetime, *,
-                       ctx: SlotContext | None = None, patient: Any = None) -> BookingRead:
-    """`ctx` and `patient` may be passed by a caller that already loaded them (the hold)."""
+                       ctx: SlotContext | None = None, patient: Any = None, locale: str = "zh-CN") -> BookingRead:
+    """`ctx` and `patient` may be passed by a caller that already loaded them (the hold);
+    `locale` is the language of the texts in it (the 建档 notice)."""
     ctx = ctx or await load_slot_context(session, booking.slot_id)
     patient = patient or await patients_service.get_one(session, booking.patient_id)
     state = effective_state(booking, now)
@@ -49,4 +51,6 @@ async def booking_read(session: AsyncSession, booking: Booking, now: dt.datetime
         patient=PatientBrief(id=patient.id, name=mask_name(patient.name), id_type=patient.id_type,
                              id_number=mask_id_number(patient.id_number)),
         allowed_actions=allowed_actions(booking, ctx.deadline_of(booking), now), created_at=booking.created_at,
+        his_patient_id=booking.his_patient_id,
+        record_notice=records_step.record_notice(ctx.rules.record_requirement, booking.his_patient_id, locale),
     ), ctx.zone)

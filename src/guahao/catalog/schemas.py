@@ -153,6 +153,7 @@ class DepartmentCreate(_Input):
     min_age: int | None = Field(default=None, ge=0, le=150)
     max_age: int | None = Field(default=None, ge=0, le=150)
     allowed_sex: Sex | None = None
+    his_code: str | None = Field(default=None, max_length=64, description="its code in the hospital's HIS")
 
     @model_validator(mode="after")
     def _ages(self):
@@ -214,6 +215,7 @@ class DoctorCreate(_Input):
     specialty: str = Field(default="", max_length=400)
     introduction: str = Field(default="", max_length=20000)
     active: bool = True
+    his_code: str | None = Field(default=None, max_length=64, description="their code in the hospital's HIS")
 
 
 class DoctorUpdate(_Patch):

@@ -8,6 +8,7 @@ SQLite the writer's BEGIN IMMEDIATE already serialises them.
 """
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Iterable
 from zoneinfo import ZoneInfo
@@ -16,6 +17,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guahao.catalog import his_mode
 from guahao.catalog.models import REGISTRATION_LEVELS, TITLES, Department, Doctor, FeeRule, Hospital, HospitalRules
 from guahao.catalog.schemas import (
     DepartmentCreate,
@@ -243,6 +245,7 @@ async def _lock_hospital(session: AsyncSession, hospital_id: int) -> Hospital:
 
 async def do_create_hospital(session: AsyncSession, data: HospitalCreate, now) -> Hospital:
     """A hospital with default rules (HospitalRules column defaults) and the default fee list."""
+    his_mode.check_new_hospital(data.his_mode)
     hospital = Hospital(**data.model_dump(), active=True, created_at=now)
     apply_search_keys(hospital)
     session.add(hospital)
@@ -254,8 +257,20 @@ async def do_create_hospital(session: AsyncSession, data: HospitalCreate, now) -
     return hospital
 
 
-async def do_update_hospital(session: AsyncSession, hospital: Hospital, data: HospitalUpdate) -> Hospital:
-    for field, value in data.changes().items():
+async def do_update_hospital(session: AsyncSession, hospital: Hospital, data: HospitalUpdate, *,
+                             now: dt.datetime | None = None, bookings: his_mode.HospitalBookings | None = None,
+                             connections: his_mode.HisConnections | None = None) -> Hospital:
+    """A change of `his_mode` is checked first (catalog/his_mode.py: the ports answer it).
+    No hospital row lock here: the check takes the hospital's open schedules first, and a
+    hold holds its schedule before it touches the hospital row (its booking's foreign key),
+    so locking the hospital first would wait in a circle with a hold in flight."""
+    changes = data.changes()
+    if "his_mode" in changes:
+        await session.refresh(hospital)
+        if changes["his_mode"] != hospital.his_mode:
+            await his_mode.check_switch(session, hospital.id, changes["his_mode"], now=now,
+                                        bookings=bookings, connections=connections)
+    for field, value in changes.items():
         setattr(hospital, field, value)
     apply_search_keys(hospital)
     await session.flush()

@@ -6,7 +6,7 @@ another hospital get 404 for its objects, the same answer as for a missing id (I
 """
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 
 from guahao.catalog import service, views
 from guahao.catalog.models import Department, Doctor, Hospital
@@ -68,17 +68,20 @@ async def get_hospital(hospital_id: int, staff: CurrentStaff, db: Db, locale: Lo
 
 
 @router.patch("/hospitals/{hospital_id}", response_model=HospitalStaffRead)
-async def update_hospital(hospital_id: int, data: HospitalUpdate, staff: CurrentStaff, db: Db, clock: ClockDep,
-                          locale: Locale) -> HospitalStaffRead:
+async def update_hospital(request: Request, hospital_id: int, data: HospitalUpdate, staff: CurrentStaff, db: Db,
+                          clock: ClockDep, locale: Locale) -> HospitalStaffRead:
     """The operator edits anything (HIS mode, activation, grading); a hospital admin only the
-    descriptive fields of their own hospital."""
+    descriptive fields of their own hospital. The HIS mode switches only without live bookings
+    (`his_mode_locked`) and, to synced or realtime, with a HIS connection (`his_connection_missing`)."""
     staff.require(ADMIN)
     staff.ensure_hospital(hospital_id)
     if not staff.is_operator and not data.model_fields_set <= HospitalUpdate.ADMIN_FIELDS:
         raise Forbidden()
     async with db.begin() as session:
         hospital = await service.get_hospital_or_raise(session, hospital_id, include_inactive=True)
-        await service.do_update_hospital(session, hospital, data)
+        providers = request.app.state.providers
+        await service.do_update_hospital(session, hospital, data, now=clock.now(), bookings=providers["bookings"],
+                                         connections=providers.get("his_connections"))
         await _audit(session, staff, clock, "hospital.update", "hospital", hospital.id, hospital.id, data.changes())
     return views.hospital_staff_read(hospital, locale)
 

@@ -31,6 +31,7 @@ class Dept:
     max_age: int | None = None
     allowed_sex: str | None = None
     introduction: str = ""
+    his_code: str | None = None  # its code at the hospital's HIS (the simulator's seed)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Doc:
     specialty: str
     sessions: tuple[tuple[int, str], ...]  # (weekday, period) of the weekly clinics
     level: str | None = None  # registration level; by title when None
+    his_code: str | None = None  # their code at the hospital's HIS (the simulator's seed)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,18 @@ class DemoHospital:
     fee_grade: str
     rules: dict = field(default_factory=dict)  # overrides of the hospital's default rules
     entrance: str = "department"  # or registration_level: 普通号 / 专家号 first
+    his: HisLink | None = None  # None: `local`, no HIS
+
+
+@dataclass(frozen=True)
+class HisLink:
+    """A demo hospital whose HIS is the embedded simulator (`guahao his-sim`, started by
+    `guahao serve`): its mode and the simulator pool it sells. Its schedules come from the
+    HIS (the sync job), so it has no weekly templates here."""
+
+    mode: str  # synced | realtime
+    pool: str  # "guahao": ours alone; "shared": sold by us and another platform
+    platform: str = "guahao"
 
 
 # Registration level and (platform, onsite) capacity of a doctor's clinic, by title.
@@ -114,6 +128,18 @@ _FUCHAN = Dept("妇产科", "门诊楼4层", (
 ))
 _YANKE = Dept("眼科", "门诊楼5层", introduction="白内障、青光眼、屈光不正、眼底病。")
 _KOUQIANG = Dept("口腔科", "门诊楼5层", introduction="龋病、牙周病、根管治疗、口腔修复。")
+
+_HIS_DEPARTMENTS = (
+    Dept("内科", "门诊楼2层", (
+        Dept("普通内科", "门诊楼2层A区", his_code="NEI", introduction="内科常见病、慢性病的诊治。"),
+    )),
+    Dept("儿科", "门诊楼1层东侧", max_age=14, his_code="ERK", introduction="14周岁及以下儿童常见病的诊治。"),
+)
+_HIS_DOCTORS = (
+    Doc("普通内科", "王医生", "chief", "高血压、糖尿病", (), his_code="D001"),
+    Doc("普通内科", "李医生", "attending", "呼吸道感染、胃炎", (), his_code="D002"),
+    Doc("儿科", "张医生", "associate_chief", "小儿呼吸系统疾病", (), his_code="D003"),
+)
 
 HOSPITALS: tuple[DemoHospital, ...] = (
     DemoHospital(
@@ -190,7 +216,26 @@ HOSPITALS: tuple[DemoHospital, ...] = (
             Doc("口腔科", "彭丽华", "chief", "口腔修复、种植牙", ((TUE, AM), (THU, PM))),
         ),
         clinics=(Clinic("内科", (MON, TUE, WED, THU, FRI, SAT), AM, platform_capacity=20, onsite_capacity=20),),
-        rules={"hold_minutes": 20, "cancel_minutes_before_visit_day": 120},
+        rules={"hold_minutes": 20, "cancel_minutes_before_visit_day": 120, "record_requirement": "create_at_hospital"},
+    ),
+    # Two hospitals on the simulated HIS (one simulator, two pools): departments and doctors
+    # carry the simulator seed's codes (NEI / ERK, D001-D003), the HIS ids their schedules
+    # are mapped by.
+    DemoHospital(
+        key="haidian", name="北京海淀协和联合医院", short_name="海淀联合", level="三级甲等", city="北京市",
+        district="海淀区", address="北京市海淀区中关村南大街22号", phone="010-65550500",
+        latitude=39.9590, longitude=116.3270, fee_grade="tertiary",
+        introduction="号源由医院 HIS 定时同步(synced 模式);需已在本院建档(持就诊卡)方可网上预约。",
+        departments=_HIS_DEPARTMENTS, doctors=_HIS_DOCTORS, clinics=(),
+        rules={"record_requirement": "existing_record_required"}, his=HisLink("synced", "guahao"),
+    ),
+    DemoHospital(
+        key="minhang", name="上海闵行华康医院", short_name="闵行华康", level="三级乙等", city="上海市",
+        district="闵行区", address="上海市闵行区莘庄镇莘松路300号", phone="021-64550600",
+        latitude=31.1120, longitude=121.3810, fee_grade="secondary",
+        introduction="号源与其他平台共享,每次预约实时向医院 HIS 锁号(realtime 模式);首次预约时自动在医院建档。",
+        departments=_HIS_DEPARTMENTS, doctors=_HIS_DOCTORS, clinics=(),
+        rules={"record_requirement": "auto_create_in_his"}, his=HisLink("realtime", "shared"),
     ),
 )
 

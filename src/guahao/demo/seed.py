@@ -25,11 +25,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.accounts import service as accounts_service
 from guahao.booking import hospital_actions
+from guahao.booking import queries as booking_queries
 from guahao.booking.lifecycle import Actor
 from guahao.catalog import labels
 from guahao.catalog import rules as hospital_rules
 from guahao.catalog import service as catalog_service
-from guahao.catalog.schemas import DepartmentCreate, DoctorCreate, FeeRuleIn, HospitalCreate, HospitalRulesUpdate
+from guahao.catalog.schemas import (
+    DepartmentCreate,
+    DoctorCreate,
+    FeeRuleIn,
+    HospitalCreate,
+    HospitalRulesUpdate,
+    HospitalUpdate,
+)
 from guahao.config import Settings
 from guahao.core import crypto
 from guahao.core.clock import Clock, SystemClock
@@ -37,6 +45,11 @@ from guahao.core.db import Database, create_database
 from guahao.core.idcard import check_char
 from guahao.core.ratelimit import RateLimiter
 from guahao.demo import data
+from guahao.his import connections as his_connections
+from guahao.his import ports as his_ports
+from guahao.his.client import HisClient
+from guahao.his.schemas import HisConnectionUpdate
+from guahao.his.sim.signing import platform_key as his_platform_key
 from guahao.patients import service as patients_service
 from guahao.patients.face_check import SandboxFaceCheck
 from guahao.patients.schemas import PatientCreate
@@ -130,6 +143,9 @@ async def _seed(db: Database, settings: Settings, clock: Clock, *, if_empty: boo
     for built in report.hospitals:
         async with db.begin() as session:
             await _create_departments_and_doctors(session, built)
+        if built.spec.his is not None:
+            async with db.begin() as session:
+                await _connect_to_his(session, built, settings, now)
         async with db.begin() as session:
             await _create_templates(session, built, now)
         async with db.begin() as session:
@@ -185,7 +201,7 @@ async def _create_departments_and_doctors(session: AsyncSession, built: BuiltHos
                  f"擅长{doc.specialty}。")
         doctor = await catalog_service.do_create_doctor(session, built.id, DoctorCreate(
             department_id=built.departments[doc.department], name=doc.name, title=doc.title,
-            registration_level=level, specialty=doc.specialty, introduction=intro))
+            registration_level=level, specialty=doc.specialty, introduction=intro, his_code=doc.his_code))
         built.doctors[doc.name] = doctor.id
 
 
@@ -193,9 +209,38 @@ async def _create_department(session: AsyncSession, built: BuiltHospital, dept: 
                              parent_id: int | None, sort_order: int) -> int:
     department = await catalog_service.do_create_department(session, built.id, DepartmentCreate(
         name=dept.name, parent_id=parent_id, location=dept.location, introduction=dept.introduction,
-        sort_order=sort_order, max_age=dept.max_age, allowed_sex=dept.allowed_sex))
+        sort_order=sort_order, max_age=dept.max_age, allowed_sex=dept.allowed_sex, his_code=dept.his_code))
     built.departments[dept.name] = department.id
     return department.id
+
+
+# --- the simulated HIS ----------------------------------------------------------------------
+
+async def _connect_to_his(session: AsyncSession, built: BuiltHospital, settings: Settings, now: dt.datetime) -> None:
+    """Point the hospital at the embedded simulator (started by `guahao serve`) and switch it
+    to its mode, the way the operator would (the connection first, then the mode)."""
+    link = built.spec.his
+    assert link is not None
+    await his_connections.do_set_connection(session, built.id, HisConnectionUpdate(
+        base_url=settings.his_sim_url, platform=link.platform, pool=link.pool,
+        key=his_platform_key(settings.his_sim_key, link.platform).hex()), now=now)
+    hospital = await catalog_service.get_hospital_or_raise(session, built.id, include_inactive=True)
+    await catalog_service.do_update_hospital(session, hospital, HospitalUpdate(his_mode=link.mode), now=now,
+                                             bookings=booking_queries, connections=his_ports)
+
+
+async def seed_his_sim_records(settings: Settings) -> None:
+    """A freshly seeded simulator (`guahao serve` starts it): the demo account's own patient
+    has been to the synced demo hospital before, so they hold its visit card (建档) and can
+    book there under `existing_record_required`; their child has not, and is told to register
+    first. (Both demo HIS hospitals share the one simulator, so its records too.)"""
+    person = data.DEMO_PATIENTS[0]
+    client = HisClient(settings.his_sim_url, "guahao", his_platform_key(settings.his_sim_key, "guahao"),
+                       timeout=10)
+    try:
+        await client.create_patient(demo_id_number(person), person.name)
+    finally:
+        await client.aclose()
 
 
 # --- schedules ------------------------------------------------------------------------------
@@ -288,6 +333,11 @@ def _print_summary(report: SeedReport, settings: Settings, echo: Callable[[str],
     for person in data.STAFF:
         where = by_key[person.hospital_key] if person.hospital_key else "all hospitals"
         lines.append(f"  {person.username:<11} {person.role:<18} {where}")
+    linked = [h.spec for h in report.hospitals if h.spec.his is not None]
+    if linked:
+        lines += ["", f"Hospitals on the simulated HIS ({settings.his_sim_url}, started by `guahao serve`): "
+                      + "、".join(f"{h.name} ({h.his.mode})" for h in linked if h.his is not None)
+                      + "; their schedules come from the HIS."]
     lines += ["", "WARNING: the demo passwords are published; use them for development only and never load "
                   "demo data into a production database."]
     for line in lines:

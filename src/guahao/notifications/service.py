@@ -118,6 +118,9 @@ async def compose_booking_message(session: AsyncSession, template: str, booking_
     to = await recipient(session, booking.account_id)
     patient = await patients_service.get_one(session, booking.patient_id)
     loc = to.locale
+    wording = template
+    if template == "booking_confirmed" and slot.rules.record_requirement == "create_at_hospital":
+        wording = "booking_confirmed_register"  # an approved text of its own at the gateway
     values = {
         "patient": mask_name(patient.name), "hospital": slot.hospital_name, "department": slot.department_name,
         "doctor": slot.doctor_name or templates.general_clinic(loc),
@@ -130,8 +133,8 @@ async def compose_booking_message(session: AsyncSession, template: str, booking_
         values["deadline"] = templates.clock_time(booking.hold_expires_at, slot.zone)
     if template in ("booking_cancelled", "booking_revoked"):
         values["refund"] = templates.refund_status(await _was_paid(session, booking), loc, values["fees"])
-    return Outgoing(dedupe_key=message_key(template, booking.id), template=template, phone=to.phone, locale=loc,
-                    params=templates.pick_params(template, values), account_id=to.account_id,
+    return Outgoing(dedupe_key=message_key(template, booking.id), template=wording, phone=to.phone, locale=loc,
+                    params=templates.pick_params(wording, values), account_id=to.account_id,
                     hospital_id=booking.hospital_id, booking_id=booking.id)
 
 

@@ -40,6 +40,16 @@ _ALL = (
         "booking code {code}. Please check in at {location} on time.",
     ),
     Template(
+        # the hospital's 建档 rule is create_at_hospital: the same message, and where to register
+        "booking_confirmed_register",
+        ("patient", "hospital", "department", "doctor", "time", "visit_no", "code", "location"),
+        "{patient}预约成功：{hospital} {department} {doctor}，{time}，就诊序号{visit_no}，取号码{code}。"
+        "就诊前请先到医院窗口或自助机办理建档（就诊卡），再到{location}签到取号。",
+        "Booking confirmed for {patient}: {hospital}, {department}, {doctor}, {time}, visit no. {visit_no}, "
+        "booking code {code}. Before the visit, please register at the hospital's window or self-service "
+        "machine (to get a visit card), then check in at {location}.",
+    ),
+    Template(
         "hold_expiring",
         ("patient", "hospital", "department", "time", "deadline"),
         "您为{patient}锁定的{hospital} {department} {time}号源将于{deadline}释放，请尽快完成支付。",

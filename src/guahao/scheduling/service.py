@@ -75,6 +75,16 @@ async def lock_schedule(session: AsyncSession, schedule_id: int, *, exclusive: b
     return await session.scalar(stmt.execution_options(populate_existing=True))
 
 
+async def lock_open_schedules(session: AsyncSession, hospital_id: int, *, now: dt.datetime) -> None:
+    """Take every not-yet-ended schedule of a hospital exclusively, in id order (the first
+    lock of the order): a hospital-wide change (its HIS mode switching) waits for the holds,
+    confirmations and cancellations in flight, which share these rows. PostgreSQL only."""
+    if session.get_bind().dialect.name != "postgresql":
+        return  # SQLite writers are serial anyway
+    await session.execute(select(Schedule.id).where(Schedule.hospital_id == hospital_id, Schedule.ends_at > now)
+                          .order_by(Schedule.id).with_for_update())
+
+
 async def mark_suspended(session: AsyncSession, schedule_id: int, *, reason: str, now: dt.datetime) -> None:
     """停诊's change to the schedule itself; the caller holds the schedule's exclusive lock and
     owns the transaction (revoking the bookings is booking's part)."""

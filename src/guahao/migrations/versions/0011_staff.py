@@ -2,7 +2,7 @@
 walk-ins (bookings and patients without an account)
 
 Revision ID: 0011_staff
-Revises: 0007_web
+Revises: 0008_hisrec
 """
 import sqlalchemy as sa
 from alembic import op
@@ -11,7 +11,7 @@ import guahao.core.crypto
 import guahao.core.db
 
 revision = '0011_staff'
-down_revision = '0007_web'
+down_revision = '0008_hisrec'
 branch_labels = None
 depends_on = None
 
