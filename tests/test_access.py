@@ -82,6 +82,8 @@ def _rules_body(_ids: dict) -> dict:
 # A valid body per route (a function of the world's ids): the request must reach the handler.
 BODIES: dict[tuple[str, str], Callable[[dict], Any]] = {
     ("PATCH", "/api/v1/staff/hospitals/{hospital_id}"): lambda w: {"phone": "010-87654321"},
+    ("PUT", "/api/v1/staff/hospitals/{hospital_id}/his-connection"):
+        lambda w: {"base_url": "http://127.0.0.1:9", "platform": "guahao", "pool": "guahao", "key": "ab" * 32},
     ("POST", "/api/v1/staff/hospitals/{hospital_id}/departments"): lambda w: {"name": "新设科室"},
     ("PATCH", "/api/v1/staff/departments/{department_id}"): lambda w: {"location": "门诊楼9层"},
     ("POST", "/api/v1/staff/hospitals/{hospital_id}/doctors"):

@@ -102,7 +102,7 @@ async def hold(page: PageDep, slot_id: SlotId):
 async def _booking(page: Page, booking_id: int):
     account = page.need_account()
     db, clock = _state(page)
-    return await booking_api.get_booking(booking_id, account, db, clock)
+    return await booking_api.get_booking(booking_id, account, db, clock, page.locale)
 
 
 @router.get("/bookings/{booking_id}/pay")
@@ -149,7 +149,7 @@ def _money(payments) -> dict[str, int]:
 async def booking_detail(page: PageDep, booking_id: BookingId, cancelled: int = 0):
     account = page.need_account()
     db, clock = _state(page)
-    booking = await booking_api.get_booking(booking_id, account, db, clock)
+    booking = await booking_api.get_booking(booking_id, account, db, clock, page.locale)
     events = await booking_api.booking_events(booking_id, account, db)
     payments = await payments_api.list_payments(booking_id, account, db)
     fragment = page.request.headers.get("hx-request") == "true"
@@ -163,7 +163,7 @@ async def booking_detail(page: PageDep, booking_id: BookingId, cancelled: int = 
 async def bookings(page: PageDep):
     account = page.need_account()
     db, clock = _state(page)
-    found = await booking_api.list_bookings(account, db, clock, state=None, limit=100, offset=0)
+    found = await booking_api.list_bookings(account, db, clock, page.locale, state=None, limit=100, offset=0)
     return render(page, "booking/list.html", bookings=found.items)
 
 
@@ -171,7 +171,7 @@ async def bookings(page: PageDep):
 async def cancel_page(page: PageDep, booking_id: BookingId):
     account = page.need_account()
     db, clock = _state(page)
-    booking = await booking_api.get_booking(booking_id, account, db, clock)
+    booking = await booking_api.get_booking(booking_id, account, db, clock, page.locale)
     preview = await booking_api.preview_cancellation(booking_id, account, db, clock)
     return render(page, "booking/cancel.html", booking=booking, preview=preview)
 
@@ -183,12 +183,12 @@ async def cancel(page: PageDep, booking_id: BookingId):
     db, clock = _state(page)
     reason = (form.get("reason") or "").strip()[:200] or None
     try:
-        await booking_api.cancel_booking(page.request, booking_id, account, db, clock,
+        await booking_api.cancel_booking(page.request, booking_id, account, db, clock, page.locale,
                                          body=BookingCancel(reason=reason))
     except GuahaoError as exc:
         if isinstance(exc, NotFound):
             raise
-        booking = await booking_api.get_booking(booking_id, account, db, clock)
+        booking = await booking_api.get_booking(booking_id, account, db, clock, page.locale)
         preview = await booking_api.preview_cancellation(booking_id, account, db, clock)
         return render(page, "booking/cancel.html", status=exc.status, booking=booking, preview=preview,
                       error=exc.message(page.locale))

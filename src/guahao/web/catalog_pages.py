@@ -62,7 +62,7 @@ async def home(page: PageDep, q: str = "", city: str | None = Query(None, max_le
     cities = sorted({h.city for h in everywhere.items})
     upcoming = []
     if page.account is not None:
-        mine = await booking_api.list_bookings(page.account, db, clock, state=None, limit=50, offset=0)
+        mine = await booking_api.list_bookings(page.account, db, clock, page.locale, state=None, limit=50, offset=0)
         now = clock.now()
         upcoming = [b for b in mine.items if b.state in UPCOMING_STATES and b.ends_at > now]
         upcoming.sort(key=lambda b: b.starts_at)
