@@ -36,6 +36,8 @@ from guahao.booking.models import Restriction
 from guahao.catalog import rules as hospital_rules
 from guahao.catalog.schemas import HospitalRulesUpdate
 from guahao.core import deps
+from guahao.his import connections as his_connections
+from guahao.his.schemas import HisConnectionUpdate
 from guahao.outbox.models import OutboxMessage
 from guahao.patients.models import Patient
 from guahao.payments.models import Payment
@@ -215,6 +217,9 @@ async def world(client, db, clock):
     now = clock.now()
     x = await make_hospital(db, now, name="甲医院")
     y = await make_hospital(db, now, name="乙医院", lat=31.2, lon=121.4, city="上海市", district="徐汇区")
+    async with db.begin() as s:  # X has a HIS connection, so its staff can read it
+        await his_connections.do_set_connection(s, x, HisConnectionUpdate(
+            base_url="http://127.0.0.1:9", platform="guahao", pool="guahao", key="ab" * 32), now=now)
     top = await make_department(db, x, name="内科")
     department = await make_department(db, x, name="心内科", parent_id=top)
     doctor = await make_doctor(db, x, department)
