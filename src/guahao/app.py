@@ -25,6 +25,7 @@ from guahao.core.logging import configure_logging
 from guahao.core.middleware import RequestContextMiddleware
 from guahao.core.proxies import TrustedProxyMiddleware
 from guahao.core.ratelimit import RateLimiter
+from guahao.core.security_headers import SecurityHeadersMiddleware
 from guahao.his.admin_router import router as his_admin_router
 from guahao.jobs.router import router as jobs_router
 from guahao.ops.reports_router import router as reports_router
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     install_error_handlers(app)
     if not settings.metrics_enabled:
         app.add_middleware(UnpublishedPaths, paths=("/metrics",))
+    app.add_middleware(SecurityHeadersMiddleware, https=settings.env == "production")
     app.add_middleware(RequestContextMiddleware)
     if settings.trusted_proxies:
         # added last, so it runs first: every later layer sees the patient's address
