@@ -29,7 +29,7 @@ async def check(session: AsyncSession, *, now: dt.datetime) -> list[str]:
         if state in LIVE_STATES and not lapsed:
             live[bid] = (slot, schedule, visit_no, person, department, day)
     occupant_of: dict[int, tuple[int, int]] = {}  # booking -> (slot, visit number) of its seat
-    for schedule, slot, visit_no, booking in await seats.seat_facts(session, now):
+    for _schedule, slot, visit_no, booking in await seats.seat_facts(session, now):
         if booking is None:
             continue
         if booking in occupant_of:
