@@ -17,6 +17,7 @@ from guahao.catalog.router import router as catalog_router
 from guahao.catalog.staff_router import router as catalog_staff_router
 from guahao.config import Settings, get_settings
 from guahao.core import crypto, signing
+from guahao.core.admission import AdmissionMiddleware, parse_limits
 from guahao.core.clock import Clock, SystemClock
 from guahao.core.db import create_database
 from guahao.core.docs import UnpublishedPaths, install_docs
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     install_error_handlers(app)
     if not settings.metrics_enabled:
         app.add_middleware(UnpublishedPaths, paths=("/metrics",))
+    app.add_middleware(AdmissionMiddleware, limits=parse_limits(settings.admission_limits))
     app.add_middleware(SecurityHeadersMiddleware, https=settings.env == "production")
     app.add_middleware(RequestContextMiddleware)
     if settings.trusted_proxies:
