@@ -60,11 +60,11 @@ def parse_limits(text: str) -> dict[str, int]:
     return limits
 
 
-def refusal(request: Request, kind: str) -> Response:
-    """503 with Retry-After: problem+json for the API, a plain page for a browser."""
+def refusal(request: Request, exc: GuahaoError, retry_after: int) -> Response:
+    """503 with Retry-After: problem+json for the API, a plain page for a browser (also used
+    by core/maintenance.py)."""
     locale = negotiate(request.headers.get("accept-language"))
-    exc = Overloaded(seconds=RETRY_AFTER_SECONDS)
-    if kind in ("page", "staff") and not request.url.path.startswith("/api/"):
+    if not request.url.path.startswith("/api/"):
         title = "请稍后再试" if locale != "en" else "Please try again shortly"
         body = (f'<!doctype html><html lang="{locale}"><head><meta charset="utf-8">'
                 '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -73,7 +73,7 @@ def refusal(request: Request, kind: str) -> Response:
         response: Response = HTMLResponse(body, status_code=exc.status)
     else:
         response = problem(request, exc.status, exc.code, exc.message(locale))
-    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response.headers["Retry-After"] = str(retry_after)
     return response
 
 
@@ -90,7 +90,8 @@ class AdmissionMiddleware:
             return
         if self.in_flight[kind] >= self.limits[kind]:
             REFUSED.labels(kind).inc()
-            await refusal(Request(scope), kind)(scope, receive, send)
+            response = refusal(Request(scope), Overloaded(seconds=RETRY_AFTER_SECONDS), RETRY_AFTER_SECONDS)
+            await response(scope, receive, send)
             return
         self.in_flight[kind] += 1
         try:
