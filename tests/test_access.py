@@ -83,6 +83,7 @@ def _rules_body(_ids: dict) -> dict:
 
 # A valid body per route (a function of the world's ids): the request must reach the handler.
 BODIES: dict[tuple[str, str], Callable[[dict], Any]] = {
+    ("PUT", "/api/v1/staff/maintenance"): lambda w: {"active": False},
     ("PATCH", "/api/v1/staff/hospitals/{hospital_id}"): lambda w: {"phone": "010-87654321"},
     ("PUT", "/api/v1/staff/hospitals/{hospital_id}/his-connection"):
         lambda w: {"base_url": "http://127.0.0.1:9", "platform": "guahao", "pool": "guahao", "key": "ab" * 32},
@@ -414,6 +415,8 @@ ADMIN_ONLY = {"hospital_admin"}
 # The back office's routes (issue 10) and the hospital roles each admits; every other hospital
 # role of the same hospital must get 403.
 ROLE_TABLE: dict[tuple[str, str], set[str]] = {
+    ("GET", "/api/v1/staff/maintenance"): set(),  # the platform operator only
+    ("PUT", "/api/v1/staff/maintenance"): set(),
     ("POST", "/api/v1/staff/hospitals/{hospital_id}/window/search"): WINDOW_ROLES,
     ("POST", "/api/v1/staff/bookings/{booking_id}/reveal"): WINDOW_ROLES,
     ("POST", "/api/v1/staff/bookings/{booking_id}/window-check-in"): WINDOW_ROLES,

@@ -63,6 +63,10 @@ class Phone:
     def __init__(self, page, base: str, shots: Path, tag: str) -> None:
         self.page, self.base, self.shots, self.tag = page, base, shots, tag
         self.checked: list[str] = []
+        # the content security policy (core/security_headers.py) must not block anything we ship
+        self.blocked: list[str] = []
+        page.on("console", lambda msg: self.blocked.append(msg.text)
+                if "Content Security Policy" in msg.text else None)
 
     async def goto(self, path: str) -> None:
         await self.page.goto(self.base + path)
@@ -72,6 +76,7 @@ class Phone:
         await self.page.wait_for_load_state("load")
         bad = await serious_violations(self.page)
         assert not bad, (self.page.url, bad)
+        assert not self.blocked, (self.page.url, self.blocked)
         self.checked.append(self.page.url)
         await self.page.screenshot(path=str(self.shots / f"{name}{self.tag}.png"))
 

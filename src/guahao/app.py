@@ -17,14 +17,17 @@ from guahao.catalog.router import router as catalog_router
 from guahao.catalog.staff_router import router as catalog_staff_router
 from guahao.config import Settings, get_settings
 from guahao.core import crypto, signing
+from guahao.core.admission import AdmissionMiddleware, parse_limits
 from guahao.core.clock import Clock, SystemClock
 from guahao.core.db import create_database
 from guahao.core.docs import UnpublishedPaths, install_docs
 from guahao.core.errors import install_error_handlers
 from guahao.core.logging import configure_logging
+from guahao.core.maintenance import MaintenanceMiddleware
 from guahao.core.middleware import RequestContextMiddleware
 from guahao.core.proxies import TrustedProxyMiddleware
 from guahao.core.ratelimit import RateLimiter
+from guahao.core.security_headers import SecurityHeadersMiddleware
 from guahao.his.admin_router import router as his_admin_router
 from guahao.jobs.router import router as jobs_router
 from guahao.ops.reports_router import router as reports_router
@@ -36,6 +39,8 @@ from guahao.providers import build_providers
 from guahao.scheduling.router import router as scheduling_router
 from guahao.staff import service as staff_service
 from guahao.staff.account_router import router as staff_account_router
+from guahao.staff.maintenance import Switch as MaintenanceSwitch
+from guahao.staff.maintenance_router import router as maintenance_router
 from guahao.staff.router import router as staff_router
 from guahao.staff.rules_router import router as staff_rules_router
 from guahao.web import install as install_web
@@ -45,7 +50,7 @@ from guahao.web import install as install_web
 ROUTERS = (booking_router, ops_router, accounts_router, catalog_router, catalog_staff_router, scheduling_router,
            patients_router, staff_router, staff_account_router, staff_rules_router, booking_window_router,
            booking_staff_router, payments_router, payments_staff_router, reports_router, jobs_router,
-           his_admin_router)
+           his_admin_router, maintenance_router)
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
@@ -92,6 +97,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     install_error_handlers(app)
     if not settings.metrics_enabled:
         app.add_middleware(UnpublishedPaths, paths=("/metrics",))
+    app.state.maintenance = MaintenanceSwitch(app.state.db, file=settings.maintenance_file)
+    app.add_middleware(MaintenanceMiddleware, current=app.state.maintenance.current, clock=app.state.clock)
+    app.add_middleware(AdmissionMiddleware, limits=parse_limits(settings.admission_limits))
+    app.add_middleware(SecurityHeadersMiddleware, https=settings.env == "production")
     app.add_middleware(RequestContextMiddleware)
     if settings.trusted_proxies:
         # added last, so it runs first: every later layer sees the patient's address

@@ -22,6 +22,7 @@ def _add_bench() -> None:
 
 _add_bench()
 app.add_typer(__import__("guahao.keys.cli", fromlist=["keys_app"]).keys_app, name="keys")  # docs/KEYS.md
+__import__("guahao.ops.cli", fromlist=["register"]).register(app)  # backup, restore, check
 
 
 @db_app.command("upgrade")

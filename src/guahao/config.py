@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = []
     sms_code_ttl_seconds: int = 300
     sms_code_max_attempts: int = 5
+    # maintenance mode while this file exists (a deploy's switch; docs/OPERATIONS.md)
+    maintenance_file: str = ""
+    # requests in flight per process and route class before new ones get 503 + Retry-After
+    # (core/admission.py); a class left out is unlimited
+    admission_limits: str = "hold=2000,api=1000,page=1000,staff=300"
     sms_send_limit_per_number: str = "1/minute;5/hour;10/day"
     sms_send_limit_per_client: str = "20/hour"
     session_ttl_hours: int = 24 * 30

@@ -1,12 +1,16 @@
 """Programmatic Alembic: upgrade, downgrade, check and "are we at head?"."""
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -19,8 +23,22 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
+@contextmanager
+def _one_migrator(database_url: str) -> Iterator[None]:
+    """On SQLite, one migrating process per database file (an OS file lock beside it; the
+    PostgreSQL equivalent is the advisory lock in migrations/env.py)."""
+    parsed = make_url(database_url)
+    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
+        yield
+        return
+    with open(f"{parsed.database}.migrate-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        yield
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+    with _one_migrator(database_url):
+        command.upgrade(alembic_config(database_url), revision)
 
 
 def downgrade(database_url: str, revision: str = "-1") -> None:

@@ -4,12 +4,19 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from guahao.models import Base
 
 config = context.config
 target_metadata = Base.metadata
+# One migrator at a time on PostgreSQL, whichever machine it runs on: every `guahao serve`
+# migrates on start, and several starting together must not race to create the same tables.
+# The lock is taken inside the migration transaction, before Alembic reads the current
+# version, so a second migrator waits, then finds the database at head and does nothing.
+# (SQLite is one file on one machine: migrations_api holds a file lock instead.)
+MIGRATION_LOCK_KEY = 0x67756168616F  # "guahao"
 
 
 def _configure(connection) -> None:
@@ -24,6 +31,8 @@ def _configure(connection) -> None:
 def _run_sync(connection) -> None:
     _configure(connection)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         context.run_migrations()
 
 

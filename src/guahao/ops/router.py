@@ -1,6 +1,8 @@
 """Health, readiness and Prometheus metrics."""
 from __future__ import annotations
 
+import time
+
 import structlog
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
@@ -38,7 +40,7 @@ async def healthz() -> dict:
 
 
 @router.get("/readyz")
-async def readyz(db: Db) -> dict:
+async def readyz(request: Request, db: Db, clock: ClockDep) -> dict:
     try:
         async with db.read() as session:
             await session.execute(text("SELECT 1"))
@@ -47,7 +49,10 @@ async def readyz(db: Db) -> dict:
         raise NotReady(reason=type(exc).__name__) from exc
     if not at_head:
         raise NotReady(reason="migrations not at head")
-    return {"status": "ready"}
+    # ready either way: in maintenance the process still serves staff, callbacks and jobs,
+    # so a load balancer must keep sending it traffic (patients get the maintenance answer)
+    state = await request.app.state.maintenance.current(clock.now(), time.monotonic())
+    return {"status": "ready", "maintenance": state is not None}
 
 
 @router.get("/metrics")

@@ -122,3 +122,12 @@ async def taken_counts(session: AsyncSession, slot_ids: list[int], now: dt.datet
         .group_by(SlotPosition.slot_id)
     )
     return {slot_id: count for slot_id, count in rows}
+
+
+async def seat_facts(session: AsyncSession, now: dt.datetime) -> list[tuple[int, int, int, int | None]]:
+    """Every seat as (schedule id, slot id, visit number, occupying booking or None), for the
+    invariant audit (ops/invariants.py): a lapsed hold's seat counts as free."""
+    rows = await session.execute(select(SlotPosition.schedule_id, SlotPosition.slot_id, SlotPosition.visit_no,
+                                        SlotPosition.booking_id, SlotPosition.hold_expires_at))
+    return [(sch, slot, no, None if booking is None or (until is not None and until <= now) else booking)
+            for sch, slot, no, booking, until in rows]

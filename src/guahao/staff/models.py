@@ -62,3 +62,19 @@ class StaffTotp(IdMixin, Base):
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_step: Mapped[int | None] = mapped_column(BigInteger)
     row_key: Mapped[str] = mapped_column(String(32), unique=True)
+
+
+class MaintenanceWindow(Base):
+    """The platform's maintenance switch (ops: staff/maintenance.py), one row (id 1).
+
+    While `active`, patients' requests are answered with 503 and the expected end; staff,
+    payment callbacks and the jobs keep running (core/maintenance.py)."""
+
+    __tablename__ = "maintenance_windows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    note: Mapped[str | None] = mapped_column(String(200))  # shown to patients, as written
+    set_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("staff_users.id", ondelete="SET NULL"))
+    set_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -59,6 +59,13 @@
       });
     });
   }
-  document.addEventListener("DOMContentLoaded", function () { start(document); locate(); });
+  function autosubmit() {
+    /* [data-autosubmit]: a choice that applies at once (no inline handlers: the content
+       security policy forbids them). Without JavaScript the form's <noscript> button does it. */
+    document.querySelectorAll("[data-autosubmit]").forEach(function (el) {
+      el.addEventListener("change", function () { el.form.submit(); });
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { start(document); locate(); autosubmit(); });
   document.addEventListener("htmx:load", function (e) { start(e.target); });
 })();
