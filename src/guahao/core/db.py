@@ -131,8 +131,11 @@ def create_database(url: str, *, pool_size: int = 5) -> Database:
         # No overflow either: under a rush, overflow connections were opened and closed per
         # request (connect + TLS probe each time); a small fixed pool lets requests queue in
         # the application, which is where DESIGN.md section 10 wants them to wait.
+        # Timeouts, so a database that stopped answering gives a clear 503 (core/errors.py
+        # database_unavailable) instead of requests hanging: 5 s to connect, 30 s per statement.
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=0,
-                                     pool_recycle=1800, pool_timeout=60)
+                                     pool_recycle=1800, pool_timeout=60,
+                                     connect_args={"timeout": 5, "command_timeout": 30})
         read_engine = engine
     factory = async_sessionmaker(engine, expire_on_commit=False)
     read_factory = async_sessionmaker(read_engine, expire_on_commit=False)

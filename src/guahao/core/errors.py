@@ -107,6 +107,49 @@ def problem(request: Request, status: int, code: str, detail: str, **extra: Any)
 _HTTP_CODES = {401: Unauthenticated, 403: Forbidden, 404: NotFound}
 
 
+class DatabaseUnavailable(GuahaoError):
+    """The database cannot be reached (restarting, failing over, connections exhausted)."""
+    code, status = "database_unavailable", 503
+    zh = "系统繁忙,请稍后重试。本次请求未完成。"
+    en = "The service is briefly unavailable; your request was not completed. Please try again shortly."
+
+
+DATABASE_RETRY_AFTER = "5"
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means "the database could not be reached", as opposed to a bug.
+
+    A restart or failover shows up as a refused or dropped connection (ConnectionError, asyncpg's
+    connection errors), a connection SQLAlchemy found dead (DBAPIError.connection_invalidated),
+    an OperationalError/InterfaceError, a statement or pool checkout that timed out. The patient
+    gets a 503 with Retry-After for these, never a 500. Nothing was acknowledged; should a
+    hold's commit have landed just before the connection broke, a retry with the same
+    Idempotency-Key gets the stored answer (I7), so retrying is always safe."""
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
+                        ConnectionError, TimeoutError)):
+        return True
+    kinds: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+    try:
+        import asyncpg
+
+        kinds += (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError)
+    except ImportError:  # SQLite-only installs
+        pass
+    seen: BaseException | None = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    for _ in range(4):  # the driver's error is wrapped by the adapter, then by SQLAlchemy
+        if seen is None:
+            return False
+        if isinstance(seen, kinds):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GuahaoError)
     async def _domain(request: Request, exc: GuahaoError):
@@ -139,7 +182,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception):
         import structlog
 
-        structlog.get_logger("guahao.errors").exception("unhandled_error", error_type=type(exc).__name__)
         locale = negotiate(request.headers.get("accept-language"))
+        if database_unavailable(exc):
+            structlog.get_logger("guahao.errors").warning("database_unavailable", error_type=type(exc).__name__)
+            response = problem(request, 503, DatabaseUnavailable.code, DatabaseUnavailable().message(locale))
+            response.headers["Retry-After"] = DATABASE_RETRY_AFTER
+            return response
+        structlog.get_logger("guahao.errors").exception("unhandled_error", error_type=type(exc).__name__)
         detail = "服务暂时不可用,请稍后重试。" if locale != "en" else "Something went wrong on our side; please retry shortly."
         return problem(request, 500, "internal_error", detail)

@@ -12,7 +12,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from guahao.core.errors import GuahaoError, InvalidRequest, NotFound
+from guahao.core.errors import (
+    DATABASE_RETRY_AFTER,
+    DatabaseUnavailable,
+    GuahaoError,
+    InvalidRequest,
+    NotFound,
+    database_unavailable,
+)
 from guahao.web.pages import LoginRequired, page_for, render
 
 log = structlog.get_logger("guahao.web")
@@ -67,6 +74,10 @@ def install(app: FastAPI) -> None:
         return error_page(request, exc.status_code, page_for(request)._("The request could not be completed."))
 
     def unexpected(request: Request, exc: Exception):
+        if database_unavailable(exc):
+            response = domain(request, DatabaseUnavailable())
+            response.headers["Retry-After"] = DATABASE_RETRY_AFTER
+            return response
         log.exception("page_error", error_type=type(exc).__name__, path=request.url.path)
         message = page_for(request)._("Something went wrong on our side; please try again shortly.")
         return error_page(request, 500, message)
