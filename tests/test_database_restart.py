@@ -67,7 +67,9 @@ async def test_a_restart_mid_rush_loses_nothing_and_recovers_by_itself(cluster):
     url = cluster.url_for("guahao")
     settings = Settings(env="test", database_url=url, data_key=TEST_DATA_KEY, index_key=TEST_INDEX_KEY,
                         secret_key=TEST_SECRET_KEY, sms_provider="recording", payment_provider="fake",
-                        log_file=str(LOG_FILE), db_pool_size=5, run_jobs_in_process=False)
+                        log_file=str(LOG_FILE), db_pool_size=5, run_jobs_in_process=False,
+                        # the patients retry every 50 ms through the outage
+                        hold_limit_per_account="100000/minute", hold_limit_per_address="100000/minute")
     app = create_app(settings, clock=SystemClock())
     db = app.state.db
     now = dt.datetime.now(dt.UTC)

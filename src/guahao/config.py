@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     # requests in flight per process and route class before new ones get 503 + Retry-After
     # (core/admission.py); a class left out is unlimited
     admission_limits: str = "hold=2000,api=1000,page=1000,staff=300"
+    # new hold requests (booking/router.py _limit_holds): per account and per patient, and per
+    # client address (loose: carrier NAT puts many phones behind one address)
+    hold_limit_per_account: str = "20/minute;100/hour"
+    hold_limit_per_address: str = "600/minute"
     sms_send_limit_per_number: str = "1/minute;5/hour;10/day"
     sms_send_limit_per_client: str = "20/hour"
     session_ttl_hours: int = 24 * 30

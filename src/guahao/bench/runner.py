@@ -116,7 +116,10 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
                "GUAHAO_PAYSIM_KEY": secrets.token_urlsafe(32),
                # the embedded default runs its jobs in-process; production runs `guahao worker`
                "GUAHAO_RUN_JOBS_IN_PROCESS": "true" if opts.database == "sqlite" else "false",
-               "GUAHAO_REDIS_URL": opts.redis_url if opts.redis else ""}
+               "GUAHAO_REDIS_URL": opts.redis_url if opts.redis else "",
+               # every simulated patient comes from the one loopback address: the per-address
+               # bot limit would refuse the crowd (the per-account limit still applies)
+               "GUAHAO_HOLD_LIMIT_PER_ADDRESS": "1000000/minute"}
         if opts.db_pool_size:
             env["GUAHAO_DB_POOL_SIZE"] = str(opts.db_pool_size)
         server = UvicornServer("guahao.asgi:app", workers=opts.workers, env=env, name="guahao", log_dir=log_dir)

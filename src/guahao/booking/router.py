@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
@@ -21,7 +22,7 @@ from guahao.booking.schemas import (
 from guahao.booking.views import booking_read
 from guahao.catalog import service as catalog_service
 from guahao.core import idempotency, metrics
-from guahao.core.deps import ClockDep, CurrentAccount, CurrentAccountWithKey, Db, Locale
+from guahao.core.deps import ClockDep, CurrentAccount, CurrentAccountWithKey, Db, Locale, bearer_or_cookie
 from guahao.core.errors import PROBLEM_JSON, GuahaoError
 from guahao.core.localtime import localize
 
@@ -46,7 +47,31 @@ def _replay_until(exc: GuahaoError, now: dt.datetime) -> dt.datetime:
     return until
 
 
-@router.post("", status_code=201, response_model=BookingRead,
+async def _limit(request: Request, rules: str, kind: str, key: str) -> None:
+    try:
+        await request.app.state.limiter.hit(rules, kind, key)
+    except GuahaoError as exc:
+        metrics.hold_answered(exc.status, {"code": exc.code})
+        raise
+
+
+async def hold_budget(request: Request) -> None:
+    """Bots at release time, first line: new hold requests per session token and per client
+    address are counted before the token is even looked up, so a burst is refused for the cost
+    of a counter (memory, or Redis when configured), with 429 + Retry-After, and never queues
+    for the database in front of other patients. The address limit is loose: carrier NAT puts
+    many phones behind one address. A route dependency, so it runs before the caller's
+    session is resolved; the hold page calls it itself."""
+    settings = request.app.state.settings
+    token = bearer_or_cookie(request)
+    if token:  # a hash, so the limiter's store (Redis) never holds a usable token
+        await _limit(request, settings.hold_limit_per_account, "hold-token",
+                     hashlib.sha256(token.encode()).hexdigest()[:32])
+    await _limit(request, settings.hold_limit_per_address, "hold-address",
+                 request.client.host if request.client else "unknown")
+
+
+@router.post("", status_code=201, response_model=BookingRead, dependencies=[Depends(hold_budget)],
              responses={409: {"description": "refused (problem+json with a stable code)"}})
 async def create_booking(request: Request, body: BookingCreate, caller: CurrentAccountWithKey, db: Db,
                          clock: ClockDep, locale: Locale,
@@ -59,11 +84,22 @@ async def create_booking(request: Request, body: BookingCreate, caller: CurrentA
     req_hash = idempotency.request_hash("POST", request.url.path, body.model_dump())
     stored = idempotency.replay_answer(caller.stored, req_hash, arrived_at)
     if stored is None:
+        await _limit_holds(request, account_id, body.patient_id)
         stored = await _hold_once(request, db, clock, account_id, key, req_hash, body, arrived_at, locale)
     status, payload = stored
     metrics.hold_answered(status, payload)
     media = PROBLEM_JSON if status >= 400 else "application/json"
     return JSONResponse(payload, status_code=status, media_type=media)
+
+
+async def _limit_holds(request: Request, account_id: int, patient_id: int) -> None:
+    """Second line, once the caller is known: per account (a bot logging in again for a fresh
+    token gains nothing) and per patient. Replays of a key are not counted (answered before
+    this), and a refusal is not the key's answer: after Retry-After the same request goes
+    through."""
+    rules = request.app.state.settings.hold_limit_per_account
+    await _limit(request, rules, "hold-account", str(account_id))
+    await _limit(request, rules, "hold-patient", str(patient_id))
 
 
 async def _hold_once(request: Request, db, clock, account_id: int, key: str, req_hash: str, body: BookingCreate,

@@ -86,6 +86,7 @@ async def hold(page: PageDep, slot_id: SlotId):
         return await _confirm_page(page, slot_id, status=401, error=page._("Please log in again."))
     caller = KeyedAccount(account, key, stored)
     try:
+        await booking_api.hold_budget(request)
         answer = await booking_api.create_booking(request, BookingCreate(slot_id=slot_id, patient_id=patient_id),
                                                   caller, db, clock, page.locale, idempotency_key=key)
     except GuahaoError as exc:  # e.g. the key was reused for another patient
