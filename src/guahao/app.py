@@ -25,6 +25,7 @@ from guahao.core.errors import install_error_handlers
 from guahao.core.logging import configure_logging
 from guahao.core.maintenance import MaintenanceMiddleware
 from guahao.core.middleware import RequestContextMiddleware
+from guahao.core.openapi import install as install_openapi
 from guahao.core.proxies import TrustedProxyMiddleware
 from guahao.core.ratelimit import RateLimiter
 from guahao.core.security_headers import SecurityHeadersMiddleware
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         app.add_middleware(TrustedProxyMiddleware, trusted_proxies=settings.trusted_proxies)
     for router in ROUTERS:
         app.include_router(router)
+    install_openapi(app)
     if settings.docs_enabled:
         install_docs(app)
     install_web(app)  # the patient pages at /, after the API (its routes and error handlers)

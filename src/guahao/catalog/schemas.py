@@ -321,10 +321,17 @@ def _parse_hhmm(value: Any) -> dt.time:
     raise ValueError("expected a time of day as HH:MM, e.g. 08:00")
 
 
+def _hhmm_schema(schema: dict[str, Any]) -> None:
+    # not JSON Schema's `format: time` (RFC 3339, "08:00:00Z"): that and the pattern together
+    # match nothing, and generated clients would send the wrong shape
+    schema.pop("format", None)
+    schema.update(type="string", pattern=_HHMM.pattern, examples=["08:00"])
+
+
 # a wall-clock time in the hospital's zone, written "HH:MM" both ways
 ClockTime = Annotated[dt.time, BeforeValidator(_parse_hhmm),
                       PlainSerializer(lambda t: t.strftime("%H:%M"), return_type=str, when_used="json"),
-                      Field(json_schema_extra={"type": "string", "pattern": _HHMM.pattern, "examples": ["08:00"]})]
+                      Field(json_schema_extra=_hhmm_schema)]
 
 
 # --- hospital rules (DESIGN.md section 4) ---------------------------------------------------

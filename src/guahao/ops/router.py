@@ -55,7 +55,7 @@ async def readyz(request: Request, db: Db, clock: ClockDep) -> dict:
     return {"status": "ready", "maintenance": state is not None}
 
 
-@router.get("/metrics")
+@router.get("/metrics", include_in_schema=False)  # Prometheus text format; docs/OPERATIONS.md
 async def metrics(db: Db, clock: ClockDep) -> Response:
     """Every worker's counters (multiprocess mode under `serve`), plus gauges read from the
     database now, so that they are right whichever process answers."""
