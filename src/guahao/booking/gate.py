@@ -28,8 +28,15 @@ class SoldOutGate:
         self._redis = None
         if redis_url:
             import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+            from redis.exceptions import ConnectionError as RedisConnectionError
 
-            self._redis = aioredis.from_url(redis_url, socket_timeout=0.2, socket_connect_timeout=0.2)
+            # one immediate retry on a broken connection: after Redis restarts, the first
+            # command on a pooled connection fails, and without the retry that "full" mark was
+            # lost (tests/test_redis_loss.py); a Redis that is really down refuses at once
+            self._redis = aioredis.from_url(redis_url, socket_timeout=0.2, socket_connect_timeout=0.2,
+                                            retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError])
 
     @metrics.counted_gate
     async def known_full(self, slot_id: int) -> bool:
