@@ -15,7 +15,6 @@ from guahao.booking.views import booking_read
 from guahao.catalog import service as catalog_service
 from guahao.core.deps import ClockDep, CurrentStaff, Db
 from guahao.core.localtime import localize
-from guahao.patients import lookup as patient_lookup
 
 router = APIRouter(prefix="/api/v1/staff", tags=["staff bookings"])
 HOSPITAL_ROLES = ("hospital_admin", "scheduler", "front_desk")
@@ -108,15 +107,8 @@ async def list_restrictions(hospital_id: int, staff: CurrentStaff, db: Db, clock
     async with db.read() as session:
         rows = await restrictions.list_for_hospital(session, hospital_id, active_only=active, now=clock.now())
         zone = await catalog_service.zone_of(session, hospital_id)
-        people = await patient_lookup.masked_identity_of_persons(session, (r.person_id for r in rows))
-    return localize([_restriction_read(r, people) for r in rows], zone)
-
-
-def _restriction_read(r, people: dict[int, tuple[str, str]]) -> RestrictionRead:
-    """A restriction with its person's masked name and ID number (never the plaintext)."""
-    name, number = people.get(r.person_id, ("", ""))
-    return RestrictionRead.model_validate(r, from_attributes=True).model_copy(
-        update={"person_name": name, "person_id_number": number})
+        reads = await views.restriction_reads(session, rows)
+    return localize(reads, zone)
 
 
 @router.post("/restrictions/{restriction_id}/lift", response_model=RestrictionRead)
@@ -127,5 +119,5 @@ async def lift_restriction(restriction_id: int, body: LiftRequest, staff: Curren
         r = await restrictions.do_lift(session, restriction_id=restriction_id, staff_id=staff.staff_id,
                                        hospital_id=None if staff.is_operator else staff.hospital_id,
                                        reason=body.reason, now=clock.now())
-        people = await patient_lookup.masked_identity_of_persons(session, [r.person_id])
-        return localize(_restriction_read(r, people), await catalog_service.zone_of(session, r.hospital_id))
+        (read,) = await views.restriction_reads(session, [r])
+        return localize(read, await catalog_service.zone_of(session, r.hospital_id))

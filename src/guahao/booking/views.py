@@ -11,9 +11,10 @@ from guahao.booking import records_step
 from guahao.booking.context import SlotContext, load_slot_context
 from guahao.booking.lifecycle import FHIR_STATUS
 from guahao.booking.models import Booking
-from guahao.booking.schemas import BookingRead, PatientBrief, RosterEntry
+from guahao.booking.schemas import BookingRead, PatientBrief, RestrictionRead, RosterEntry
 from guahao.core.crypto import mask_id_number, mask_name
 from guahao.core.localtime import localize
+from guahao.patients import lookup as patient_lookup
 from guahao.patients import service as patients_service
 from guahao.scheduling import service as scheduling_service
 
@@ -79,3 +80,11 @@ async def roster(session: AsyncSession, *, hospital_id: int, date: dt.date, doct
     return [RosterEntry(booking_id=b.id, visit_no=b.visit_no, booking_code=b.booking_code, state=b.state,
                         patient_name=mask_name(names[b.patient_id]), starts_at=times[b.slot_id][0],
                         schedule_id=b.schedule_id) for b in bookings]
+
+
+async def restriction_reads(session: AsyncSession, rows) -> list[RestrictionRead]:
+    """Restrictions with their person's masked name and ID number (never the plaintext)."""
+    people = await patient_lookup.masked_identity_of_persons(session, (r.person_id for r in rows))
+    return [RestrictionRead.model_validate(r, from_attributes=True).model_copy(
+        update={"person_name": people.get(r.person_id, ("", ""))[0],
+                "person_id_number": people.get(r.person_id, ("", ""))[1]}) for r in rows]

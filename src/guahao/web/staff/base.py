@@ -37,7 +37,7 @@ RESTRICTION_READERS = (ADMIN, FRONT_DESK)
 
 
 def _(text: str) -> str:
-    """Marks a text for the catalogs (web/i18n.py finds `_("...")`); translated when shown."""
+    """Marks a text for the catalogs (web/i18n.py finds the calls); translated when shown."""
     return text
 
 
