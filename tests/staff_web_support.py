@@ -93,7 +93,8 @@ async def front_desk_world(db, clock, *, name: str = "北京协和医院") -> di
         s.add(restriction)
         await s.flush()
         restriction_id = restriction.id
-    users = {role: await make_staff_user(db, now, role=role, hospital_id=hid) for role in ROLES}
+    names = {"hospital_admin": "李主任", "scheduler": "周排班", "front_desk": "窗口小王"}
+    users = {role: await make_staff_user(db, now, role=role, hospital_id=hid, name=names[role]) for role in ROLES}
     return {"hospital_id": hid, "department_id": dep, "doctor_id": doc, "schedule_id": schedule, "slots": slots,
             "bookings": [b1, b2], "codes": [code1, code2], "id_numbers": [first_id, second_id],
             "names": ["钱多多", "孙小美"], "restriction_id": restriction_id, "users": users}

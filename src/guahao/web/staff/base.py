@@ -54,11 +54,13 @@ class NavItem:
     label: str
     roles: tuple[str, ...]
     hospital: bool = True
+    covers: tuple[str, ...] = ()  # further paths (with `{hospital_id}`) under which this link is current
 
 
 # Other page groups (admin, scheduler, operator) append their links here at import time.
 NAV: list[NavItem] = [
-    NavItem("/staff/hospitals/{hospital_id}/window", _("Front desk"), WINDOW),
+    NavItem("/staff/hospitals/{hospital_id}/window", _("Front desk"), WINDOW,
+            covers=("/staff/hospitals/{hospital_id}/bookings",)),
     NavItem("/staff/hospitals/{hospital_id}/walk-in", _("Walk-in registration"), WINDOW),
     NavItem("/staff/hospitals/{hospital_id}/reports", _("Reports"), ADMINS),
     NavItem("/staff/hospitals/{hospital_id}/restrictions", _("Restrictions"), RESTRICTION_READERS),
@@ -104,7 +106,9 @@ class StaffPage(Page):
             if item.hospital and hid is None:
                 continue
             href = item.href.format(hospital_id=hid)
-            items.append((href, self._(item.label), path == href or path.startswith(href + "/")))
+            current = any(path == p or path.startswith(p + "/")
+                          for p in (href, *(c.format(hospital_id=hid) for c in item.covers)))
+            items.append((href, self._(item.label), current))
         return items
 
 
