@@ -13,6 +13,7 @@ from guahao.booking.models import Booking, Restriction
 from guahao.core.audit import AuditEntry
 from guahao.outbox.models import OutboxMessage
 from guahao.staff.models import StaffTotp
+from guahao.web import i18n
 from guahao.web.staff.window import classify
 from tests.staff_web_support import (
     PASSWORD,
@@ -252,6 +253,29 @@ async def test_english_back_office_pages(app, db, clock):
         assert '<html lang="en">' in home.text and "Platform operator" in home.text
         window = await c.get(f"/staff/hospitals/{w['hospital_id']}/window")
         assert "Front desk" in window.text and "Roster of" in window.text
+        zh_texts = [t for t in i18n.catalog("zh-CN").values() if len(t) >= 4]
+        for path in ("/staff/", f"/staff/hospitals/{w['hospital_id']}/window", f"/staff/hospitals/{w['hospital_id']}/reports",
+                     f"/staff/hospitals/{w['hospital_id']}/restrictions", f"/staff/hospitals/{w['hospital_id']}/walk-in",
+                     "/staff/password", "/staff/totp", "/staff/no-such-page"):
+            html = (await c.get(path)).text
+            assert '<html lang="en">' in html, path
+            assert [t for t in zh_texts if t in html] == [], path
+
+
+async def test_an_htmx_search_gets_the_results_partial_even_for_a_refusal(app, db, clock):
+    w = await front_desk_world(db, clock)
+    hid = w["hospital_id"]
+    async with page_client(app) as c:
+        assert (await login(c, w["users"]["front_desk"])).status_code == 303
+        token = await token_of(c, f"/staff/hospitals/{hid}/window")
+        url = f"/staff/hospitals/{hid}/window/search"
+        found = await c.post(url, data={"csrf_token": token, "q": w["codes"][0]}, headers={"HX-Request": "true"})
+        assert found.status_code == 200 and found.text.lstrip().startswith('<div id="results">')
+        assert f"/bookings/{w['bookings'][0]}" in found.text
+        nothing = await c.post(url, data={"csrf_token": token, "q": "?"}, headers={"HX-Request": "true"})
+        assert nothing.status_code == 200 and 'id="form-error"' in nothing.text
+        plain = await c.post(url, data={"csrf_token": token, "q": "?"})
+        assert plain.status_code == 422 and "<html" in plain.text
 
 
 def test_the_search_field_recognises_what_was_typed_or_scanned():

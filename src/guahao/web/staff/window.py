@@ -100,8 +100,10 @@ async def search(page: StaffPageDep, hospital_id: int):
                 results = [await booking_read(session, b, now) for b in found]
         except GuahaoError as exc:
             error = exc.message(page.locale)
-    template = "staff/_results.html" if page.request.headers.get("hx-request") == "true" else "staff/search.html"
-    return render(page, template, status=422 if error else 200, hospital_id=hospital_id, results=results,
+    # htmx swaps only 2xx answers, so its partial carries a refusal with 200; the full page says 422
+    htmx = page.request.headers.get("hx-request") == "true"
+    return render(page, "staff/_results.html" if htmx else "staff/search.html",
+                  status=422 if error and not htmx else 200, hospital_id=hospital_id, results=results,
                   error=error, q=q if "code" in criterion else "", kind=kind)
 
 
