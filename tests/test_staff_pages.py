@@ -251,6 +251,9 @@ async def test_english_back_office_pages(app, db, clock):
         assert (await login(c, user)).status_code == 303
         home = await c.get("/staff/")
         assert '<html lang="en">' in home.text and "Platform operator" in home.text
+        assert f'href="/staff/hospitals/{w["hospital_id"]}/window"' in home.text  # the operator picks a hospital
+        window = await c.get(f"/staff/hospitals/{w['hospital_id']}/window")
+        assert 'id="hospital-name">北京协和医院<' in window.text
         window = await c.get(f"/staff/hospitals/{w['hospital_id']}/window")
         assert "Front desk" in window.text and "Roster of" in window.text
         zh_texts = [t for t in i18n.catalog("zh-CN").values() if len(t) >= 4]

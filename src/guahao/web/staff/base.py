@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from guahao.catalog import service as catalog_service
 from guahao.core.deps import StaffPrincipal, bearer_or_cookie
-from guahao.core.errors import InvalidRequest
+from guahao.core.errors import InvalidRequest, NotFound
 from guahao.staff import service as staff_service
 from guahao.web import pages
 from guahao.web.pages import LoginRequired, Page, page_for
@@ -120,10 +120,17 @@ async def _resolve(request: Request) -> tuple[StaffPrincipal | None, str, str]:
     principal = await state.authenticator.resolve_staff(state.db, token, now=state.clock.now())
     if principal is None:
         return None, "", ""
+    # the top bar names the staff member's hospital; the operator's, the hospital being viewed
+    shown = principal.hospital_id
+    if principal.is_operator and str(request.path_params.get("hospital_id", "")).isdigit():
+        shown = int(request.path_params["hospital_id"])
     async with state.db.read() as session:
         user = await staff_service.get(session, principal.staff_id)
-        hospital = (await catalog_service.get_hospital_or_raise(session, principal.hospital_id, include_inactive=True)
-                    if principal.hospital_id is not None else None)
+        try:
+            hospital = (await catalog_service.get_hospital_or_raise(session, shown, include_inactive=True)
+                        if shown is not None else None)
+        except NotFound:  # an operator on an unknown hospital id: the page itself answers 404
+            hospital = None
     return principal, user.display_name if user else "", hospital.name if hospital else ""
 
 
