@@ -288,3 +288,17 @@ def test_the_search_field_recognises_what_was_typed_or_scanned():
     assert classify("11010119900307001x") == {"id_number": "11010119900307001x"}
     assert classify("13912345678", "id_number") == {"id_number": "13912345678"}
     assert classify("", "auto") == {}
+
+
+async def test_the_login_page_locks_a_username_after_repeated_wrong_passwords(app, db, clock):
+    w = await front_desk_world(db, clock)
+    user = w["users"]["front_desk"]
+    async with page_client(app) as c:
+        for _ in range(app.state.settings.staff_login_max_failures):
+            r = await login(c, user, "wrong-password-123")
+            assert r.status_code == 401
+        locked = await login(c, user)  # the right password no longer helps
+        assert locked.status_code == 429 and 'id="form-error"' in locked.text
+        assert "guahao_session" not in locked.headers.get("set-cookie", "")
+    entries = await _audit(db, "staff.login_locked")
+    assert [e.object_id for e in entries] == [user]
