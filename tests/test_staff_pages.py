@@ -157,13 +157,15 @@ async def test_the_desk_finds_reveals_checks_in_and_voids_with_audit(app, db, cl
         after = await c.get(checked.headers["location"])
         assert "已签到" in after.text and 'id="complete"' in after.text
         _assert_masked(after.text, w)
+        done = await c.post(f"/staff/hospitals/{hid}/bookings/{first}/complete", data={"csrf_token": token})
+        assert done.status_code == 303 and "已就诊" in (await c.get(done.headers["location"])).text
         voided = await c.post(f"/staff/hospitals/{hid}/bookings/{second}/void",
                               data={"csrf_token": token, "reason": "患者到窗口要求退号"})
         assert voided.status_code == 303
     async with db.read() as s:
         states = dict((await s.execute(select(Booking.id, Booking.state).where(Booking.id.in_([first, second])))).all())
         topics = set(await s.scalars(select(OutboxMessage.topic).where(OutboxMessage.dedupe_key.like(f"%:{second}"))))
-    assert states == {first: "checked_in", second: "cancelled"}
+    assert states == {first: "completed", second: "cancelled"}
     assert {"notify.booking_cancelled", "payment.refund"} <= topics
     reveals = await _audit(db, "booking.reveal")
     assert [(e.object_id, e.hospital_id) for e in reveals] == [(str(first), hid)]

@@ -85,6 +85,8 @@ class StaffPage(Page):
         No roles: any staff member."""
         if self.staff is None:
             url = self.request.url
+            if self.request.method != "GET":  # after login, a form's URL cannot be fetched again
+                raise LoginRequired("/staff/")
             raise LoginRequired(url.path + (f"?{url.query}" if url.query else ""))
         if hospital_id is not None:
             self.staff.ensure_hospital(hospital_id)
