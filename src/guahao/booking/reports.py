@@ -14,8 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.booking.models import STATES, Booking, BookingEvent
 from guahao.catalog import service as catalog_service
+from guahao.core.errors import InvalidRequest
 
 GROUPS = ("day", "department", "doctor", "state")
+MAX_DAYS = 366
+DEFAULT_DAYS = 7
 VISITED = ("checked_in", "completed")
 
 
@@ -38,6 +41,16 @@ class Summary:
     cancelled_by_patient: int
     cancelled_by_hospital: int
     revoked: int
+
+
+def report_range(first: dt.date | None, last: dt.date | None, today: dt.date) -> tuple[dt.date, dt.date]:
+    """The visit dates a report covers: up to today, a week unless given; at most a year
+    (the API and the staff pages ask the same)."""
+    last = last or today
+    first = first or last - dt.timedelta(days=DEFAULT_DAYS - 1)
+    if last < first or (last - first).days >= MAX_DAYS:
+        raise InvalidRequest(field="from|to")
+    return first, last
 
 
 def _in_range(hospital_id: int, first: dt.date, last: dt.date):

@@ -119,6 +119,7 @@ class RosterEntry(BaseModel):
     state: str
     patient_name: str  # masked
     starts_at: dt.datetime
+    schedule_id: int
 
 
 # --- the back office: window, leave (停诊 ranges) ------------------------------------------

@@ -7,18 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 
-from guahao.booking import hospital_actions, restrictions, suspensions
+from guahao.booking import hospital_actions, restrictions, suspensions, views
 from guahao.booking.lifecycle import Actor
 from guahao.booking.models import Booking
 from guahao.booking.schemas import BookingRead, CheckInByCode, LiftRequest, RestrictionRead, RosterEntry, SuspendRequest
 from guahao.booking.views import booking_read
 from guahao.catalog import service as catalog_service
-from guahao.core.crypto import mask_name
 from guahao.core.deps import ClockDep, CurrentStaff, Db
 from guahao.core.localtime import localize
-from guahao.patients import lookup as patient_lookup
-from guahao.patients import service as patients_service
-from guahao.scheduling import service as scheduling_service
 
 router = APIRouter(prefix="/api/v1/staff", tags=["staff bookings"])
 HOSPITAL_ROLES = ("hospital_admin", "scheduler", "front_desk")
@@ -63,26 +59,14 @@ async def search_bookings(hospital_id: int, staff: CurrentStaff, db: Db, clock: 
 async def roster(hospital_id: int, date: dt.date, staff: CurrentStaff, db: Db, doctor_id: int | None = None,
                  schedule_id: int | None = None) -> list[RosterEntry]:
     """The day's patients by period, then visit number (confirmed, checked in, completed,
-    no-show). Slot and period times come from scheduling and names from patients, each in one
-    query for the whole day, rather than one SELECT joining their tables."""
+    no-show); the staff pages show the same list (`booking.views.roster`)."""
     staff.require(*HOSPITAL_ROLES)
     staff.ensure_hospital(hospital_id)
-    query = select(Booking).where(Booking.hospital_id == hospital_id, Booking.visit_date == date,
-                                  Booking.state.in_(("confirmed", "checked_in", "completed", "no_show")))
-    if doctor_id:
-        query = query.where(Booking.doctor_id == doctor_id)
-    if schedule_id:
-        query = query.where(Booking.schedule_id == schedule_id)
     async with db.read() as session:
-        bookings = list(await session.scalars(query))
-        times = await scheduling_service.visit_times(session, (b.slot_id for b in bookings))
-        names = await patients_service.names_by_id(session, (b.patient_id for b in bookings))
+        entries = await views.roster(session, hospital_id=hospital_id, date=date, doctor_id=doctor_id,
+                                     schedule_id=schedule_id)
         zone = await catalog_service.zone_of(session, hospital_id)
-    # a booking of these states always has its visit number; None would sort last, as in PostgreSQL
-    bookings.sort(key=lambda b: (times[b.slot_id][1], b.schedule_id, b.visit_no is None, b.visit_no or 0))
-    return localize([RosterEntry(booking_id=b.id, visit_no=b.visit_no, booking_code=b.booking_code, state=b.state,
-                                 patient_name=mask_name(names[b.patient_id]), starts_at=times[b.slot_id][0])
-                     for b in bookings], zone)
+    return localize(entries, zone)
 
 
 @router.post("/hospitals/{hospital_id}/check-in", response_model=BookingRead)
@@ -123,15 +107,8 @@ async def list_restrictions(hospital_id: int, staff: CurrentStaff, db: Db, clock
     async with db.read() as session:
         rows = await restrictions.list_for_hospital(session, hospital_id, active_only=active, now=clock.now())
         zone = await catalog_service.zone_of(session, hospital_id)
-        people = await patient_lookup.masked_identity_of_persons(session, (r.person_id for r in rows))
-    return localize([_restriction_read(r, people) for r in rows], zone)
-
-
-def _restriction_read(r, people: dict[int, tuple[str, str]]) -> RestrictionRead:
-    """A restriction with its person's masked name and ID number (never the plaintext)."""
-    name, number = people.get(r.person_id, ("", ""))
-    return RestrictionRead.model_validate(r, from_attributes=True).model_copy(
-        update={"person_name": name, "person_id_number": number})
+        reads = await views.restriction_reads(session, rows)
+    return localize(reads, zone)
 
 
 @router.post("/restrictions/{restriction_id}/lift", response_model=RestrictionRead)
@@ -142,5 +119,5 @@ async def lift_restriction(restriction_id: int, body: LiftRequest, staff: Curren
         r = await restrictions.do_lift(session, restriction_id=restriction_id, staff_id=staff.staff_id,
                                        hospital_id=None if staff.is_operator else staff.hospital_id,
                                        reason=body.reason, now=clock.now())
-        people = await patient_lookup.masked_identity_of_persons(session, [r.person_id])
-        return localize(_restriction_read(r, people), await catalog_service.zone_of(session, r.hospital_id))
+        (read,) = await views.restriction_reads(session, [r])
+        return localize(read, await catalog_service.zone_of(session, r.hospital_id))

@@ -18,11 +18,9 @@ from pydantic import BaseModel
 from guahao.booking import reports as booking_reports
 from guahao.core import audit
 from guahao.core.deps import ClockDep, CurrentStaff, Db, StaffPrincipal
-from guahao.core.errors import InvalidRequest
 from guahao.payments import reports as payment_reports
 
 router = APIRouter(prefix="/api/v1/staff/hospitals/{hospital_id}/reports", tags=["staff reports"])
-MAX_DAYS = 366
 From = Annotated[dt.date | None, Query(alias="from")]
 To = Annotated[dt.date | None, Query(alias="to")]
 
@@ -59,11 +57,7 @@ def _range(staff: StaffPrincipal, hospital_id: int, first: dt.date | None, last:
            today: dt.date) -> tuple[dt.date, dt.date]:
     staff.ensure_hospital(hospital_id)
     staff.require("hospital_admin")
-    last = last or today
-    first = first or last - dt.timedelta(days=6)
-    if last < first or (last - first).days >= MAX_DAYS:
-        raise InvalidRequest(field="from|to")
-    return first, last
+    return booking_reports.report_range(first, last, today)
 
 
 def _csv(header: list[str], rows: list[list], filename: str) -> Response:

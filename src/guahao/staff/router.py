@@ -6,9 +6,6 @@ role check second (staff of this hospital without the role get 403).
 """
 from __future__ import annotations
 
-import datetime as dt
-
-import structlog
 from fastapi import APIRouter, Query, Request, Response, status
 
 from guahao.accounts import service as accounts_service
@@ -21,9 +18,8 @@ from guahao.core.clock import SHANGHAI  # staff accounts: the platform zone
 from guahao.core.deps import ClockDep, CurrentStaff, Db, Limiter
 from guahao.core.errors import Forbidden, NotFound
 from guahao.core.localtime import localize
-from guahao.staff import lockout, totp
+from guahao.staff import login as staff_login
 from guahao.staff import service as staff_service
-from guahao.staff.errors import InvalidCredentials, InvalidOtp, LoginLocked, OtpRequired
 from guahao.staff.schemas import (
     AuditPage,
     AuditRead,
@@ -34,16 +30,7 @@ from guahao.staff.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1/staff", tags=["staff"])
-log = structlog.get_logger("guahao.staff")
-LOGIN_LIMIT = "5/minute"
 ADMIN_CREATABLE_ROLES = (staff_service.SCHEDULER, staff_service.FRONT_DESK)
-
-
-def _lockout_policy(request: Request) -> lockout.LockoutPolicy:
-    settings = request.app.state.settings
-    return lockout.LockoutPolicy(max_failures=settings.staff_login_max_failures,
-                                 window=dt.timedelta(minutes=settings.staff_login_window_minutes),
-                                 lock=dt.timedelta(minutes=settings.staff_login_lock_minutes))
 
 
 @router.post("/auth/login", response_model=StaffLoginRead)
@@ -58,53 +45,13 @@ async def login(body: StaffLogin, request: Request, response: Response, db: Db, 
     everyone for a while (429 `login_locked`, with Retry-After)."""
     client = request.client.host if request.client else "unknown"
     username = staff_service.normalize_username(body.username)
-    await limiter.hit(LOGIN_LIMIT, "staff-login", username, client)
+    await limiter.hit(staff_login.LOGIN_LIMIT, "staff-login", username, client)
     now = clock.now()
-    # counted and committed before the password check: see staff/lockout.py
-    async with db.begin() as session:
-        attempt = await lockout.do_count_attempt(session, username, now=now, policy=_lockout_policy(request))
-    if not attempt.allowed:
-        raise _locked(attempt, now)
-    try:
-        async with db.read() as session:
-            user = await staff_service.authenticate(session, username, body.password)
-    except InvalidCredentials:
-        if attempt.locks_on_failure:
-            await _record_lock(db, username, attempt, now=now)
-        raise
-    try:
-        async with db.begin() as session:
-            if not await totp.do_check_login(session, user.id, body.otp, now=now):
-                raise OtpRequired()  # the attempt stays counted, like a wrong password
-            await lockout.do_clear(session, username)
-            token = await staff_service.do_open_session(session, user, now=now, password=body.password)
-    except InvalidOtp:
-        if attempt.locks_on_failure:
-            await _record_lock(db, username, attempt, now=now)
-        raise
-    set_session_cookie(response, token, settings=request.app.state.settings, ttl=staff_service.SESSION_TTL)
-    log.info("staff_login", staff_id=user.id)
-    return localize(StaffLoginRead(token=token, expires_at=now + staff_service.SESSION_TTL,
-                                   staff=StaffUserRead.model_validate(user)), SHANGHAI)
-
-
-def _locked(attempt: lockout.Attempt, now: dt.datetime) -> LoginLocked:
-    seconds = int((attempt.locked_until - now).total_seconds()) if attempt.locked_until else 60
-    seconds = max(1, seconds)
-    return LoginLocked(retry_after=seconds, minutes=max(1, -(-seconds // 60)))
-
-
-async def _record_lock(db, username: str, attempt: lockout.Attempt, *, now: dt.datetime) -> None:
-    """The failure that locked a username: an audit row the hospital's admins (or, for
-    unknown and operator names, the operators) can see, and a warning in the log. The actor
-    is unknown, so staff_id stays empty; the locked user's id goes in the detail."""
-    async with db.begin() as session:
-        user = await staff_service.get_by_username(session, username)
-        await audit.do_record(session, now=now, action="staff.login_locked", object_type="staff_login",
-                              object_id=username[:40], hospital_id=user.hospital_id if user else None,
-                              detail={"failures": attempt.position, "locked_until": attempt.locked_until,
-                                      "locked_staff_id": user.id if user else None})
-    log.warning("staff_login_locked", locked_staff_id=user.id if user else None)
+    done = await staff_login.do_login(db, username=username, password=body.password, otp=body.otp, now=now,
+                                      policy=staff_login.policy_of(request.app.state.settings))
+    set_session_cookie(response, done.token, settings=request.app.state.settings, ttl=staff_service.SESSION_TTL)
+    return localize(StaffLoginRead(token=done.token, expires_at=now + staff_service.SESSION_TTL,
+                                   staff=StaffUserRead.model_validate(done.user)), SHANGHAI)
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)

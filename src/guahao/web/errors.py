@@ -41,6 +41,8 @@ def is_page(request: Request) -> bool:
 
 def error_page(request: Request, status: int, message: str):
     page = page_for(request)
+    if request.url.path.startswith("/staff/"):  # the back office's errors keep its own look
+        return render(page, "staff/error.html", status=status, status_code=status, message=message, nav=[])
     return render(page, "error.html", status=status, status_code=status, message=message)
 
 
@@ -89,4 +91,5 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired):
-        return RedirectResponse(f"/login?next={quote(exc.next_url, safe='')}", status_code=303)
+        login = "/staff/login" if exc.next_url.startswith("/staff/") else "/login"
+        return RedirectResponse(f"{login}?next={quote(exc.next_url, safe='')}", status_code=303)

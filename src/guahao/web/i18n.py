@@ -47,7 +47,8 @@ def translate(locale: str, message: str, **params: Any) -> str:
 
 def used_messages() -> set[str]:
     found: set[str] = set()
-    for path in list((HERE / "templates").rglob("*.html")) + [p for p in HERE.glob("*.py") if p.name != "i18n.py"]:
+    code = [p for p in HERE.rglob("*.py") if p.name != "i18n.py"]  # the pages and web/staff/
+    for path in list((HERE / "templates").rglob("*.html")) + code:
         for double, single in MESSAGE_CALL.findall(path.read_text(encoding="utf-8")):
             found.add((double or single).encode().decode("unicode_escape") if "\\" in (double or single)
                       else (double or single))

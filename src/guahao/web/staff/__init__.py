@@ -1,0 +1,17 @@
+"""The hospital back office at `/staff/`: desktop-first pages for hospital staff and the
+platform operator, on the patient pages' stack (Jinja2, htmx, the same catalogs and CSRF).
+
+One module per page group, each with an APIRouter under `/staff`: `auth` (login, password,
+two-step verification), `window` (the front desk), `reports` (reports, restrictions). Shared
+pieces (who is logged in, the role check, the side navigation) are in `base`.
+"""
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+
+def install(app: FastAPI) -> None:
+    from guahao.web.staff import auth, reports, window
+
+    for module in (auth, window, reports):
+        app.include_router(module.router)
