@@ -22,7 +22,7 @@ from tests.booking_builders import make_id_number
 from tests.conftest import remember_sensitive
 from tests.paysim_fixture import free_port, http_server
 from tests.staff_web_support import PASSWORD, front_desk_world
-from tests.web_support import CHROMIUM, CHROMIUM_ARGS, serious_violations, skip_without_browser
+from tests.web_support import CHROMIUM, CHROMIUM_ARGS, csp_reports, serious_violations, skip_without_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 DESKTOP = {"width": 1366, "height": 900}
@@ -45,6 +45,7 @@ class Desk:
     def __init__(self, page, base: str, shots: Path) -> None:
         self.page, self.base, self.shots = page, base, shots
         self.checked: list[str] = []
+        self.blocked = csp_reports(page)
 
     async def goto(self, path: str) -> None:
         await self.page.goto(self.base + path)
@@ -53,6 +54,7 @@ class Desk:
         await self.page.wait_for_load_state("load")
         bad = await serious_violations(self.page)
         assert not bad, (self.page.url, bad)
+        assert not self.blocked, (self.page.url, self.blocked)
         self.checked.append(self.page.url.split("?")[0])
         await self.page.screenshot(path=str(self.shots / f"staff-{name}.png"), full_page=True)
 

@@ -29,6 +29,7 @@ from tests.web_support import (
     DAY_SOON,
     PHONE,
     RELEASE_IN,
+    csp_reports,
     make_world,
     new_person,
     serious_violations,
@@ -63,10 +64,7 @@ class Phone:
     def __init__(self, page, base: str, shots: Path, tag: str) -> None:
         self.page, self.base, self.shots, self.tag = page, base, shots, tag
         self.checked: list[str] = []
-        # the content security policy (core/security_headers.py) must not block anything we ship
-        self.blocked: list[str] = []
-        page.on("console", lambda msg: self.blocked.append(msg.text)
-                if "Content Security Policy" in msg.text else None)
+        self.blocked = csp_reports(page)
 
     async def goto(self, path: str) -> None:
         await self.page.goto(self.base + path)

@@ -100,6 +100,14 @@ def skip_without_browser() -> None:
         pytest.skip(MISSING_BROWSER)
 
 
+def csp_reports(page) -> list[str]:
+    """Collects the page's content-security-policy reports (core/security_headers.py): a
+    browser test asserts the list stays empty, so the policy never blocks what we ship."""
+    blocked: list[str] = []
+    page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
+    return blocked
+
+
 def _axe_source() -> str:
     global _AXE_SOURCE
     if _AXE_SOURCE is None:
