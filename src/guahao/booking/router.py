@@ -1,14 +1,13 @@
 """Patient-side booking routes."""
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
-from guahao.booking import actions, errors, records_step
+from guahao.booking import actions, hold_flow
 from guahao.booking.models import Booking, BookingEvent
 from guahao.booking.schemas import (
     BookingCancel,
@@ -22,28 +21,10 @@ from guahao.booking.views import booking_read
 from guahao.catalog import service as catalog_service
 from guahao.core import idempotency, metrics
 from guahao.core.deps import ClockDep, CurrentAccount, CurrentAccountWithKey, Db, Locale
-from guahao.core.errors import PROBLEM_JSON, GuahaoError
+from guahao.core.errors import PROBLEM_JSON
 from guahao.core.localtime import localize
 
 router = APIRouter(prefix="/api/v1/bookings", tags=["bookings"])
-
-
-def _problem_body(request: Request, exc: GuahaoError, locale: str) -> dict:
-    extra = {k: v for k, v in exc.params.items() if isinstance(v, (str, int, float, bool))}
-    return {"type": f"https://guahao.example/problems/{exc.code}", "title": exc.code.replace("_", " "),
-            "status": exc.status, "code": exc.code, "detail": exc.message(locale), "instance": request.url.path,
-            **extra}
-
-
-def _replay_until(exc: GuahaoError, now: dt.datetime) -> dt.datetime:
-    """How long a refusal stays the key's answer (core/idempotency.py): a short retry window,
-    and never past the moment the refusal stops being true for a release."""
-    if exc.status >= 500:
-        return now  # nothing happened (the HIS could not be reached): a retry tries again
-    until = now + idempotency.REFUSAL_REPLAY
-    if exc.code == "not_yet_released" and "release_at" in exc.params:
-        until = min(until, dt.datetime.fromisoformat(exc.params["release_at"]))
-    return until
 
 
 @router.post("", status_code=201, response_model=BookingRead,
@@ -53,78 +34,19 @@ async def create_booking(request: Request, body: BookingCreate, caller: CurrentA
                          idempotency_key: Annotated[str | None, Header()] = None):
     """Take a hold (锁号) on a slot for one of your patients. Requires an Idempotency-Key header.
 
-    Every answer is the key's answer (I7): a retry replays the first, or waits for it."""
+    Every answer is the key's answer (I7): a retry replays the first, or waits for it. The
+    steps are in booking/hold_flow.py (shared with the patient pages)."""
     arrived_at = clock.now()
     account_id, key = caller.principal.account_id, caller.key
     req_hash = idempotency.request_hash("POST", request.url.path, body.model_dump())
-    stored = idempotency.replay_answer(caller.stored, req_hash, arrived_at)
+    stored = await hold_flow.replayed(db, idempotency.replay_answer(caller.stored, req_hash, arrived_at),
+                                      account_id=account_id, key=key, req_hash=req_hash, arrived_at=arrived_at)
     if stored is None:
-        stored = await _hold_once(request, db, clock, account_id, key, req_hash, body, arrived_at, locale)
+        stored = await hold_flow.hold_once(request, db, clock, account_id, key, req_hash, body, arrived_at, locale)
     status, payload = stored
     metrics.hold_answered(status, payload)
     media = PROBLEM_JSON if status >= 400 else "application/json"
     return JSONResponse(payload, status_code=status, media_type=media)
-
-
-async def _hold_once(request: Request, db, clock, account_id: int, key: str, req_hash: str, body: BookingCreate,
-                     arrived_at: dt.datetime, locale: str) -> tuple[int, dict]:
-    """The first answer for this key.
-
-    A slot known to be full is answered without a hold transaction, before queueing for the
-    slot's lane and again after (it may have filled while we waited). That answer is still
-    recorded as the key's answer (one statement), because a twin of this request may be in
-    flight: if it got there first, its answer is returned instead, so a retry is never told
-    "sold out" while its first request holds the seat."""
-    gate = request.app.state.gate
-
-    async def sold_out() -> tuple[int, dict]:
-        exc = errors.SlotSoldOut()
-        return await idempotency.record(db, account_id=account_id, key=key, req_hash=req_hash,
-                                        arrived_at=arrived_at, status=exc.status,
-                                        body=_problem_body(request, exc, locale),
-                                        replay_until=_replay_until(exc, arrived_at))
-
-    if await gate.known_full(body.slot_id):
-        return await sold_out()
-    records = request.app.state.providers.get("his_records")
-
-    async def claim(*, record_looked_up: bool) -> tuple[int, dict]:
-        async with gate.slot_lane(body.slot_id):
-            if await gate.known_full(body.slot_id):
-                return await sold_out()
-            now = clock.now()  # after the lane wait: the rules are checked at the time of the claim
-
-            async def work(session) -> dict:
-                booking, ctx, patient = await actions.do_hold(
-                    session, account_id=account_id, patient_id=body.patient_id, slot_id=body.slot_id, now=now,
-                    with_context=True, records=records, record_looked_up=record_looked_up)
-                return (await booking_read(session, booking, now, ctx=ctx, patient=patient,
-                                           locale=locale)).model_dump(mode="json")
-
-            return await idempotency.run(
-                db, account_id=account_id, key=key, req_hash=req_hash, arrived_at=arrived_at, work=work,
-                render_error=lambda exc: _problem_body(request, exc, locale),
-                replay_until=lambda exc: _replay_until(exc, now))
-
-    try:
-        status, payload = await claim(record_looked_up=False)
-    except records_step.RecordLookupNeeded:
-        # 建档: the hospital wants the patient's HIS record and none is cached. The hold rolled
-        # back (its key claim too); ask the HIS outside any transaction and outside the slot's
-        # lane, then hold again (booking/records_step.py). Only a person's first hold at such
-        # a hospital comes here: every other hold pays nothing for the rule.
-        try:
-            await records_step.ensure_record(db, records, account_id=account_id, patient_id=body.patient_id,
-                                             slot_id=body.slot_id, now=clock.now())
-        except GuahaoError as exc:
-            return await idempotency.record(db, account_id=account_id, key=key, req_hash=req_hash,
-                                            arrived_at=arrived_at, status=exc.status,
-                                            body=_problem_body(request, exc, locale),
-                                            replay_until=_replay_until(exc, arrived_at))
-        status, payload = await claim(record_looked_up=True)
-    if payload.get("code") == "slot_sold_out":
-        await gate.mark_full(body.slot_id)
-    return status, payload
 
 
 @router.get("", response_model=BookingPage)
