@@ -228,7 +228,8 @@ async def do_confirm(session: AsyncSession, booking_id: int, *, now: dt.datetime
         raise NotFound("booking")
     ctx = await load_slot_context(session, found.slot_id, lock_schedule=True)
     booking = await session.get_one(Booking, booking_id, populate_existing=True)  # re-read after the lock
-    if booking.state != "held":
+    if booking.state != "held" or booking.his_state == "pending":
+        # pending: a realtime attempt the HIS has not answered yet is not a hold to pay for
         raise errors.TransitionRefused(state=booking.state, event="pay")
     if ctx.schedule_status == "suspended":
         raise errors.ScheduleSuspended()
