@@ -9,7 +9,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from guahao.booking import actions
+from guahao.booking import actions, errors
 from guahao.his import connections
 from guahao.his.client import order_id_for
 from guahao.scheduling.models import SlotPosition
@@ -189,3 +189,20 @@ async def test_hold_pay_and_the_his_confirms_the_number(client, db, clock, setti
     order = await his_order(his_sim, booking_id)
     assert order.order_id == order_id_for(booking_id)
     assert order.state == "confirmed" and order.visit_no is not None
+
+
+async def test_an_attempt_the_his_has_not_answered_cannot_be_paid(client, db, clock, his_sim):
+    w = await realtime_world(client, db, clock, his_sim)
+    async with db.begin() as s:  # step (a) alone: as if the process died while asking the HIS
+        booking = await actions.do_hold(s, account_id=w["account"], patient_id=w["patients"][0], slot_id=w["slot"],
+                                        now=clock.now())
+    assert (booking.state, booking.his_state) == ("held", "pending")
+    r = await client.get(f"/api/v1/bookings/{booking.id}", headers=auth(w["token"]))
+    assert r.json()["allowed_actions"] == ["cancel"]
+    with pytest.raises(errors.TransitionRefused):
+        async with db.begin() as s:
+            await actions.do_confirm(s, booking.id, now=clock.now())
+    # it ends at its deadline like any hold, and that releases whatever the HIS may have locked
+    clock.advance(minutes=16)
+    assert await sweep(db, clock) == 1
+    assert "his.lock_release" in await topics(db)
