@@ -176,3 +176,13 @@ async def test_availability_of_a_local_hospital_does_not_ask_any_his(client, db,
     body, slot = await _slot_view(client, await _doctor(db, w["schedule"]))
     assert body["source"] == "local" and slot["remaining"] == 8
     assert _calls("availability", "his_unavailable") == before
+
+
+async def test_the_doctor_page_says_where_the_numbers_come_from(client, db, clock, his_sim):
+    w = await realtime_world(client, db, clock, his_sim, cache_ms=0)
+    doctor = await _doctor(db, w["schedule"])
+    page = await client.get(f"/doctors/{doctor}", params={"day": DAY.isoformat()})
+    assert page.status_code == 200 and 'data-source="his"' in page.text and "医院系统于" in page.text
+    his_sim.faults(down=True)
+    page = await client.get(f"/doctors/{doctor}", params={"day": DAY.isoformat()})
+    assert page.status_code == 200 and 'data-source="his_unavailable"' in page.text

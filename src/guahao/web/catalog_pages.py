@@ -132,7 +132,8 @@ def _calendar(page, availability, day: dt.date | None, level: str | None):
     shown = next((d for d in availability.days if d.date == chosen), None)
     now = clock.now()
     return dict(days=availability.days, day_states={d.date: _day_state(d) for d in availability.days},
-                chosen=chosen, shown=shown, now=now, seconds_until=seconds_until, level=level)
+                chosen=chosen, shown=shown, now=now, seconds_until=seconds_until, level=level,
+                source=availability.source, as_of=availability.as_of)  # realtime: the HIS's numbers
 
 
 @router.get("/departments/{department_id}")
