@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from guahao.booking import actions, errors
+from guahao.booking.schemas import BookingCreate
+from guahao.core import idempotency
 from guahao.his import connections
 from guahao.his.client import order_id_for
 from guahao.scheduling.models import SlotPosition
@@ -206,3 +208,30 @@ async def test_an_attempt_the_his_has_not_answered_cannot_be_paid(client, db, cl
     clock.advance(minutes=16)
     assert await sweep(db, clock) == 1
     assert "his.lock_release" in await topics(db)
+
+
+async def test_a_retry_finishes_an_attempt_whose_process_died_while_asking_the_his(client, db, clock, his_sim,
+                                                                                   monkeypatch):
+    w = await realtime_world(client, db, clock, his_sim)
+    key, body = uuid.uuid4().hex, BookingCreate(slot_id=w["slot"], patient_id=w["patients"][0])
+    req_hash = idempotency.request_hash("POST", "/api/v1/bookings", body.model_dump())
+
+    async def attempt(session):  # step (a) as hold_flow runs it; the process then "dies"
+        booking, ctx, _ = await actions.do_hold(session, account_id=w["account"], patient_id=body.patient_id,
+                                                slot_id=body.slot_id, now=clock.now(), with_context=True)
+        return idempotency.InFlight({"booking_id": booking.id, "hospital_id": ctx.hospital_id,
+                                     "band_id": ctx.his_band_id, "minutes": 17})
+
+    status, in_flight = await idempotency.run(db, account_id=w["account"], key=key, req_hash=req_hash,
+                                              arrived_at=clock.now(), work=attempt, render_error=str,
+                                              replay_until=lambda exc: None)
+    assert status == idempotency.IN_FLIGHT
+    monkeypatch.setattr(idempotency, "IN_FLIGHT_WAIT", 0.3)  # how long a retry waits for the dead one
+
+    r = await hold(client, w["token"], w["slot"], w["patients"][0], key=key)
+    assert r.status_code == 201 and r.json()["id"] == in_flight["booking_id"], r.text
+    assert (await his_order(his_sim, in_flight["booking_id"])).state == "locked"
+    (booking,) = await bookings(db, w["hospital"])
+    assert (booking.state, booking.his_state) == ("held", "locked")
+    again = await hold(client, w["token"], w["slot"], w["patients"][0], key=key)
+    assert again.json() == r.json()  # from now on, the key's answer

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.booking import errors, lifecycle, notices
 from guahao.booking.context import load_slot_context
 from guahao.booking.lifecycle import Actor
-from guahao.booking.models import Booking
+from guahao.booking.models import LIVE_STATES, Booking
 from guahao.core.db import Database
 from guahao.core.errors import GuahaoError
 from guahao.outbox import service as outbox
@@ -78,7 +78,11 @@ async def do_record_lock_answer(session: AsyncSession, booking_id: int, answer: 
     await seats.lock_seats_of(session, [booking_id])
     booking = await session.get_one(Booking, booking_id, populate_existing=True)
     if booking.his_state != "pending" or booking.state != "held":
-        if answer.outcome in (LOCKED, UNKNOWN):
+        if booking.state in LIVE_STATES and booking.his_state != "pending":
+            # answered already (a request that finished an orphaned attempt met the original):
+            # the recorded outcome stands, whatever this answer says
+            return booking, None
+        if answer.outcome in (LOCKED, UNKNOWN) and booking.state not in LIVE_STATES:
             await _release_lock(session, booking, now)
         return booking, errors.ScheduleSuspended() if booking.state == "revoked" else errors.HisUnavailable()
     if answer.outcome == LOCKED:

@@ -44,13 +44,26 @@ def replay_until(exc: GuahaoError, now: dt.datetime) -> dt.datetime:
     return until
 
 
-async def replayed(db, stored: tuple[int, dict] | None, *, account_id: int, key: str, req_hash: str,
-                   arrived_at: dt.datetime) -> tuple[int, dict] | None:
+async def replayed(request: Request, db, clock, stored: tuple[int, dict] | None, *, account_id: int, key: str,
+                   req_hash: str, arrived_at: dt.datetime, locale: str) -> tuple[int, dict] | None:
     """The key's stored answer for a retry; a key in flight (a realtime hold waiting for the
-    HIS) is waited for, so the retry gets the same final answer as its first request."""
-    if stored is not None and stored[0] == idempotency.IN_FLIGHT:
-        return await idempotency.settled(db, account_id, key, req_hash, arrived_at=arrived_at)
-    return stored
+    HIS) is waited for, so the retry gets the same final answer as its first request.
+
+    A key still in flight after `idempotency.IN_FLIGHT_WAIT` lost its first request (the
+    process died between asking the HIS and recording the answer): the retry finishes it,
+    asking the HIS again (idempotent on the order id) and recording the answer under the same
+    guards, then replays whatever the key now says."""
+    if stored is None or stored[0] != idempotency.IN_FLIGHT:
+        return stored
+    stored = await idempotency.settled(db, account_id, key, req_hash, arrived_at=arrived_at, give_up_in_flight=True)
+    if stored is None or stored[0] != idempotency.IN_FLIGHT:
+        return stored
+    his = request.app.state.providers.get("his_holds")
+    if his is None:
+        raise idempotency.IdempotencyKeyBusy()
+    log.warning("realtime_hold_orphaned", booking_id=stored[1].get("booking_id"))
+    await ask_his(request, db, clock, his, account_id=account_id, key=key, attempt=stored[1], locale=locale)
+    return await idempotency.lookup(db, account_id, key, req_hash, arrived_at=arrived_at)
 
 
 async def hold_once(request: Request, db, clock, account_id: int, key: str, req_hash: str, body: BookingCreate,

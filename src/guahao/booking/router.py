@@ -39,8 +39,9 @@ async def create_booking(request: Request, body: BookingCreate, caller: CurrentA
     arrived_at = clock.now()
     account_id, key = caller.principal.account_id, caller.key
     req_hash = idempotency.request_hash("POST", request.url.path, body.model_dump())
-    stored = await hold_flow.replayed(db, idempotency.replay_answer(caller.stored, req_hash, arrived_at),
-                                      account_id=account_id, key=key, req_hash=req_hash, arrived_at=arrived_at)
+    stored = await hold_flow.replayed(request, db, clock, idempotency.replay_answer(caller.stored, req_hash, arrived_at),
+                                      account_id=account_id, key=key, req_hash=req_hash, arrived_at=arrived_at,
+                                      locale=locale)
     if stored is None:
         stored = await hold_flow.hold_once(request, db, clock, account_id, key, req_hash, body, arrived_at, locale)
     status, payload = stored

@@ -135,16 +135,20 @@ def replay_answer(row: Any, req_hash: str, arrived_at: dt.datetime) -> tuple[int
 
 
 async def settled(db: Database, account_id: int, key: str, req_hash: str, *, arrived_at: dt.datetime,
-                  timeout: float = IN_FLIGHT_WAIT) -> tuple[int, dict] | None:
+                  timeout: float | None = None, give_up_in_flight: bool = False) -> tuple[int, dict] | None:
     """The key's answer once it is no longer in flight (None: it has none any more, e.g. the
     in-flight attempt was taken back). Polls the key row: the first request finishes in
-    another transaction, maybe in another process, so there is no in-process event to wait on."""
-    deadline = time.monotonic() + timeout
+    another transaction, maybe in another process, so there is no in-process event to wait on.
+    After `timeout` (default IN_FLIGHT_WAIT): `IdempotencyKeyBusy`, or with
+    `give_up_in_flight` the in-flight answer itself, for a caller that can finish it."""
+    deadline = time.monotonic() + (IN_FLIGHT_WAIT if timeout is None else timeout)
     while True:
         stored = await lookup(db, account_id, key, req_hash, arrived_at=arrived_at)
         if stored is None or stored[0] != IN_FLIGHT:
             return stored
         if time.monotonic() >= deadline:
+            if give_up_in_flight:
+                return stored
             raise IdempotencyKeyBusy()
         await asyncio.sleep(_POLL)
 
