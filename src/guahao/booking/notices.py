@@ -36,11 +36,11 @@ async def after_transition(session: AsyncSession, booking: Booking, *, now: dt.d
             await put("his.booking_cancelled")
     elif state == "expired":
         await put("notify.booking_expired")
+    elif state == "no_show" and his_mode != "local":
+        await put("his.booking_no_show")
     if state in ("expired", "cancelled", "revoked") and not was_paid and booking.his_state in LOCK_HELD_AT_HIS:
         # a realtime hold that ends unpaid: the number it locked at the HIS goes back to the
         # pool (his/realtime_jobs.py; an idempotent cancel, so a lock that never happened or
         # already lapsed there is fine). Decided by the booking's own his_state, not by the
         # hospital's mode now: a booking lives in the mode it was taken in.
         await put(LOCK_RELEASE)
-    elif state == "no_show" and his_mode != "local":
-        await put("his.booking_no_show")
