@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     his_sim_key: str = "his-sim-dev-key"  # its master key (GUAHAO_HIS_SIM_KEY, as `guahao his-sim` reads it)
     his_sim_db_path: str = "./his-sim.db"
     his_sim_embedded: bool = True
+    # realtime holds: how many times an unknown lock outcome (timeout, lost answer) is asked
+    # about (`get_order`) before the lock is released through the outbox and the patient is
+    # told his_unavailable. The availability cache is per hospital: its connection's cache_ms.
+    his_lock_resolve_tries: int = Field(3, ge=1, le=10)
     default_timezone: str = "Asia/Shanghai"
     run_jobs_in_process: bool = True
     # job workers (guahao.jobs.runner)

@@ -10,6 +10,7 @@ def build_providers(settings: Settings) -> dict[str, Any]:
     from guahao.accounts import sms
     from guahao.booking import queries as booking_queries
     from guahao.his import ports as his_ports
+    from guahao.his import realtime as his_realtime
     from guahao.his import records as his_records
     from guahao.notifications import port as notifications_port
     from guahao.patients import face_check
@@ -35,4 +36,8 @@ def build_providers(settings: Settings) -> dict[str, Any]:
         # booking.records_step.MedicalRecords (建档 look-up and record cache)
         "his_connections": his_ports,
         "his_records": his_records,
+        # realtime mode: booking.his_hold.HisHolds (the HIS decides every hold) and
+        # scheduling.availability.HisAvailability (remaining numbers from the HIS, cached)
+        "his_holds": his_realtime.RealtimeHolds(resolve_tries=settings.his_lock_resolve_tries),
+        "his_availability": his_realtime.RealtimeAvailability(),
     }

@@ -44,12 +44,16 @@ class RushFigures:
     sold_out_p99_since_t0_ms: float | None
     winners_in_db: int | None = None
     distinct_visit_nos: int | None = None
+    # realtime mode (--his-mode realtime): HIS calls per hold that reached the HIS, and
+    # whether the HIS's pool agrees with our live bookings (None: no HIS in this run)
+    his_calls_per_hold: float | None = None
+    his_agrees: bool | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
     def oversell_ok(self) -> bool:
         in_db = self.winners_in_db if self.winners_in_db is not None else self.winners
-        return self.winners == self.capacity == in_db and (
+        return self.winners == self.capacity == in_db and self.his_agrees is not False and (
             self.distinct_visit_nos is None or self.distinct_visit_nos == self.capacity)
 
     def as_dict(self) -> dict:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from guahao.bench import loadgen, refs, seed
+from guahao.bench import his_rush, loadgen, refs, seed
 from guahao.bench.report import RushFigures, figures
 from guahao.bench.servers import PG_ADMIN_URL, ScratchPostgres, UvicornServer, asyncpg_dsn
 
@@ -51,6 +51,8 @@ class RushOptions:
     warmup: int = 64
     pg_admin_url: str = PG_ADMIN_URL
     keep_logs: bool = False
+    his_mode: str = "local"  # or "realtime": a HIS simulator decides every hold (bench/his_rush.py)
+    his_latency_ms: int = 20
 
 
 @dataclass
@@ -125,7 +127,11 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
         server = UvicornServer("guahao.asgi:app", workers=opts.workers, env=env, name="guahao", log_dir=log_dir)
         base_url = server.base_url
     db = None
+    sim = his_rush.SimProcess(log_dir, opts.his_latency_ms) if opts.his_mode == "realtime" else None
     try:
+        if sim is not None:
+            sim.start()
+            echo(f"HIS simulator on {sim.url}, {opts.his_latency_ms} ms added latency")
         if server is not None:
             started = time.perf_counter()
             await asyncio.to_thread(migrations_api.upgrade, url)
@@ -134,7 +140,11 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
         db = create_database(url, pool_size=4)
         now = dt.datetime.now(UTC)
         started = time.perf_counter()
-        _, schedule_id, slot_id = await seed.seed_schedule(db, now, capacity=opts.slots)
+        hospital_id, schedule_id, slot_id = await seed.seed_schedule(db, now, capacity=opts.slots)
+        his_setup = None
+        if sim is not None:
+            his_setup = await his_rush.prepare(db, sim, hospital_id=hospital_id, schedule_id=schedule_id,
+                                               slot_id=slot_id, seats=opts.slots, now=now)
         clients = await seed.seed_clients(db, opts.patients + opts.warmup, now)
         rush_clients, warm_clients = clients[:opts.patients], clients[opts.patients:]
         echo(f"seeded {len(clients)} accounts with a verified patient and a session in "
@@ -169,6 +179,11 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
         fig.notes.append(f"sold-out answers decided by a hold transaction in the database: {in_db}; "
                          f"by the sold-out gate before the database: {fig.sold_out - in_db}")
         fig.notes.append(f"warm-up before T0 ({len(warm)} holds): statuses {result.warmup_statuses}")
+        if sim is not None and his_setup is not None and server is not None:
+            his_notes, fig.his_agrees, fig.his_calls_per_hold = await his_rush.check(
+                db, sim, his_setup, slot_id=slot_id, seats=opts.slots, answered=len(result.answers),
+                server_log=server.log_path)
+            fig.notes += his_notes
         return fig
     finally:
         if db is not None:
@@ -179,6 +194,8 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
                 notes.append(f"guahao server log has tracebacks:\n{server.log_tail(30)}")
         if scratch is not None:
             await scratch.drop()
+        if sim is not None:
+            sim.stop()
 
 
 async def _forget_full(redis_url: str, slot_id: int) -> None:

@@ -24,6 +24,8 @@ from guahao.core.errors import NotFound
 from guahao.patients import service as patients_service
 from guahao.scheduling import seats
 
+REALTIME = "realtime"  # catalog's his_mode in which the hospital's HIS decides every hold
+
 
 def _age_on(birth: dt.date, day: dt.date) -> int:
     return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
@@ -142,7 +144,12 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
         raise errors.TooManyBookings(limit=ctx.rules.max_live_bookings_per_person)
 
     amount = ctx.registration_fee + ctx.consultation_fee
-    hold_until = now + dt.timedelta(minutes=ctx.rules.hold_minutes) if amount > 0 else None
+    # realtime: the HIS decides, so the booking starts as an attempt (held, his_state pending)
+    # even when it is free; booking/his_hold.py records the HIS's answer after this commits
+    realtime = ctx.his_mode == REALTIME
+    if realtime and ctx.his_band_id is None:
+        raise errors.SlotNotBookable()  # a slot the HIS does not know cannot be locked there
+    hold_until = now + dt.timedelta(minutes=ctx.rules.hold_minutes) if amount > 0 or realtime else None
     booking = Booking(
         hospital_id=ctx.hospital_id, department_id=ctx.department_id, doctor_id=ctx.doctor_id,
         schedule_id=ctx.schedule_id, slot_id=ctx.slot_id, account_id=account_id, patient_id=patient.id,
@@ -151,9 +158,9 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
         cancel_deadline=ctx.cancel_deadline,  # kept: later rule edits do not move it
         strike_cancellations=ctx.rules.strike_cancellations,  # kept too
         booking_code=await _new_booking_code(session, ctx.hospital_id),
-        state="held" if amount > 0 else "confirmed", registration_fee=ctx.registration_fee,
+        state="held" if hold_until is not None else "confirmed", registration_fee=ctx.registration_fee,
         consultation_fee=ctx.consultation_fee, amount_due=amount, hold_expires_at=hold_until,
-        created_at=now, updated_at=now, his_patient_id=his_patient_id,
+        created_at=now, updated_at=now, his_patient_id=his_patient_id, his_state="pending" if realtime else None,
     )
     session.add(booking)
     try:
@@ -221,7 +228,8 @@ async def do_confirm(session: AsyncSession, booking_id: int, *, now: dt.datetime
         raise NotFound("booking")
     ctx = await load_slot_context(session, found.slot_id, lock_schedule=True)
     booking = await session.get_one(Booking, booking_id, populate_existing=True)  # re-read after the lock
-    if booking.state != "held":
+    if booking.state != "held" or booking.his_state == "pending":
+        # pending: a realtime attempt the HIS has not answered yet is not a hold to pay for
         raise errors.TransitionRefused(state=booking.state, event="pay")
     if ctx.schedule_status == "suspended":
         raise errors.ScheduleSuspended()

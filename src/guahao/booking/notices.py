@@ -8,6 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.booking.models import Booking
 from guahao.outbox import service as outbox
 
+LOCK_RELEASE = "his.lock_release"
+# his_state of a realtime hold that has (or may have) a lock at the HIS
+LOCK_HELD_AT_HIS = ("pending", "locked")
+
 
 async def after_transition(session: AsyncSession, booking: Booking, *, now: dt.datetime, his_mode: str,
                            was_paid: bool = False) -> None:
@@ -34,3 +38,9 @@ async def after_transition(session: AsyncSession, booking: Booking, *, now: dt.d
         await put("notify.booking_expired")
     elif state == "no_show" and his_mode != "local":
         await put("his.booking_no_show")
+    if state in ("expired", "cancelled", "revoked") and not was_paid and booking.his_state in LOCK_HELD_AT_HIS:
+        # a realtime hold that ends unpaid: the number it locked at the HIS goes back to the
+        # pool (his/realtime_jobs.py; an idempotent cancel, so a lock that never happened or
+        # already lapsed there is fine). Decided by the booking's own his_state, not by the
+        # hospital's mode now: a booking lives in the mode it was taken in.
+        await put(LOCK_RELEASE)

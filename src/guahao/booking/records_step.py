@@ -15,7 +15,7 @@ The hospital's `record_requirement` rule says what a hold needs:
 The HIS is another system across the network, and no network call happens inside a database
 transaction. `do_hold` only reads the cache (`cached_record`); when the rule needs a record
 and none is cached yet, it raises `RecordLookupNeeded`, which rolls its transaction back. The
-router (`booking/router.py`, `_hold_once`) then calls `ensure_record`, which reads in a short
+hold (`booking/hold_flow.py`, `hold_once`) then calls `ensure_record`, which reads in a short
 read transaction, talks to the HIS with none open and stores what it found in a transaction of
 its own, and holds again (`record_looked_up=True`). A record is never removed, so what the
 look-up stored is still there. Holds at hospitals without the rule, and every hold after a

@@ -1,7 +1,6 @@
 """Patient-side booking routes."""
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from typing import Annotated
 
@@ -9,7 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
-from guahao.booking import actions, errors, records_step
+from guahao.booking import actions, hold_flow
 from guahao.booking.models import Booking, BookingEvent
 from guahao.booking.schemas import (
     BookingCancel,
@@ -27,24 +26,6 @@ from guahao.core.errors import PROBLEM_JSON, GuahaoError
 from guahao.core.localtime import localize
 
 router = APIRouter(prefix="/api/v1/bookings", tags=["bookings"])
-
-
-def _problem_body(request: Request, exc: GuahaoError, locale: str) -> dict:
-    extra = {k: v for k, v in exc.params.items() if isinstance(v, (str, int, float, bool))}
-    return {"type": f"https://guahao.example/problems/{exc.code}", "title": exc.code.replace("_", " "),
-            "status": exc.status, "code": exc.code, "detail": exc.message(locale), "instance": request.url.path,
-            **extra}
-
-
-def _replay_until(exc: GuahaoError, now: dt.datetime) -> dt.datetime:
-    """How long a refusal stays the key's answer (core/idempotency.py): a short retry window,
-    and never past the moment the refusal stops being true for a release."""
-    if exc.status >= 500:
-        return now  # nothing happened (the HIS could not be reached): a retry tries again
-    until = now + idempotency.REFUSAL_REPLAY
-    if exc.code == "not_yet_released" and "release_at" in exc.params:
-        until = min(until, dt.datetime.fromisoformat(exc.params["release_at"]))
-    return until
 
 
 async def _limit(request: Request, rules: str, kind: str, key: str) -> None:
@@ -71,28 +52,7 @@ async def hold_budget(request: Request) -> None:
                  request.client.host if request.client else "unknown")
 
 
-@router.post("", status_code=201, response_model=BookingRead, dependencies=[Depends(hold_budget)],
-             responses={409: {"description": "refused (problem+json with a stable code)"}})
-async def create_booking(request: Request, body: BookingCreate, caller: CurrentAccountWithKey, db: Db,
-                         clock: ClockDep, locale: Locale,
-                         idempotency_key: Annotated[str | None, Header()] = None):
-    """Take a hold (锁号) on a slot for one of your patients. Requires an Idempotency-Key header.
-
-    Every answer is the key's answer (I7): a retry replays the first, or waits for it."""
-    arrived_at = clock.now()
-    account_id, key = caller.principal.account_id, caller.key
-    req_hash = idempotency.request_hash("POST", request.url.path, body.model_dump())
-    stored = idempotency.replay_answer(caller.stored, req_hash, arrived_at)
-    if stored is None:
-        await _limit_holds(request, account_id, body.patient_id)
-        stored = await _hold_once(request, db, clock, account_id, key, req_hash, body, arrived_at, locale)
-    status, payload = stored
-    metrics.hold_answered(status, payload)
-    media = PROBLEM_JSON if status >= 400 else "application/json"
-    return JSONResponse(payload, status_code=status, media_type=media)
-
-
-async def _limit_holds(request: Request, account_id: int, patient_id: int) -> None:
+async def limit_holds(request: Request, account_id: int, patient_id: int) -> None:
     """Second line, once the caller is known: per account (a bot logging in again for a fresh
     token gains nothing) and per patient. Replays of a key are not counted (answered before
     this), and a refusal is not the key's answer: after Retry-After the same request goes
@@ -102,65 +62,28 @@ async def _limit_holds(request: Request, account_id: int, patient_id: int) -> No
     await _limit(request, rules, "hold-patient", str(patient_id))
 
 
-async def _hold_once(request: Request, db, clock, account_id: int, key: str, req_hash: str, body: BookingCreate,
-                     arrived_at: dt.datetime, locale: str) -> tuple[int, dict]:
-    """The first answer for this key.
+@router.post("", status_code=201, response_model=BookingRead, dependencies=[Depends(hold_budget)],
+             responses={409: {"description": "refused (problem+json with a stable code)"}})
+async def create_booking(request: Request, body: BookingCreate, caller: CurrentAccountWithKey, db: Db,
+                         clock: ClockDep, locale: Locale,
+                         idempotency_key: Annotated[str | None, Header()] = None):
+    """Take a hold (锁号) on a slot for one of your patients. Requires an Idempotency-Key header.
 
-    A slot known to be full is answered without a hold transaction, before queueing for the
-    slot's lane and again after (it may have filled while we waited). That answer is still
-    recorded as the key's answer (one statement), because a twin of this request may be in
-    flight: if it got there first, its answer is returned instead, so a retry is never told
-    "sold out" while its first request holds the seat."""
-    gate = request.app.state.gate
-
-    async def sold_out() -> tuple[int, dict]:
-        exc = errors.SlotSoldOut()
-        return await idempotency.record(db, account_id=account_id, key=key, req_hash=req_hash,
-                                        arrived_at=arrived_at, status=exc.status,
-                                        body=_problem_body(request, exc, locale),
-                                        replay_until=_replay_until(exc, arrived_at))
-
-    if await gate.known_full(body.slot_id):
-        return await sold_out()
-    records = request.app.state.providers.get("his_records")
-
-    async def claim(*, record_looked_up: bool) -> tuple[int, dict]:
-        async with gate.slot_lane(body.slot_id):
-            if await gate.known_full(body.slot_id):
-                return await sold_out()
-            now = clock.now()  # after the lane wait: the rules are checked at the time of the claim
-
-            async def work(session) -> dict:
-                booking, ctx, patient = await actions.do_hold(
-                    session, account_id=account_id, patient_id=body.patient_id, slot_id=body.slot_id, now=now,
-                    with_context=True, records=records, record_looked_up=record_looked_up)
-                return (await booking_read(session, booking, now, ctx=ctx, patient=patient,
-                                           locale=locale)).model_dump(mode="json")
-
-            return await idempotency.run(
-                db, account_id=account_id, key=key, req_hash=req_hash, arrived_at=arrived_at, work=work,
-                render_error=lambda exc: _problem_body(request, exc, locale),
-                replay_until=lambda exc: _replay_until(exc, now))
-
-    try:
-        status, payload = await claim(record_looked_up=False)
-    except records_step.RecordLookupNeeded:
-        # 建档: the hospital wants the patient's HIS record and none is cached. The hold rolled
-        # back (its key claim too); ask the HIS outside any transaction and outside the slot's
-        # lane, then hold again (booking/records_step.py). Only a person's first hold at such
-        # a hospital comes here: every other hold pays nothing for the rule.
-        try:
-            await records_step.ensure_record(db, records, account_id=account_id, patient_id=body.patient_id,
-                                             slot_id=body.slot_id, now=clock.now())
-        except GuahaoError as exc:
-            return await idempotency.record(db, account_id=account_id, key=key, req_hash=req_hash,
-                                            arrived_at=arrived_at, status=exc.status,
-                                            body=_problem_body(request, exc, locale),
-                                            replay_until=_replay_until(exc, arrived_at))
-        status, payload = await claim(record_looked_up=True)
-    if payload.get("code") == "slot_sold_out":
-        await gate.mark_full(body.slot_id)
-    return status, payload
+    Every answer is the key's answer (I7): a retry replays the first, or waits for it. The
+    steps are in booking/hold_flow.py (shared with the patient pages)."""
+    arrived_at = clock.now()
+    account_id, key = caller.principal.account_id, caller.key
+    req_hash = idempotency.request_hash("POST", request.url.path, body.model_dump())
+    stored = await hold_flow.replayed(request, db, clock, idempotency.replay_answer(caller.stored, req_hash, arrived_at),
+                                      account_id=account_id, key=key, req_hash=req_hash, arrived_at=arrived_at,
+                                      locale=locale)
+    if stored is None:
+        await limit_holds(request, account_id, body.patient_id)
+        stored = await hold_flow.hold_once(request, db, clock, account_id, key, req_hash, body, arrived_at, locale)
+    status, payload = stored
+    metrics.hold_answered(status, payload)
+    media = PROBLEM_JSON if status >= 400 else "application/json"
+    return JSONResponse(payload, status_code=status, media_type=media)
 
 
 @router.get("", response_model=BookingPage)

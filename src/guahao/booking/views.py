@@ -23,7 +23,8 @@ ROSTER_STATES = ("confirmed", "checked_in", "completed", "no_show")
 
 def allowed_actions(booking: Booking, cancel_deadline: dt.datetime, now: dt.datetime) -> list[str]:
     if booking.state == "held" and booking.hold_expires_at is not None and booking.hold_expires_at > now:
-        return ["pay", "cancel"]
+        # a realtime attempt still waiting for the HIS cannot be paid yet
+        return ["cancel"] if booking.his_state == "pending" else ["pay", "cancel"]
     if booking.state == "confirmed" and now < cancel_deadline:
         return ["cancel"]
     return []

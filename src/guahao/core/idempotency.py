@@ -16,13 +16,23 @@ refusal's own end, e.g. the release time of `not_yet_released`), because refusal
 time and state (a seat comes back, the release comes, a restriction ends) and had no effect.
 A request may take over an ended answer only if it arrived after the window ended, so a slow
 first request never overrides the answer its own retry was already given.
+
+In flight (`IN_FLIGHT`, 102): a write that must ask another system before it can answer (a
+realtime hold asks the hospital's HIS, booking/hold_flow.py) commits its first transaction
+with the key marked in flight instead of answered, makes the call with no transaction open,
+and writes the final answer with `finish` in the transaction that records the call's outcome.
+A twin that finds the key in flight waits for that final answer (`settled`), so it is never
+told a different story; the wait is bounded (`IdempotencyKeyBusy` after it).
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Integer, String, UniqueConstraint, select, update
@@ -84,6 +94,17 @@ def validate_key(key: str | None) -> str:
 
 
 REFUSAL_REPLAY = dt.timedelta(seconds=10)
+IN_FLIGHT = 102  # HTTP "Processing": committed first step, final answer still to come
+IN_FLIGHT_WAIT = 30.0  # seconds a twin waits for an in-flight answer (HIS timeouts are far shorter)
+_POLL = 0.05
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """Returned by `run`'s work to commit its transaction with the key in flight; `body`
+    is what the finisher needs to know (e.g. the booking id), never shown to a client."""
+
+    body: dict[str, Any]
 
 
 def _answer(row, req_hash: str, arrived_at: dt.datetime) -> tuple[int, dict] | None:
@@ -108,8 +129,38 @@ async def lookup(db: Database, account_id: int, key: str, req_hash: str, *,
 
 
 def replay_answer(row: Any, req_hash: str, arrived_at: dt.datetime) -> tuple[int, dict] | None:
-    """`lookup` for a row read by the caller (the booking route reads it with the session)."""
+    """`lookup` for a row read by the caller (the booking route reads it with the session).
+    May be `IN_FLIGHT`: the caller then waits with `settled`."""
     return _answer(row, req_hash, arrived_at)
+
+
+async def settled(db: Database, account_id: int, key: str, req_hash: str, *, arrived_at: dt.datetime,
+                  timeout: float | None = None, give_up_in_flight: bool = False) -> tuple[int, dict] | None:
+    """The key's answer once it is no longer in flight (None: it has none any more, e.g. the
+    in-flight attempt was taken back). Polls the key row: the first request finishes in
+    another transaction, maybe in another process, so there is no in-process event to wait on.
+    After `timeout` (default IN_FLIGHT_WAIT): `IdempotencyKeyBusy`, or with
+    `give_up_in_flight` the in-flight answer itself, for a caller that can finish it."""
+    deadline = time.monotonic() + (IN_FLIGHT_WAIT if timeout is None else timeout)
+    while True:
+        stored = await lookup(db, account_id, key, req_hash, arrived_at=arrived_at)
+        if stored is None or stored[0] != IN_FLIGHT:
+            return stored
+        if time.monotonic() >= deadline:
+            if give_up_in_flight:
+                return stored
+            raise IdempotencyKeyBusy()
+        await asyncio.sleep(_POLL)
+
+
+async def finish(session: AsyncSession, *, account_id: int, key: str, status: int, body: dict[str, Any],
+                 replay_until: dt.datetime | None) -> None:
+    """Inside the transaction that records what the outside call said: replace the key's
+    in-flight mark with its final answer (I7: the answer commits with its effect)."""
+    await session.execute(update(IdempotencyKey).where(IdempotencyKey.account_id == account_id,
+                                                       IdempotencyKey.key == key,
+                                                       IdempotencyKey.status_code == IN_FLIGHT)
+                          .values(status_code=status, response=body, replay_until=replay_until))
 
 
 def _claim_statement(dialect: str, values: dict[str, Any], arrived_at: dt.datetime):
@@ -138,7 +189,7 @@ async def record(db: Database, *, account_id: int, key: str, req_hash: str, arri
     for _ in range(5):
         if await _insert_once(db, _claim_statement(db.engine.dialect.name, values, arrived_at)):
             return status, body
-        stored = await lookup(db, account_id, key, req_hash, arrived_at=arrived_at)
+        stored = await settled(db, account_id, key, req_hash, arrived_at=arrived_at)
         if stored is not None:
             return stored
         # the answer we conflicted with has gone (its write rolled back) or ended: try again
@@ -160,10 +211,12 @@ class _KeyTaken(Exception):
 
 
 async def run(db: Database, *, account_id: int, key: str, req_hash: str, arrived_at: dt.datetime,
-              work: Callable[[AsyncSession], Awaitable[dict[str, Any]]],
+              work: Callable[[AsyncSession], Awaitable[dict[str, Any] | InFlight]],
               render_error: Callable[[GuahaoError], dict[str, Any]],
               replay_until: Callable[[GuahaoError], dt.datetime | None]) -> tuple[int, dict[str, Any]]:
     """Run `work` once per (account, key); return (status, body) of the key's answer.
+    `work` may return `InFlight(body)`: then (IN_FLIGHT, body) comes back and the caller
+    owes the key its final answer (`finish`).
 
     The claim is the first statement of the work transaction: a twin waits on the key row
     there and replays the winner's answer. A refusal is recorded with the window that
@@ -177,12 +230,15 @@ async def run(db: Database, *, account_id: int, key: str, req_hash: str, arrived
                 if (await session.execute(stmt)).scalar() is None:
                     raise _KeyTaken()
                 body = await work(session)
+                status = 201
+                if isinstance(body, InFlight):  # the answer comes later, through `finish`
+                    status, body = IN_FLIGHT, body.body
                 await session.execute(update(IdempotencyKey).where(IdempotencyKey.account_id == account_id,
                                                                    IdempotencyKey.key == key)
-                                      .values(status_code=201, response=body, replay_until=None))
-            return 201, body
+                                      .values(status_code=status, response=body, replay_until=None))
+            return status, body
         except _KeyTaken:
-            stored = await lookup(db, account_id, key, req_hash, arrived_at=arrived_at)
+            stored = await settled(db, account_id, key, req_hash, arrived_at=arrived_at)
             if stored is not None:
                 return stored
         except GuahaoError as exc:

@@ -6,13 +6,16 @@ only the platform pool is shown, and every state is computed against the caller'
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.catalog import rules as hospital_rules
 from guahao.catalog import service as catalog_service
+from guahao.core.db import Database
 from guahao.scheduling import domain, service
 from guahao.scheduling.models import Schedule, Slot
 from guahao.scheduling.schemas import (
@@ -25,6 +28,7 @@ from guahao.scheduling.schemas import (
 )
 
 MAX_DAYS = 31
+REALTIME = "realtime"  # catalog's his_mode whose availability comes from the HIS
 PUBLIC_STATUSES = ("published", "suspended")
 
 
@@ -84,8 +88,56 @@ async def _availability(session: AsyncSession, hospital_id: int, where, now: dt.
         periods = by_day.get(day, {})
         result_days.append(AvailableDay(date=day, weekday=day.weekday(), periods=[
             AvailablePeriod(period=p, schedules=periods[p]) for p in domain.PERIOD_ORDER if p in periods]))
-    return Availability(hospital_id=hospital_id, timezone=str(rules.tz), from_date=first, to_date=last,
-                        days=result_days)
+    result = Availability(hospital_id=hospital_id, timezone=str(rules.tz), from_date=first, to_date=last,
+                          days=result_days)
+    if await catalog_service.his_mode_of(session, hospital_id) == REALTIME:
+        # the counts are the HIS's: `with_his` asks it once the read is over
+        result.source = "his"
+        result._his_bands = {s.id: s.his_band_id for v in slots_by_schedule.values() for s in v
+                             if s.his_band_id is not None}
+    return result
+
+
+@dataclass(frozen=True)
+class HisCounts:
+    by_band: dict[str, int]  # HIS band id -> numbers left in our pool there
+    as_of: dt.datetime  # when the HIS said so
+
+
+class HisAvailability(Protocol):
+    """The HIS of a realtime hospital, as availability needs it (implemented by the HIS feature)."""
+
+    async def remaining(self, db: Database, *, hospital_id: int, first: dt.date, last: dt.date,
+                        now: dt.datetime) -> HisCounts | None:
+        """Remaining per band (cached briefly), or None when the HIS cannot say now."""
+
+
+async def with_his(db: Database, result: Availability, his: HisAvailability | None, *,
+                   now: dt.datetime) -> Availability:
+    """For a realtime hospital, take the remaining counts from its HIS. Called after the read
+    transaction ended (no network call inside one). A slot shows the smaller of the HIS's
+    count and our free seats (a realtime hold needs both). The HIS down: `his_unavailable`,
+    our own counts, never an error. Local and synced hospitals pass through untouched."""
+    if result.source != "his":
+        return result
+    counts = await his.remaining(db, hospital_id=result.hospital_id, first=result.from_date, last=result.to_date,
+                                 now=now) if his is not None else None
+    if counts is None:
+        result.source = "his_unavailable"
+        return result
+    result.as_of = counts.as_of.astimezone(ZoneInfo(result.timezone))  # every answer: the hospital's clock
+    for day in result.days:
+        for period in day.periods:
+            for schedule in period.schedules:
+                for slot in schedule.slots:
+                    band = result._his_bands.get(slot.slot_id)
+                    slot.remaining = min(slot.remaining, counts.by_band.get(band, 0)) if band else 0
+                    if slot.state in ("bookable", "full"):
+                        slot.state = "bookable" if slot.remaining > 0 else "full"
+                if schedule.slots:
+                    schedule.remaining = sum(s.remaining for s in schedule.slots)
+                    schedule.state = domain.schedule_state([s.state for s in schedule.slots])
+    return result
 
 
 def _schedule_view(schedule: Schedule, slots: list[Slot], counts: dict[int, int], doctors: dict[int, Any],

@@ -7,8 +7,9 @@ Writes need hospital_admin or scheduler (the operator may do anything); front_de
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from guahao.catalog import rules as hospital_rules
 from guahao.core.deps import ClockDep, CurrentStaff, Db, StaffPrincipal
@@ -185,23 +186,35 @@ def _schedule_read(schedule: Schedule, rules, totals: dict[str, int]) -> Schedul
 
 # --- public availability ----------------------------------------------------------------
 
+def his_availability(request: Request) -> availability.HisAvailability | None:
+    """The HIS port of realtime hospitals (wired in `providers.py`); pages pass it themselves."""
+    return request.app.state.providers.get("his_availability")
+
+
+HisAvailabilityDep = Annotated[availability.HisAvailability | None, Depends(his_availability)]
+
 @router.get("/api/v1/departments/{department_id}/availability", response_model=Availability)
 async def department_availability(department_id: int, db: Db, clock: ClockDep,
                                   from_date: dt.date | None = Query(None, alias="from"),
                                   days: int | None = Query(None, ge=1, le=availability.MAX_DAYS),
-                                  registration_level: Level | None = None):
+                                  registration_level: Level | None = None, his: HisAvailabilityDep = None):
     """`registration_level` (general | expert | special): only those clinics, for hospitals whose
     entrance is 普通号 / 专家号 first."""
+    now = clock.now()
     async with db.read() as session:
-        return await availability.department_availability(session, department_id, now=clock.now(),
-                                                          from_date=from_date, days=days,
-                                                          registration_level=registration_level)
+        result = await availability.department_availability(session, department_id, now=now,
+                                                            from_date=from_date, days=days,
+                                                            registration_level=registration_level)
+    return await availability.with_his(db, result, his, now=now)  # realtime: the HIS's counts
 
 
 @router.get("/api/v1/doctors/{doctor_id}/availability", response_model=Availability)
 async def doctor_availability(doctor_id: int, db: Db, clock: ClockDep,
                               from_date: dt.date | None = Query(None, alias="from"),
-                              days: int | None = Query(None, ge=1, le=availability.MAX_DAYS)):
+                              days: int | None = Query(None, ge=1, le=availability.MAX_DAYS),
+                              his: HisAvailabilityDep = None):
+    now = clock.now()
     async with db.read() as session:
-        return await availability.doctor_availability(session, doctor_id, now=clock.now(),
-                                                      from_date=from_date, days=days)
+        result = await availability.doctor_availability(session, doctor_id, now=now, from_date=from_date,
+                                                        days=days)
+    return await availability.with_his(db, result, his, now=now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from guahao.core import fees
 
@@ -168,3 +168,11 @@ class Availability(BaseModel):
     from_date: dt.date
     to_date: dt.date
     days: list[AvailableDay]
+    # where the remaining counts come from: "local" (our seats), "his" (the hospital's HIS,
+    # realtime mode, as of `as_of`, cached a few seconds), or "his_unavailable" (realtime, the
+    # HIS could not say: the counts are our own seats, not what the HIS has left, and a hold is
+    # refused with his_unavailable until the HIS is back)
+    source: Literal["local", "his", "his_unavailable"] = "local"
+    as_of: dt.datetime | None = None
+    # slot id -> HIS band id of a realtime hospital's slots (for `availability.with_his`)
+    _his_bands: dict[int, str] = PrivateAttr(default_factory=dict)

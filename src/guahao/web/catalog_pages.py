@@ -132,7 +132,8 @@ def _calendar(page, availability, day: dt.date | None, level: str | None):
     shown = next((d for d in availability.days if d.date == chosen), None)
     now = clock.now()
     return dict(days=availability.days, day_states={d.date: _day_state(d) for d in availability.days},
-                chosen=chosen, shown=shown, now=now, seconds_until=seconds_until, level=level)
+                chosen=chosen, shown=shown, now=now, seconds_until=seconds_until, level=level,
+                source=availability.source, as_of=availability.as_of)  # realtime: the HIS's numbers
 
 
 @router.get("/departments/{department_id}")
@@ -142,7 +143,8 @@ async def department(page: PageDep, department_id: int, day: dt.date | None = No
     info = await catalog_api.get_department(department_id, db, page.locale)
     doctors = await catalog_api.department_doctors(department_id, db, page.locale)
     availability = await scheduling_api.department_availability(department_id, db, clock, from_date=None,
-                                                                days=CALENDAR_DAYS, registration_level=level)
+                                                                days=CALENDAR_DAYS, registration_level=level,
+                                                                his=scheduling_api.his_availability(page.request))
     if level:
         doctors = [d for d in doctors if d.registration_level == level]
     hospital = await catalog_api.get_hospital(info.hospital_id, db, page.locale)
@@ -156,7 +158,8 @@ async def department(page: PageDep, department_id: int, day: dt.date | None = No
 async def doctor(page: PageDep, doctor_id: int, day: dt.date | None = None):
     db, clock = _deps(page)
     info = await catalog_api.get_doctor(doctor_id, db, page.locale)
-    availability = await scheduling_api.doctor_availability(doctor_id, db, clock, from_date=None, days=CALENDAR_DAYS)
+    availability = await scheduling_api.doctor_availability(doctor_id, db, clock, from_date=None, days=CALENDAR_DAYS,
+                                                            his=scheduling_api.his_availability(page.request))
     hospital = await catalog_api.get_hospital(info.hospital_id, db, page.locale)
     return render(page, "catalog/doctor.html", doctor=info, hospital=hospital, titles={info.id: info},
                   base_url=f"/doctors/{doctor_id}", **_calendar(page, availability, day, None))

@@ -8,6 +8,8 @@ the admin endpoints that turn them off keep working.
 - ack_lost: the request is handled and committed, then the connection is dropped without an answer
 - clock_skew_s: the simulator's clock runs this many seconds ahead (negative: behind); it moves
   lock expiry and the freshness check of signatures, and lets tests expire locks without sleeping
+- paths: when set, the switches above (but the clock) apply only to requests whose path starts
+  with it (e.g. "/v1/locks": the lock's answer is lost but the order query after it works)
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ class Faults:
     hang: bool = False
     ack_lost: bool = False
     clock_skew_s: float = 0.0
+    paths: str = ""
 
     def update(self, changes: dict[str, Any]) -> dict[str, Any]:
         for name, value in changes.items():
@@ -67,6 +70,9 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         f = self.faults
+        if f.paths and not scope["path"].startswith(f.paths):
+            await self.app(scope, receive, send)
+            return
         if f.down:
             await _json(send, 503, "HIS_DOWN", "the hospital system is down")
             return
