@@ -9,6 +9,7 @@ import uuid
 
 from sqlalchemy import select, update
 
+from guahao.accounts.sms import RecordingSms
 from guahao.booking import actions as booking_actions
 from guahao.booking.models import Booking
 from guahao.catalog.models import Doctor, Hospital
@@ -87,7 +88,10 @@ async def confirmed(db, clock, slot_id: int) -> tuple[int, str, int]:
 
 def job_context(app, settings, clock) -> JobContext:
     handlers.load()  # every feature's handlers, as a worker has them
-    return JobContext(db=app.state.db, clock=clock, settings=settings, providers=app.state.providers)
+    # a fresh recording SMS gateway: `ctx.providers["sms"].sent` is what the workers sent
+    return JobContext(db=app.state.db, clock=clock, settings=settings,
+                      providers={**{k: v for k, v in app.state.providers.items() if k != "notifications"},
+                                 "sms": RecordingSms()})
 
 
 async def run_jobs(ctx: JobContext, clock, *, later: dt.timedelta = dt.timedelta(0)) -> int:
