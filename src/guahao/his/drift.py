@@ -61,6 +61,8 @@ class DriftReport:
     writeback_pending: int = 0
     writeback_lag_seconds: float | None = None
     differences: list[Difference] = field(default_factory=list)
+    # None: compared; else why the HIS could not be read (our side of the report still stands)
+    his_error: str | None = None
     flagged: list[dict] = field(default_factory=list)  # bookings with an open his_flag (e.g. capacity_cut)
 
     def counts(self) -> dict[str, int]:
@@ -96,8 +98,9 @@ def _compare(bookings: list[his_state.HisView], orders: list[HisOrder], pending:
     return out
 
 
-async def check_hospital(db: Database, hospital_id: int, *, now: dt.datetime) -> DriftReport:
-    """Compare one hospital's books with its HIS (raises HisError when the HIS cannot be read)."""
+async def check_hospital(db: Database, hospital_id: int, *, now: dt.datetime, strict: bool = True) -> DriftReport:
+    """Compare one hospital's books with its HIS. When the HIS cannot be read: raises the
+    HisError, or with `strict=False` returns our side (queue lag, flags) with `his_error`."""
     async with db.read() as session:
         rules = await hospital_rules.get_rules(session, hospital_id)
         today = now.astimezone(rules.tz).date()
@@ -114,9 +117,17 @@ async def check_hospital(db: Database, hospital_id: int, *, now: dt.datetime) ->
                          bookings_checked=len(bookings), writeback_pending=len(pending),
                          writeback_lag_seconds=(now - oldest).total_seconds() if oldest else None,
                          flagged=[{"booking_id": f.id, "flag": f.his_flag, "state": f.state} for f in flagged])
-    if client is None:
-        raise HisError("the hospital has no HIS connection", code="his_connection_missing")
-    orders = await client.list_orders(first, last)
+    try:
+        if client is None:
+            raise HisError("the hospital has no HIS connection", code="his_connection_missing")
+        orders = await client.list_orders(first, last)
+    except HisError as exc:
+        if strict:
+            raise
+        report.his_error = exc.code
+        log.warning("his_drift_unchecked", hospital_id=hospital_id, code=exc.code,
+                    writeback_pending=len(pending), writeback_lag_s=report.writeback_lag_seconds)
+        return report
     report.orders_checked = len(orders)
     report.differences = _compare(bookings, orders, pending)
     for kind, n in report.counts().items():
