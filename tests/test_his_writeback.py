@@ -182,3 +182,35 @@ async def test_no_show_is_recorded_at_the_his(client, db, clock, his_sim, ctx):
         assert await hospital_actions.do_mark_no_shows(s, now=clock.now()) == 1
     await run_jobs(ctx, clock)
     assert [o[1] for o in his_orders(his_sim)] == ["no_show"]
+
+
+async def test_use_his_visit_no_shows_the_his_number_on_the_booking_and_in_the_sms(client, db, clock, his_sim, ctx):
+    await synced_world(client, db, clock, his_sim, use_his_visit_no=True)
+    his_sim.admin("POST", "/admin/window/sales", {"band_id": BAND})  # the HIS's numbers now differ from ours
+    slot = await platform_slot(db, BAND)
+    booking_id, token, _ = await confirmed(db, clock, slot.id)
+    r = await client.get(f"/api/v1/bookings/{booking_id}", headers=cancel_headers(token))
+    assert (r.json()["visit_no"], r.json()["visit_no_from_his"]) == (None, True)  # not known yet
+
+    for _ in range(3):  # the SMS waits for the write-back (a retry 20 s later, not a failure)
+        await run_jobs(ctx, clock, later=dt.timedelta(seconds=30))
+    row = await booking(db, booking_id)
+    assert (row.visit_no, row.his_visit_no) == (1, 2)
+    r = await client.get(f"/api/v1/bookings/{booking_id}", headers=cancel_headers(token))
+    assert r.json()["visit_no"] == 2
+    sent = [m for m in ctx.providers["sms"].sent if m.template == "booking_confirmed"]
+    assert sent and {m.params["visit_no"] for m in sent} == {"2"}
+
+
+async def test_sms_waits_a_bounded_time_for_the_his_number_then_says_the_hospital_gives_it(
+        client, db, clock, his_sim, ctx):
+    await synced_world(client, db, clock, his_sim, use_his_visit_no=True)
+    slot = await platform_slot(db, BAND)
+    his_sim.faults(down=True)
+    await confirmed(db, clock, slot.id)
+    await run_jobs(ctx, clock, later=dt.timedelta(minutes=5))
+    assert ctx.providers["sms"].sent == []  # still waiting
+    await run_jobs(ctx, clock, later=dt.timedelta(minutes=6))
+    await run_jobs(ctx, clock, later=dt.timedelta(minutes=1))
+    sent = [m for m in ctx.providers["sms"].sent if m.template == "booking_confirmed"]
+    assert sent and {m.params["visit_no"] for m in sent} == {"以医院通知为准"}
