@@ -191,3 +191,19 @@ def _commit(sim, sql: str, *args) -> None:
     finally:
         conn.close()
 
+
+
+async def test_the_demo_synced_hospital_syncs_every_session_of_the_simulator(db, clock, settings, his_sim):
+    from guahao.demo.seed import run_seed
+    from guahao.his import connections
+    from guahao.his.schemas import HisConnectionUpdate
+
+    report = await run_seed(settings, if_empty=True, clock=clock, db=db, echo=lambda _: None)
+    [built] = [b for b in report.hospitals if b.spec.his is not None and b.spec.his.mode == "synced"]
+    async with db.begin() as s:  # the demo's connection, pointed at this test's simulator
+        await connections.do_set_connection(s, built.id, HisConnectionUpdate(
+            base_url=his_sim.url, platform="guahao", pool="guahao", key=his_sim.platform_key().hex()),
+            now=clock.now())
+    his_sim.seed(DAY, 2)
+    result = await _sync(db, clock, built.id)
+    assert result.refused == [] and result.created == 12  # 3 doctors x am/pm x 2 days, fees and codes all found
