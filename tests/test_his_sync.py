@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from guahao.booking import actions as booking_actions
 from guahao.booking.errors import SlotSoldOut
-from guahao.core.audit import AuditEntry
+from guahao.core.audit import AuditEntry, load_detail
 from guahao.his import sync
 from guahao.his.client import HisBadAnswer
 from guahao.outbox.models import OutboxMessage
@@ -108,6 +108,12 @@ async def test_capacity_cut_below_sold_keeps_the_sold_numbers_and_flags_the_extr
                                           now=clock.now())
     again = await _sync(db, clock, w["hospital"])
     assert again.flagged == [] and (await platform_slot(db, BAND)).capacity == 2  # flagged once, still no oversell
+    async with db.read() as s:  # audited: the creation, then the cut (the unchanged third run writes nothing)
+        created, cut = list(await s.scalars(select(AuditEntry).where(
+            AuditEntry.action == "schedule.sync_from_his", AuditEntry.object_id == str(slot.schedule_id))
+            .order_by(AuditEntry.id)))
+    assert load_detail(created)["created"] is True
+    assert (load_detail(cut)["flagged"], cut.hospital_id, cut.staff_id) == ([second], w["hospital"], None)
 
 
 async def test_capacity_cut_with_free_numbers_removes_only_free_ones(client, db, clock, his_sim):

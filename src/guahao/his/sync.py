@@ -113,6 +113,11 @@ async def _mirror_one(db: Database, hospital_id: int, wanted: mirror.MirrorSessi
     async with db.begin() as session:
         outcome = await mirror.do_mirror_session(session, hospital_id, wanted, now=now)
         flagged = await his_state.do_flag(session, outcome.over_capacity, flag="capacity_cut", now=now)
+        if outcome.created or outcome.grown or outcome.cut or flagged:  # what the HIS changed, for the hospital
+            await audit.do_record(session, now=now, action="schedule.sync_from_his", object_type="schedule",
+                                  object_id=outcome.schedule_id or 0, hospital_id=hospital_id,
+                                  detail={"his_session_id": wanted.his_session_id, "created": outcome.created,
+                                          "grown": outcome.grown, "cut": outcome.cut, "flagged": flagged})
     report.created += outcome.created
     report.grown += outcome.grown
     report.cut += outcome.cut
