@@ -35,6 +35,7 @@ from tests.his_synced_support import (
     synced_world,
 )
 from tests.payments_support import start_payment
+from tests.test_his_client import _Liar, liar  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -213,3 +214,19 @@ async def test_the_demo_synced_hospital_syncs_every_session_of_the_simulator(db,
     his_sim.seed(DAY, 2)
     result = await _sync(db, clock, built.id)
     assert result.refused == [] and result.created == 12  # 3 doctors x am/pm x 2 days, fees and codes all found
+
+
+async def test_malformed_answers_are_refused_logged_and_change_nothing(client, db, clock, his_sim, app, settings,
+                                                                       liar):
+    from tests.his_records_support import connect
+
+    w = await synced_world(client, db, clock, his_sim)
+    slot = await platform_slot(db, BAND)
+    _Liar.answers = {"/v1/availability": (200, b"{\"sessions\": [{\"session_id\": 7"),
+                     "/v1/orders": (200, b"<html>not json</html>")}
+    await connect(client, w["operator"], w["hospital"], his_sim, base_url=f"http://127.0.0.1:{liar.server_port}")
+    clock.advance(seconds=1)  # (the repointed connection gets a new client)
+    assert await sync.sync_all(job_context(app, settings, clock)) == []  # logged, no exception out of the job
+    assert (await platform_slot(db, BAND)).capacity == 2 and await seat_count(db, slot.id) == 2
+    r = await client.get(f"/api/v1/staff/hospitals/{w['hospital']}/his-drift", headers=w["operator"])
+    assert r.status_code == 200 and r.json()["his_error"] == "his_bad_answer"
