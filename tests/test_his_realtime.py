@@ -180,7 +180,6 @@ async def test_a_free_registration_is_confirmed_once_locked(client, db, clock, h
     assert (await his_order(his_sim, r.json()["id"])).state == "locked"
 
 
-@pytest.mark.xfail(strict=True, reason="needs the his.booking_confirmed handler (wt-synced)")
 async def test_hold_pay_and_the_his_confirms_the_number(client, db, clock, settings, his_sim):
     w = await realtime_world(client, db, clock, his_sim)
     r = await hold(client, w["token"], w["slot"], w["patients"][0])

@@ -61,6 +61,7 @@ class BookingFacts:
     consultation_fee: int
     amount_due: int
     hold_expires_at: dt.datetime | None
+    his_visit_no: int | None = None  # the HIS's 就诊序号 once the write-back recorded it
 
     @classmethod
     def of(cls, row: Booking) -> BookingFacts:
@@ -69,7 +70,7 @@ class BookingFacts:
                    visit_date=row.visit_date, visit_no=row.visit_no, booking_code=row.booking_code,
                    state=row.state, registration_fee=row.registration_fee,
                    consultation_fee=row.consultation_fee, amount_due=row.amount_due,
-                   hold_expires_at=row.hold_expires_at)
+                   hold_expires_at=row.hold_expires_at, his_visit_no=row.his_visit_no)
 
 
 async def get(session: AsyncSession, booking_id: int, *, fresh: bool = False) -> BookingFacts | None:
@@ -129,6 +130,14 @@ async def entered_current_state_from(session: AsyncSession, booking: BookingFact
     """The state the booking was in before its latest move into its current state."""
     return await session.scalar(
         select(BookingEvent.from_state)
+        .where(BookingEvent.booking_id == booking.id, BookingEvent.to_state == booking.state)
+        .order_by(BookingEvent.id.desc()).limit(1))
+
+
+async def entered_current_state_at(session: AsyncSession, booking: BookingFacts) -> dt.datetime | None:
+    """When the booking last moved into its current state."""
+    return await session.scalar(
+        select(BookingEvent.at)
         .where(BookingEvent.booking_id == booking.id, BookingEvent.to_state == booking.state)
         .order_by(BookingEvent.id.desc()).limit(1))
 

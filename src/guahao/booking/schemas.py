@@ -54,6 +54,8 @@ class BookingRead(BaseModel):
     allowed_actions: list[str]
     created_at: dt.datetime
     his_patient_id: str | None = Field(default=None, description="the patient's id at the hospital's HIS (建档)")
+    visit_no_from_his: bool = Field(default=False, description="visit_no is the HIS's 就诊序号 (hospital rule "
+                                                                "use_his_visit_no); null until the HIS has confirmed")
     record_notice: str | None = Field(default=None, description="what the patient must do at the hospital before "
                                                                 "the visit (register: 建档), in the caller's language")
 

@@ -37,6 +37,14 @@ def effective_state(booking: Booking, now: dt.datetime) -> str:
     return booking.state
 
 
+def shown_visit_no(booking, use_his_visit_no: bool, state: str) -> int | None:
+    """The visit number the patient is shown: ours, or under the hospital rule
+    `use_his_visit_no` the HIS's (None until the write-back has recorded it)."""
+    if state == "expired":
+        return None
+    return booking.his_visit_no if use_his_visit_no else booking.visit_no
+
+
 async def booking_read(session: AsyncSession, booking: Booking, now: dt.datetime, *,
                        ctx: SlotContext | None = None, patient: Any = None, locale: str = "zh-CN") -> BookingRead:
     """`ctx` and `patient` may be passed by a caller that already loaded them (the hold);
@@ -49,7 +57,7 @@ async def booking_read(session: AsyncSession, booking: Booking, now: dt.datetime
         hospital_name=ctx.hospital_name, department_id=booking.department_id, department_name=ctx.department_name,
         location=ctx.department_location, doctor_id=booking.doctor_id, doctor_name=ctx.doctor_name,
         schedule_id=booking.schedule_id, slot_id=booking.slot_id, visit_date=booking.visit_date, period=ctx.period,
-        starts_at=ctx.slot_starts_at, ends_at=ctx.slot_ends_at, visit_no=booking.visit_no if state != "expired" else None,
+        starts_at=ctx.slot_starts_at, ends_at=ctx.slot_ends_at, visit_no=shown_visit_no(booking, ctx.rules.use_his_visit_no, state),
         booking_code=booking.booking_code, registration_fee=booking.registration_fee,
         consultation_fee=booking.consultation_fee, amount_due=booking.amount_due,
         hold_expires_at=booking.hold_expires_at, cancel_deadline=ctx.deadline_of(booking),
@@ -57,7 +65,7 @@ async def booking_read(session: AsyncSession, booking: Booking, now: dt.datetime
         patient=PatientBrief(id=patient.id, name=mask_name(patient.name), id_type=patient.id_type,
                              id_number=mask_id_number(patient.id_number)),
         allowed_actions=allowed_actions(booking, ctx.deadline_of(booking), now), created_at=booking.created_at,
-        his_patient_id=booking.his_patient_id,
+        his_patient_id=booking.his_patient_id, visit_no_from_his=ctx.rules.use_his_visit_no,
         record_notice=records_step.record_notice(ctx.rules.record_requirement, booking.his_patient_id, locale),
     ), ctx.zone)
 

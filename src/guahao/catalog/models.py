@@ -14,6 +14,7 @@ from sqlalchemy import (
     Time,
     UniqueConstraint,
     event,
+    false,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -87,6 +88,8 @@ class HospitalRules(Base):
     strike_cancellations: Mapped[str] = mapped_column(String(20), default="all", server_default="all")
     # booking SMS also go to the patient's (就诊人) own phone when it differs from the account's
     sms_to_patient_phone: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # HIS hospitals: the booking and its SMS show the visit number the HIS gave (就诊序号) instead of ours
+    use_his_visit_no: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # the hospital's clinic hours per period (wall clock, the hospital's zone); NULL = the
     # platform's default hours (catalog.rules.DEFAULT_CLINIC_HOURS). Edited on their own
     # (catalog.rules.do_update_clinic_hours), not with the booking rules.

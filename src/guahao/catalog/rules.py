@@ -63,6 +63,7 @@ class Rules:
     timezone: str = "Asia/Shanghai"
     updated_at: dt.datetime | None = None  # None: never edited, the defaults apply
     sms_to_patient_phone: bool = True
+    use_his_visit_no: bool = False  # show the HIS's visit number (就诊序号) instead of ours
     # ((period, opens, closes), ...) the hospital set for itself; the others keep the defaults
     clinic_hours: tuple[tuple[str, dt.time, dt.time], ...] = ()
 

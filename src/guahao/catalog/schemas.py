@@ -361,6 +361,8 @@ class HospitalRulesUpdate(BaseModel):
                                    "paid), paid_only, none (no-shows always count)")
     sms_to_patient_phone: bool = Field(default=True, description="booking SMS also go to the patient's own "
                                                                  "phone when it differs from the account's")
+    use_his_visit_no: bool = Field(default=False, description="HIS hospitals: the booking and its SMS show the "
+                                                               "visit number the HIS gave instead of ours")
 
 
 class HospitalRulesRead(HospitalRulesUpdate):

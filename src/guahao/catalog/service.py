@@ -132,6 +132,26 @@ async def his_mode_of(session: AsyncSession, hospital_id: int) -> str | None:
     return await session.scalar(select(Hospital.his_mode).where(Hospital.id == hospital_id))
 
 
+async def hospitals_in_mode(session: AsyncSession, his_mode: str) -> list[int]:
+    """Ids of the active hospitals running `his_mode` (the HIS sync and drift jobs scan them)."""
+    return list(await session.scalars(select(Hospital.id).where(Hospital.his_mode == his_mode,
+                                                                Hospital.active.is_(True)).order_by(Hospital.id)))
+
+
+async def departments_by_his_code(session: AsyncSession, hospital_id: int) -> dict[str, Department]:
+    """A hospital's departments that carry a HIS code, by that code."""
+    rows = await session.scalars(select(Department).where(Department.hospital_id == hospital_id,
+                                                          Department.his_code.is_not(None)))
+    return {d.his_code: d for d in rows if d.his_code}
+
+
+async def doctors_by_his_code(session: AsyncSession, hospital_id: int) -> dict[str, Doctor]:
+    """A hospital's doctors that carry a HIS code, by that code (active or not)."""
+    rows = await session.scalars(select(Doctor).where(Doctor.hospital_id == hospital_id,
+                                                      Doctor.his_code.is_not(None)))
+    return {d.his_code: d for d in rows if d.his_code}
+
+
 async def count_hospitals(session: AsyncSession) -> int:
     """Every hospital, active or not (`list_hospitals` lists active ones only)."""
     return await session.scalar(select(func.count()).select_from(Hospital)) or 0

@@ -44,6 +44,8 @@ DEAD_LETTERS = Counter("guahao_jobs_dead_total", "Jobs moved to the dead-letter 
 # the HIS port arrives with its issue; the counter is here so dashboards can be built now
 HIS_CALLS = Counter("guahao_his_calls_total", "Calls to a hospital information system, by operation and outcome",
                     ["operation", "outcome"])
+# differences between our bookings and the HIS's orders, counted each time a drift check finds them
+HIS_DRIFT = Counter("guahao_his_drift_total", "Booking differences found by HIS drift checks, by kind", ["kind"])
 # Scrape-time gauges (computed from the database when /metrics is read, so they are right
 # whichever process answers and need no process to keep them fresh):
 OUTBOX_LAG = "guahao_outbox_lag_seconds"  # age of the oldest due, still pending outbox message

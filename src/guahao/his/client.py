@@ -98,7 +98,7 @@ class HisOrder:
     band_id: str
     session_id: str | None
     pool: str
-    state: str  # locked | expired | confirmed | cancelled
+    state: str  # locked | expired | confirmed | cancelled | no_show
     expires_at: dt.datetime | None
     visit_no: int | None
     patient_id: str | None
@@ -279,6 +279,18 @@ class HisClient:
 
     async def cancel(self, order_id: str) -> HisOrder:
         return _parse_order(await self._call("cancel", "POST", f"/v1/orders/{order_id}/cancel", {}, mutating=True))
+
+    async def no_show(self, order_id: str) -> HisOrder:
+        return _parse_order(await self._call("no_show", "POST", f"/v1/orders/{order_id}/no-show", {},
+                                             mutating=True))
+
+    async def list_orders(self, from_date: dt.date, to_date: dt.date) -> list[HisOrder]:
+        """Our orders (any state) of sessions dated from..to (at most 31 days), for drift checks."""
+        data = await self._call("list_orders", "GET",
+                                f"/v1/orders?from={from_date.isoformat()}&to={to_date.isoformat()}", mutating=False)
+        if not isinstance(data, dict) or not isinstance(data.get("orders"), list):
+            raise HisBadAnswer("order list without orders")
+        return [_parse_order(o) for o in data["orders"]]
 
     async def get_order(self, order_id: str) -> HisOrder:
         return _parse_order(await self._call("get_order", "GET", f"/v1/orders/{order_id}", mutating=False))

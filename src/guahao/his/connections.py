@@ -29,8 +29,8 @@ class Connection:
     updated_at: dt.datetime
 
 
-# hospital -> (the row version and event loop the client was made for, the client)
-_clients: dict[int, tuple[tuple[dt.datetime, int], HisClient]] = {}
+# hospital -> (the row version, address and event loop the client was made for, the client)
+_clients: dict[int, tuple[tuple[dt.datetime, str, str, int], HisClient]] = {}
 
 
 async def get_connection(session: AsyncSession, hospital_id: int) -> Connection | None:
@@ -69,14 +69,16 @@ async def client_for(session: AsyncSession, hospital_id: int) -> HisClient | Non
     row = await session.scalar(select(HisConnection).where(HisConnection.hospital_id == hospital_id))
     if row is None:
         return None
-    version = (row.updated_at, id(asyncio.get_running_loop()))  # an httpx client serves one loop
+    # an httpx client serves one loop; the address is part of the version too, so a row
+    # rewritten within one clock tick (tests with a frozen clock) never gets a stale client
+    version = (row.updated_at, row.base_url, row.platform, id(asyncio.get_running_loop()))
     cached = _clients.get(hospital_id)
     if cached is not None and cached[0] == version:
         return cached[1]
     client = HisClient(row.base_url, row.platform, bytes.fromhex(row.key), timeout=row.timeout_ms / 1000,
                        breaker=Breaker(), hospital_id=hospital_id)
     _clients[hospital_id] = (version, client)
-    if cached is not None and cached[0][1] == version[1]:
+    if cached is not None and cached[0][-1] == version[-1]:
         await cached[1].aclose()  # (a client of another loop is left to the collector)
     return client
 

@@ -26,9 +26,17 @@ from guahao.notifications import templates
 from guahao.notifications.delivery import Outgoing
 from guahao.notifications.models import SentMessage
 from guahao.outbox import service as outbox
-from guahao.outbox.registry import PermanentFailure
+from guahao.outbox.registry import PermanentFailure, RetryLater
 from guahao.patients import service as patients_service
 
+# Under the hospital rule `use_his_visit_no` the confirmation SMS carries the HIS's visit
+# number, which the write-back records shortly after the confirmation. The SMS waits for it
+# (retried every HIS_VISIT_NO_RETRY, not counted as failures) at most HIS_VISIT_NO_WAIT after
+# the confirmation; past that (the HIS down, or it refused) it goes out saying the hospital
+# will give the number, rather than keep the patient without any confirmation.
+HIS_VISIT_NO_WAIT = dt.timedelta(minutes=10)
+HIS_VISIT_NO_RETRY = dt.timedelta(seconds=20)
+HIS_VISIT_NO_PENDING = {"zh-CN": "以医院通知为准", "en": "to be given by the hospital"}
 # a hold warning goes out at the first scan (every minute) that finds the deadline this close
 HOLD_WARNING_BEFORE = dt.timedelta(minutes=3)
 BOOKING_TEMPLATES = ("booking_confirmed", "booking_cancelled", "booking_expired", "booking_revoked",
@@ -129,6 +137,8 @@ async def compose_booking_message(session: AsyncSession, template: str, booking_
         "location": slot.department_location or templates.default_location(loc),
         "fees": templates.fee_text(booking.registration_fee, booking.consultation_fee, loc),
     }
+    if slot.rules.use_his_visit_no and slot.his_mode != "local":
+        values["visit_no"] = await _his_visit_no(session, template, booking, now, loc)
     if booking.hold_expires_at is not None:
         values["deadline"] = templates.clock_time(booking.hold_expires_at, slot.zone)
     if template in ("booking_cancelled", "booking_revoked"):
@@ -136,6 +146,17 @@ async def compose_booking_message(session: AsyncSession, template: str, booking_
     return Outgoing(dedupe_key=message_key(template, booking.id), template=wording, phone=to.phone, locale=loc,
                     params=templates.pick_params(wording, values), account_id=to.account_id,
                     hospital_id=booking.hospital_id, booking_id=booking.id)
+
+
+async def _his_visit_no(session: AsyncSession, template: str, booking: BookingFacts, now: dt.datetime,
+                        locale: str) -> str:
+    if booking.his_visit_no is not None:
+        return str(booking.his_visit_no)
+    if template == "booking_confirmed":
+        since = await booking_queries.entered_current_state_at(session, booking)
+        if since is not None and now - since < HIS_VISIT_NO_WAIT:
+            raise RetryLater("waiting for the HIS visit number", delay=HIS_VISIT_NO_RETRY, count_attempt=False)
+    return HIS_VISIT_NO_PENDING.get(locale, HIS_VISIT_NO_PENDING["zh-CN"])
 
 
 # --- restriction messages ------------------------------------------------------------------------

@@ -154,6 +154,26 @@ async def unfinished_payloads(session: AsyncSession, *, topic: str,
     return list(await session.scalars(query))
 
 
+async def is_unfinished(session: AsyncSession, dedupe_key: str) -> bool:
+    """Whether the message with this dedupe key exists and is not processed yet (neither
+    done nor dead): a consumer whose effect must follow another's waits for it."""
+    m = OutboxMessage
+    return bool(await session.scalar(select(exists().where(m.dedupe_key == dedupe_key,
+                                                           m.state.not_in(("done", "dead"))))))
+
+
+async def oldest_unfinished(session: AsyncSession, *, topic_prefix: str,
+                            hospital_id: int | None = None) -> dt.datetime | None:
+    """When the oldest unprocessed message of the topics starting with `topic_prefix` was
+    written (None when there is none): the lag of that queue, e.g. the HIS write-back."""
+    m = OutboxMessage
+    query = select(func.min(m.created_at)).where(m.topic.startswith(topic_prefix, autoescape=True),
+                                                 m.state.not_in(("done", "dead")))
+    if hospital_id is not None:
+        query = query.where(m.hospital_id == hospital_id)
+    return await session.scalar(query)
+
+
 def not_enqueued(topic: str, subject_id: ColumnElement[int]) -> ColumnElement[bool]:
     """SQL condition: no message with dedupe key `<topic>:<subject_id>` exists yet. For scans
     that must skip what they already enqueued inside the same LIMITed statement (the unique

@@ -30,6 +30,11 @@ def _taken(now: dt.datetime):
                 or_(SlotPosition.hold_expires_at.is_(None), SlotPosition.hold_expires_at > now))
 
 
+def taken(now: dt.datetime):
+    """SQL condition: the seat is sold or held right now (for callers' own seat queries)."""
+    return _taken(now)
+
+
 async def do_create_positions(session: AsyncSession, slots: Iterable) -> None:
     """One seat row per visit number of each slot (both pools; only `platform` is sold here).
 

@@ -199,6 +199,12 @@ async def _write_slots(session: AsyncSession, rows: list[dict]) -> list[int]:
     return ids
 
 
+async def write_slots(session: AsyncSession, rows: list[dict]) -> list[int]:
+    """Slots (with their seats) from rows of Slot columns; for schedules mirrored from a HIS
+    (scheduling/mirror.py). Every row has the same keys."""
+    return await _write_slots(session, rows)
+
+
 def _current_bands(slots: list[Slot], tz: dt.tzinfo) -> list[domain.Band]:
     starts = sorted({(s.starts_at, s.ends_at) for s in slots})
     return [domain.Band(a.astimezone(tz).time(), b.astimezone(tz).time()) for a, b in starts]

@@ -5,6 +5,8 @@ Platform API, every request signed (see signing.py):
   POST /v1/locks                      {order_id, band_id, pool, minutes}   idempotent on order_id
   POST /v1/orders/{order_id}/confirm  {patient_id?}  -> visit_no (就诊序号)
   POST /v1/orders/{order_id}/cancel   release a lock or cancel a visit
+  POST /v1/orders/{order_id}/no-show  the patient of a confirmed visit did not come
+  GET  /v1/orders?from=&to=           this platform's orders of sessions in a date range
   GET  /v1/orders/{order_id}
   GET  /v1/patients?id_number=...&name=...   look up a patient record (建档)
   POST /v1/patients                   {id_number, name}  create (idempotent on id_number)
@@ -138,6 +140,22 @@ def create_app(*, db_path: str, key: str, faults: dict[str, Any] | None = None) 
     @app.post("/v1/orders/{order_id}/cancel")
     async def cancel(order_id: str, request: Request) -> dict:
         return store.cancel(await platform_of(request), order_id)
+
+    @app.post("/v1/orders/{order_id}/no-show")
+    async def no_show(order_id: str, request: Request) -> dict:
+        return store.no_show(await platform_of(request), order_id)
+
+    @app.get("/v1/orders")
+    async def list_orders(request: Request) -> dict:
+        platform = await platform_of(request)
+        q = request.query_params
+        try:
+            start, end = dt.date.fromisoformat(q.get("from", "")), dt.date.fromisoformat(q.get("to", ""))
+        except ValueError:
+            raise _bad("from and to must be dates (YYYY-MM-DD)") from None
+        if not start <= end <= start + dt.timedelta(days=31):
+            raise _bad("from..to must be a range of at most 31 days")
+        return {"orders": store.list_orders(platform, start.isoformat(), end.isoformat())}
 
     @app.get("/v1/orders/{order_id}")
     async def get_order(order_id: str, request: Request) -> dict:

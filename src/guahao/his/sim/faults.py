@@ -6,6 +6,8 @@ the admin endpoints that turn them off keep working.
 - down: every request answers 503 HIS_DOWN
 - hang: requests are accepted and never answered (until the client gives up)
 - ack_lost: the request is handled and committed, then the connection is dropped without an answer
+- ack_lost_only: with ack_lost, only requests whose path contains this text (e.g. "/confirm")
+  lose their answer; the others are answered (empty: every request)
 - clock_skew_s: the simulator's clock runs this many seconds ahead (negative: behind); it moves
   lock expiry and the freshness check of signatures, and lets tests expire locks without sleeping
 - paths: when set, the switches above (but the clock) apply only to requests whose path starts
@@ -28,6 +30,7 @@ class Faults:
     down: bool = False
     hang: bool = False
     ack_lost: bool = False
+    ack_lost_only: str = ""
     clock_skew_s: float = 0.0
     paths: str = ""
 
@@ -86,7 +89,7 @@ class FaultMiddleware:
         if f.error_rate and random.random() < f.error_rate:  # a fault, not a secret: plain random is right
             await _json(send, 500, "HIS_INTERNAL", "internal error of the hospital system")
             return
-        if f.ack_lost:
+        if f.ack_lost and f.ack_lost_only in scope["path"]:
             async def swallow(message) -> None:
                 return None
             await self.app(scope, receive, swallow)

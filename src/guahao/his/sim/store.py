@@ -86,8 +86,9 @@ class Store:
 
     # --- availability -----------------------------------------------------------------------
     def _used(self, db: sqlite3.Connection, band_id: str, pool: str, now: float) -> int:
-        return db.execute("SELECT count(*) FROM orders WHERE band_id = ? AND pool = ? AND (state = 'confirmed'"
-                          " OR (state = 'locked' AND expires_at > ?))", (band_id, pool, now)).fetchone()[0]
+        return db.execute("SELECT count(*) FROM orders WHERE band_id = ? AND pool = ? AND (state IN"
+                          " ('confirmed', 'no_show') OR (state = 'locked' AND expires_at > ?))",
+                          (band_id, pool, now)).fetchone()[0]
 
     def availability(self, platform: str, date_from: str, date_to: str) -> list[dict[str, Any]]:
         now = self.clock()
@@ -207,6 +208,31 @@ class Store:
                 db.execute("UPDATE orders SET state = 'cancelled', cancel_reason = ?, updated_at = ?"
                            " WHERE platform = ? AND order_id = ?", (reason, now, platform, order_id))
             return self.view(self._order(db, platform, order_id), now)
+
+    def no_show(self, platform: str, order_id: str) -> dict[str, Any]:
+        """The platform reports that the patient of a confirmed visit did not come; a repeat
+        returns the same order. The number stays used (the session is over anyway)."""
+        now = self.clock()
+        with self.tx() as db:
+            row = self._order(db, platform, order_id)
+            if row is None:
+                raise HisError("ORDER_NOT_FOUND", "no such order", 404)
+            if row["state"] not in ("confirmed", "no_show"):
+                raise HisError("ORDER_NOT_CONFIRMED", "only a confirmed visit can be a no-show")
+            if row["state"] == "confirmed":
+                db.execute("UPDATE orders SET state = 'no_show', updated_at = ? WHERE platform = ? AND order_id = ?",
+                           (now, platform, order_id))
+            return self.view(self._order(db, platform, order_id), now)
+
+    def list_orders(self, platform: str, date_from: str, date_to: str) -> list[dict[str, Any]]:
+        """Every order of `platform` whose session is dated in [date_from, date_to] (any state),
+        for the platform's reconciliation (drift detection)."""
+        now = self.clock()
+        rows = self.db.execute(
+            "SELECT o.* FROM orders o JOIN bands b ON b.id = o.band_id JOIN sessions s ON s.id = b.session_id"
+            " WHERE o.platform = ? AND s.date BETWEEN ? AND ? ORDER BY o.order_id",
+            (platform, date_from, date_to)).fetchall()
+        return [self.view(row, now) for row in rows]
 
     def window_sale(self, band_id: str, patient_id: str | None = None) -> dict[str, Any]:
         """A sale at the hospital's window: from the on-site pool, confirmed at once."""

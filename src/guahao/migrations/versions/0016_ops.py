@@ -1,7 +1,7 @@
 """The platform's maintenance switch
 
 Revision ID: 0016_ops
-Revises: 0011_staff
+Revises: 0012_synced
 """
 import sqlalchemy as sa
 from alembic import op
@@ -9,7 +9,7 @@ from alembic import op
 import guahao.core.db
 
 revision = '0016_ops'
-down_revision = '0011_staff'
+down_revision = '0012_synced'
 branch_labels = None
 depends_on = None
 
