@@ -216,6 +216,29 @@ async def test_the_demo_synced_hospital_syncs_every_session_of_the_simulator(db,
     assert result.refused == [] and result.created == 12  # 3 doctors x am/pm x 2 days, fees and codes all found
 
 
+async def test_the_demo_realtime_hospital_gets_the_his_layout_from_the_sync_job(db, clock, settings, his_sim, app):
+    """Realtime holds are decided by the HIS, but patients pick our mirror of its sessions and
+    bands: the periodic job mirrors realtime hospitals too (capacity = the shared pool)."""
+    from guahao.demo.seed import run_seed
+    from guahao.his import connections
+    from guahao.his.schemas import HisConnectionUpdate
+
+    report = await run_seed(settings, if_empty=True, clock=clock, db=db, echo=lambda _: None)
+    [built] = [b for b in report.hospitals if b.spec.his is not None and b.spec.his.mode == "realtime"]
+    async with db.begin() as s:
+        await connections.do_set_connection(s, built.id, HisConnectionUpdate(
+            base_url=his_sim.url, platform="guahao", pool="shared", key=his_sim.platform_key().hex()),
+            now=clock.now())
+    his_sim.seed(DAY, 2)
+    reports = await sync.sync_all(job_context(app, settings, clock))
+    [mine] = [r for r in reports if r.hospital_id == built.id]
+    assert mine.refused == [] and mine.created > 0
+    async with db.read() as s:
+        mirrored = await s.scalar(select(func.count()).select_from(Schedule).where(
+            Schedule.hospital_id == built.id, Schedule.his_session_id.is_not(None)))
+    assert mirrored == mine.created
+
+
 async def test_malformed_answers_are_refused_logged_and_change_nothing(client, db, clock, his_sim, app, settings,
                                                                        liar):
     from tests.his_records_support import connect

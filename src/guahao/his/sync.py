@@ -1,4 +1,5 @@
-"""The sync job of synced hospitals: copy the HIS platform pool into our schedules and slots.
+"""The sync job of synced (and realtime) hospitals: copy the HIS platform pool into our
+schedules and slots.
 
 Per hospital: a read (connection, codes, what is mirrored already), then `availability` for
 the booking window with no transaction open, then one short write transaction per HIS
@@ -167,7 +168,11 @@ async def sync_hospital(db: Database, hospital_id: int, *, now: dt.datetime) -> 
 
 async def sync_all(ctx: JobContext) -> list[SyncReport]:
     async with ctx.db.read() as session:
-        hospital_ids = await catalog_service.hospitals_in_mode(session, "synced")
+        # realtime hospitals too: the HIS decides each of their holds, but patients browse and
+        # pick our mirror of its sessions and bands (slots.his_band_id), so the layout,
+        # capacity changes and cancelled sessions (停诊) are copied the same way
+        hospital_ids = [*await catalog_service.hospitals_in_mode(session, "synced"),
+                        *await catalog_service.hospitals_in_mode(session, "realtime")]
     reports = []
     for hospital_id in hospital_ids:
         try:
