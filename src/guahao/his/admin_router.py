@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter
+
 from guahao.catalog import service as catalog_service
 from guahao.core.deps import ClockDep, CurrentStaff, Db
 from guahao.core.errors import NotFound

@@ -27,7 +27,6 @@ from guahao.web.staff.base import (
     ADMIN,
     NAV,
     OPERATOR,
-    ROLE_LABELS,
     NavItem,
     StaffPageDep,
     _,
@@ -114,7 +113,7 @@ async def _staff_page(page, *, status: int = 200, values: dict | None = None, **
         users = await staff_service.list_staff(session, hospital_id=None)
         hospitals = await staff_actions.list_all_hospitals(session)
     return render(page, "staff/operator/staff.html", status=status, users=users, hospitals=hospitals,
-                  hospital_names={h.id: h.name for h in hospitals}, roles=ROLES, role_labels=ROLE_LABELS,
+                  hospital_names={h.id: h.name for h in hospitals}, roles=ROLES,
                   values=values or {}, **extra)
 
 

@@ -18,7 +18,18 @@ from guahao.scheduling import service as scheduling_service
 from guahao.scheduling import templates
 from guahao.scheduling.schemas import GenerateRequest, TemplateCreate, TemplateUpdate
 from guahao.web.staff import forms
-from guahao.web.staff.base import NAV, SCHEDULERS, NavItem, StaffPageDep, _, form_of, local_today, parse, redirect, render
+from guahao.web.staff.base import (
+    NAV,
+    SCHEDULERS,
+    NavItem,
+    StaffPageDep,
+    _,
+    form_of,
+    local_today,
+    parse,
+    redirect,
+    render,
+)
 
 router = APIRouter(prefix="/staff", include_in_schema=False)
 

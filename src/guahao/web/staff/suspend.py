@@ -8,8 +8,6 @@ Resuming works only while nothing was revoked (do_resume says why not otherwise)
 """
 from __future__ import annotations
 
-
-
 from fastapi import APIRouter
 
 from guahao.booking import suspensions
