@@ -14,7 +14,17 @@ from collections.abc import Iterable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.catalog import service
-from guahao.catalog.models import Department, Doctor, FeeRule, Hospital
+from guahao.catalog.models import (  # the codes the back-office forms offer
+    ENTRANCES,
+    HIS_MODES,
+    LEVELS,
+    REGISTRATION_LEVELS,
+    TITLES,
+    Department,
+    Doctor,
+    FeeRule,
+    Hospital,
+)
 from guahao.catalog.schemas import (
     DepartmentCreate,
     DepartmentUpdate,
@@ -26,6 +36,8 @@ from guahao.catalog.schemas import (
 )
 from guahao.core import audit
 from guahao.core.errors import NotFound
+
+__all__ = ["ENTRANCES", "HIS_MODES", "LEVELS", "REGISTRATION_LEVELS", "TITLES"]  # used by web.staff
 
 
 def _own(scope: int | None, hospital_id: int, what: str) -> None:

@@ -10,7 +10,6 @@ from fastapi import APIRouter
 
 from guahao.catalog import service as catalog_service
 from guahao.catalog import staff_actions
-from guahao.catalog.models import REGISTRATION_LEVELS, TITLES
 from guahao.catalog.schemas import DepartmentCreate, DepartmentUpdate, DoctorCreate, DoctorUpdate
 from guahao.core.errors import GuahaoError, NotFound
 from guahao.web.staff import forms
@@ -122,7 +121,7 @@ async def _doctors_page(page, hospital_id: int, *, status: int = 200, **extra):
     async with page.request.app.state.db.read() as session:
         doctors = await staff_actions.list_hospital_doctors(session, hospital_id)
     return render(page, "staff/admin/doctors.html", status=status, doctors=doctors, departments=departments,
-                  department_names={d.id: d.name for d in departments}, titles=TITLES, levels=REGISTRATION_LEVELS,
+                  department_names={d.id: d.name for d in departments}, titles=staff_actions.TITLES, levels=staff_actions.REGISTRATION_LEVELS,
                   **extra)
 
 
@@ -153,7 +152,7 @@ async def _doctor_page(page, hospital_id: int, doctor_id: int, *, status: int = 
                                                            include_inactive=True)
     departments = await _departments(page, hospital_id)
     return render(page, "staff/admin/doctor.html", status=status, doctor=doctor, departments=departments,
-                  titles=TITLES, levels=REGISTRATION_LEVELS, **extra)
+                  titles=staff_actions.TITLES, levels=staff_actions.REGISTRATION_LEVELS, **extra)
 
 
 @router.get("/hospitals/{hospital_id}/doctors/{doctor_id}")

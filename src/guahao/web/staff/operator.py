@@ -11,7 +11,6 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from guahao.catalog import staff_actions
-from guahao.catalog.models import ENTRANCES, HIS_MODES, LEVELS
 from guahao.catalog.schemas import HospitalCreate, HospitalUpdate
 from guahao.core import audit
 from guahao.core.clock import SHANGHAI
@@ -57,8 +56,8 @@ AUDIT_PAGE = 50
 async def _hospitals_page(page, *, status: int = 200, values: dict | None = None, **extra):
     async with page.request.app.state.db.read() as session:
         hospitals = await staff_actions.list_all_hospitals(session)
-    return render(page, "staff/operator/hospitals.html", status=status, hospitals=hospitals, levels=LEVELS,
-                  his_modes=HIS_MODES, his_mode_labels=HIS_MODE_LABELS, entrances=ENTRANCES,
+    return render(page, "staff/operator/hospitals.html", status=status, hospitals=hospitals, levels=staff_actions.LEVELS,
+                  his_modes=staff_actions.HIS_MODES, his_mode_labels=HIS_MODE_LABELS, entrances=staff_actions.ENTRANCES,
                   entrance_labels=ENTRANCE_LABELS, values=values or {"timezone": "Asia/Shanghai"}, **extra)
 
 
