@@ -63,6 +63,9 @@ ROLE_RULES = [
     ("POST", "/staff/hospitals/{hospital_id}/leave", (ADMIN, SCHEDULER), True),
     ("GET", "/staff/operator/hospitals", (), False),
     ("POST", "/staff/operator/hospitals", (), False),
+    ("GET", "/staff/operator/hospitals/{other_hospital_id}", (), False),
+    ("POST", "/staff/operator/hospitals/{other_hospital_id}", (), False),
+    ("POST", "/staff/operator/hospitals/{other_hospital_id}/his-connection", (), False),
     ("GET", "/staff/operator/staff", (), False),
     ("POST", "/staff/operator/staff", (), False),
     ("GET", "/staff/operator/jobs", (), False),
@@ -112,14 +115,14 @@ def test_every_route_of_these_pages_is_in_the_role_table(app):
 
     ours = {(m, c.path) for c in iter_route_contexts(app.routes) if isinstance(c.original_route, APIRoute)
             and c.original_route.endpoint.__module__ in MODULES for m in c.original_route.methods}
-    assert ours == {(m, p) for m, p, _roles, _h in ROLE_RULES}
+    assert ours == {(m, p.replace("{other_hospital_id}", "{hospital_id}")) for m, p, _roles, _h in ROLE_RULES}
 
 
 def _fill(path: str, w, hospital: int) -> str:
     own = hospital == w["hid"]
     return path.format(hospital_id=hospital, department_id=w["dep"] if own else w["other_dep"],
                        doctor_id=w["doc"] if own else w["other_doc"], schedule_id=w["schedule"] if own
-                       else w["other_schedule"], message_id=999999)
+                       else w["other_schedule"], message_id=999999, other_hospital_id=w["other"])
 
 
 async def test_roles_without_the_permission_are_refused_and_other_hospitals_are_404(app, db, clock):
@@ -418,3 +421,29 @@ async def test_operator_pages_refuse_hospital_staff(app, db, clock, path):
     w = await _world(db, clock)
     admin = await _as(app, w, ADMIN)
     assert (await admin.get(path)).status_code == 403
+
+
+async def test_operator_sets_a_his_connection_and_switches_the_mode_without_showing_the_key(app, db, clock):
+    w = await _world(db, clock)
+    op = await _as(app, w, OPERATOR)
+    url = f"/staff/operator/hospitals/{w['hid']}"
+    page = await op.get(url)
+    assert page.status_code == 200 and 'id="his-form"' in page.text
+    token = csrf_of(page.text)
+    form = {"name": "甲医院", "short_name": "", "level": "三级甲等", "city": "北京市", "district": "东城区",
+            "address": "测试路1号", "phone": "010-1234", "latitude": "39.91", "longitude": "116.41",
+            "timezone": "Asia/Shanghai", "entrance": "department", "introduction": "", "active": "on"}
+    refused = await _post(op, url, {**form, "his_mode": "synced"}, token=token)
+    assert refused.status_code == 409 and 'id="form-error"' in refused.text  # no connection yet
+    key = "ab" * 16
+    r = await _post(op, f"{url}/his-connection", {"his_base_url": "http://127.0.0.1:9/his", "his_platform": "guahao",
+                                                  "his_pool": "web", "his_key": key}, token=token)
+    assert r.status_code == 303
+    [entry] = await _audit(db, "his_connection.set")
+    assert key not in entry.detail
+    r = await _post(op, url, {**form, "his_mode": "synced"}, token=token)
+    assert r.status_code == 303
+    [update] = await _audit(db, "hospital.update")
+    assert '"his_mode"' in update.detail and '"name"' not in update.detail  # only what changed
+    shown = await op.get(url)
+    assert key not in shown.text and "guahao" in shown.text

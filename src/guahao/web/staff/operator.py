@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from guahao.catalog import service as catalog_service
 from guahao.catalog import staff_actions
 from guahao.catalog.schemas import HospitalCreate, HospitalUpdate
 from guahao.core import audit
 from guahao.core.clock import SHANGHAI
 from guahao.core.errors import GuahaoError, InvalidRequest
 from guahao.his import admin_actions
+from guahao.his import connections as his_connections
 from guahao.his.schemas import HisConnectionUpdate
 from guahao.jobs import service as jobs_service
 from guahao.staff import service as staff_service
@@ -199,3 +201,65 @@ async def audit_log(page: StaffPageDep, hospital_id: str = "", action: str = "",
     rows = [(e, e.at.astimezone(SHANGHAI), audit.load_detail(e)) for e in shown]  # staff work in platform time
     return render(page, "staff/operator/audit.html", rows=rows, hospital_id=hid, action=action,
                   next_before=shown[-1].id if len(entries) > AUDIT_PAGE else None)
+
+
+# --- one hospital: profile, HIS mode and connection ---------------------------------------------
+
+async def _hospital_page(page, hospital_id: int, *, status: int = 200, **extra):
+    async with page.request.app.state.db.read() as session:
+        hospital = await catalog_service.get_hospital_or_raise(session, hospital_id, include_inactive=True)
+        connection = await his_connections.get_connection(session, hospital_id)
+    return render(page, "staff/operator/hospital.html", status=status, hospital=hospital, connection=connection,
+                  levels=staff_actions.LEVELS, his_modes=staff_actions.HIS_MODES, his_mode_labels=HIS_MODE_LABELS,
+                  entrances=staff_actions.ENTRANCES, entrance_labels=ENTRANCE_LABELS, **extra)
+
+
+@router.get("/operator/hospitals/{hospital_id}")
+async def hospital(hospital_id: int, page: StaffPageDep, done: str = ""):
+    page.need(OPERATOR)
+    notices = {"profile": page._("The hospital was saved."), "his": page._("The HIS connection was saved.")}
+    return await _hospital_page(page, hospital_id, notice=notices.get(done))
+
+
+@router.post("/operator/hospitals/{hospital_id}")
+async def hospital_save(hospital_id: int, page: StaffPageDep):
+    """Only the fields that changed are sent, so the audit row lists just those. A HIS mode
+    switch is refused with live bookings or without a connection (catalog/his_mode.py)."""
+    staff = page.need(OPERATOR)
+    form = await form_of(page)
+    state = page.request.app.state
+    async with state.db.read() as session:
+        current = await catalog_service.get_hospital_or_raise(session, hospital_id, include_inactive=True)
+    try:
+        values = {name: form.get(name, "").strip() for name in (*HOSPITAL_FIELDS, "his_mode")}
+        values["short_name"] = values["short_name"] or None
+        values["active"] = forms.checked(form, "active")
+        full = parse(HospitalUpdate, values)
+        changed = {k: v for k, v in full.model_dump(exclude_unset=True).items() if getattr(current, k) != v}
+        async with state.db.begin() as session:
+            providers = state.providers
+            await staff_actions.do_update_hospital(
+                session, hospital_id, parse(HospitalUpdate, changed), staff_id=staff.staff_id, now=state.clock.now(),
+                bookings=providers["bookings"], connections=providers.get("his_connections"))
+    except GuahaoError as exc:
+        return await _hospital_page(page, hospital_id, status=exc.status, error=exc.message(page.locale))
+    return redirect(page, f"/staff/operator/hospitals/{hospital_id}?done=profile")
+
+
+@router.post("/operator/hospitals/{hospital_id}/his-connection")
+async def his_connection_save(hospital_id: int, page: StaffPageDep):
+    staff = page.need(OPERATOR)
+    form = await form_of(page)
+    state = page.request.app.state
+    try:
+        connection = _connection(form)
+        if connection is None:
+            raise InvalidRequest(field="his_base_url")
+        async with state.db.begin() as session:
+            await admin_actions.do_replace_connection(session, hospital_id, connection, now=state.clock.now(),
+                                                      staff_id=staff.staff_id)
+    except GuahaoError as exc:
+        if exc.status == 404:
+            raise
+        return await _hospital_page(page, hospital_id, status=exc.status, error=exc.message(page.locale))
+    return redirect(page, f"/staff/operator/hospitals/{hospital_id}?done=his")
