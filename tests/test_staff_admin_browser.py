@@ -231,8 +231,9 @@ async def test_operator_retries_a_dead_letter(app, db, clock, settings, desk):
     async with db.read() as s:
         assert (await s.get(OutboxMessage, dead.id)).state == "pending"
     await browser.check("21-jobs-retried")
-    for path, name in (("/staff/operator/hospitals", "22-hospitals"), ("/staff/operator/staff", "23-staff"),
-                       ("/staff/audit?action=job.retry", "24-audit")):
+    for path, name in (("/staff/operator/hospitals", "22-hospitals"), (f"/staff/operator/hospitals/{w['hid']}",
+                                                                     "25-hospital"),
+                       ("/staff/operator/staff", "23-staff"), ("/staff/audit?action=job.retry", "24-audit")):
         await browser.goto(path)
         await browser.check(name)
     assert "job.retry" in await page.inner_text("#audit-entries")
