@@ -287,6 +287,13 @@ async def test_scheduler_builds_templates_generates_publishes_and_suspends(app, 
         assert await s.scalar(select(func.count()).select_from(ScheduleTemplate)
                               .where(ScheduleTemplate.hospital_id == w["hid"])) == 1
 
+    # a department of another hospital is refused, never swapped for one of this hospital
+    r = await _post(sched, f"{base}/schedule-templates", {"department_id": str(w["other_dep"])}, token=token)
+    assert r.status_code == 422
+    async with db.read() as s:
+        assert await s.scalar(select(func.count()).select_from(ScheduleTemplate)
+                              .where(ScheduleTemplate.hospital_id == w["hid"])) == 1
+
     first = dt.date(2026, 11, 23)  # a Monday
     r = await _post(sched, f"{base}/schedules/generate",
                     {"from_date": first.isoformat(), "to_date": (first + dt.timedelta(days=13)).isoformat()}, token=token)

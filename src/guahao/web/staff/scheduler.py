@@ -103,7 +103,8 @@ async def template_grid_save(hospital_id: int, page: StaffPageDep):
     state = page.request.app.state
     department_id = forms.integer(form, "department_id", required=False)
     _departments, department, rows, cells = await _grid(page, hospital_id, department_id)
-    if department is None:
+    if department is None or department.id != department_id:
+        # never fall back to another department: its empty cells would delete its templates
         raise InvalidRequest(field="department_id")
     now = state.clock.now()
     try:
