@@ -76,6 +76,18 @@ async def preview_leave(session: AsyncSession, *, hospital_id: int, doctor_id: i
     """What `do_suspend_leave` would do now (a read: bookings may still change before it runs)."""
     sessions = await _sessions(session, hospital_id=hospital_id, doctor_id=doctor_id, first=first, last=last,
                                periods=periods, now=now)
+    return await _impact(session, sessions, hospital_id=hospital_id, now=now)
+
+
+async def preview_one(session: AsyncSession, *, schedule_id: int, hospital_id: int | None,
+                      now: dt.datetime) -> Impact:
+    """What `do_suspend_one` would do now to one session (the back office's confirm step)."""
+    schedule = await scheduling_service.get_schedule_or_raise(session, schedule_id, hospital_id=hospital_id)
+    sessions = [schedule] if schedule.status != "suspended" and schedule.ends_at > now else []
+    return await _impact(session, sessions, hospital_id=schedule.hospital_id, now=now)
+
+
+async def _impact(session: AsyncSession, sessions, *, hospital_id: int, now: dt.datetime) -> Impact:
     his_mode = await catalog_service.his_mode_of(session, hospital_id)
     impact = Impact()
     by_id = {}

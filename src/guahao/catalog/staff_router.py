@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
-from guahao.catalog import service, views
+from guahao.catalog import service, staff_actions, views
 from guahao.catalog.models import Department, Doctor, Hospital
 from guahao.catalog.schemas import (
     DepartmentCreate,
@@ -23,9 +23,8 @@ from guahao.catalog.schemas import (
     HospitalStaffRead,
     HospitalUpdate,
 )
-from guahao.core import audit
 from guahao.core.deps import ClockDep, CurrentStaff, Db, Locale, StaffPrincipal
-from guahao.core.errors import Forbidden, NotFound
+from guahao.core.errors import Forbidden
 
 router = APIRouter(prefix="/api/v1/staff", tags=["catalog: staff"])
 
@@ -33,17 +32,9 @@ OPERATOR = "platform_operator"
 ADMIN = "hospital_admin"
 
 
-def _own(staff: StaffPrincipal, hospital_id: int, what: str) -> None:
-    if not staff.is_operator and staff.hospital_id != hospital_id:
-        raise NotFound(what)
-
-
-async def _audit(session, staff: StaffPrincipal, clock, action: str, object_type: str, object_id: int,
-                 hospital_id: int, detail: dict) -> None:
-    """The audit row commits with the change (catalog data is public: no personal values)."""
-    await audit.do_record(session, now=clock.now(), action=action, object_type=object_type,
-                                object_id=object_id, hospital_id=hospital_id, staff_id=staff.staff_id,
-                                detail=detail)
+def _scope(staff: StaffPrincipal) -> int | None:
+    """The hospital a staff member is confined to; None for the platform operator."""
+    return None if staff.is_operator else staff.hospital_id
 
 
 # --- hospitals ------------------------------------------------------------------------------
@@ -53,9 +44,7 @@ async def create_hospital(data: HospitalCreate, staff: CurrentStaff, db: Db, clo
                           locale: Locale) -> HospitalStaffRead:
     staff.require(OPERATOR)
     async with db.begin() as session:
-        hospital = await service.do_create_hospital(session, data, clock.now())
-        await _audit(session, staff, clock, "hospital.create", "hospital", hospital.id, hospital.id,
-                     {"name": hospital.name, "his_mode": hospital.his_mode})
+        hospital = await staff_actions.do_create_hospital(session, data, staff_id=staff.staff_id, now=clock.now())
     return views.hospital_staff_read(hospital, locale)
 
 
@@ -78,11 +67,10 @@ async def update_hospital(request: Request, hospital_id: int, data: HospitalUpda
     if not staff.is_operator and not data.model_fields_set <= HospitalUpdate.ADMIN_FIELDS:
         raise Forbidden()
     async with db.begin() as session:
-        hospital = await service.get_hospital_or_raise(session, hospital_id, include_inactive=True)
         providers = request.app.state.providers
-        await service.do_update_hospital(session, hospital, data, now=clock.now(), bookings=providers["bookings"],
-                                         connections=providers.get("his_connections"))
-        await _audit(session, staff, clock, "hospital.update", "hospital", hospital.id, hospital.id, data.changes())
+        hospital = await staff_actions.do_update_hospital(session, hospital_id, data, staff_id=staff.staff_id,
+                                                          now=clock.now(), bookings=providers["bookings"],
+                                                          connections=providers.get("his_connections"))
     return views.hospital_staff_read(hospital, locale)
 
 
@@ -103,9 +91,8 @@ async def create_department(hospital_id: int, data: DepartmentCreate, staff: Cur
     staff.require(ADMIN)
     staff.ensure_hospital(hospital_id)
     async with db.begin() as session:
-        department = await service.do_create_department(session, hospital_id, data)
-        await _audit(session, staff, clock, "department.create", "department", department.id, hospital_id,
-                     {"name": department.name, "parent_id": department.parent_id})
+        department = await staff_actions.do_create_department(session, hospital_id, data, staff_id=staff.staff_id,
+                                                              now=clock.now())
         body = await _department_read(session, department, locale)
     return body
 
@@ -115,11 +102,8 @@ async def update_department(department_id: int, data: DepartmentUpdate, staff: C
                             clock: ClockDep, locale: Locale) -> DepartmentRead:
     staff.require(ADMIN)
     async with db.begin() as session:
-        department = await service.get_department_or_raise(session, department_id, include_inactive=True)
-        _own(staff, department.hospital_id, "department")
-        await service.do_update_department(session, department, data)
-        await _audit(session, staff, clock, "department.update", "department", department.id,
-                     department.hospital_id, data.changes())
+        department = await staff_actions.do_update_department(session, department_id, data, scope=_scope(staff),
+                                                              staff_id=staff.staff_id, now=clock.now())
         body = await _department_read(session, department, locale)
     return body
 
@@ -140,10 +124,8 @@ async def create_doctor(hospital_id: int, data: DoctorCreate, staff: CurrentStaf
     staff.require(ADMIN)
     staff.ensure_hospital(hospital_id)
     async with db.begin() as session:
-        await service.get_hospital_or_raise(session, hospital_id, include_inactive=True)
-        doctor = await service.do_create_doctor(session, hospital_id, data)
-        await _audit(session, staff, clock, "doctor.create", "doctor", doctor.id, hospital_id,
-                     {"name": doctor.name, "department_id": doctor.department_id})
+        doctor = await staff_actions.do_create_doctor(session, hospital_id, data, staff_id=staff.staff_id,
+                                                      now=clock.now())
         body = await _doctor_detail(session, doctor, locale)
     return body
 
@@ -153,10 +135,8 @@ async def update_doctor(doctor_id: int, data: DoctorUpdate, staff: CurrentStaff,
                         locale: Locale) -> DoctorDetail:
     staff.require(ADMIN)
     async with db.begin() as session:
-        doctor = await service.get_doctor_or_raise(session, doctor_id, include_inactive=True)
-        _own(staff, doctor.hospital_id, "doctor")
-        await service.do_update_doctor(session, doctor, data)
-        await _audit(session, staff, clock, "doctor.update", "doctor", doctor.id, doctor.hospital_id, data.changes())
+        doctor = await staff_actions.do_update_doctor(session, doctor_id, data, scope=_scope(staff),
+                                                      staff_id=staff.staff_id, now=clock.now())
         body = await _doctor_detail(session, doctor, locale)
     return body
 
@@ -179,8 +159,5 @@ async def set_fees(hospital_id: int, rows: list[FeeRuleIn], staff: CurrentStaff,
     staff.require(ADMIN)
     staff.ensure_hospital(hospital_id)
     async with db.begin() as session:
-        rules = await service.do_set_fees(session, hospital_id, rows)
-        await _audit(session, staff, clock, "fees.set", "hospital", hospital_id, hospital_id,
-                     {"rules": [[r.registration_level, r.title, r.registration_fee, r.consultation_fee]
-                                for r in rules]})
+        rules = await staff_actions.do_set_fees(session, hospital_id, rows, staff_id=staff.staff_id, now=clock.now())
     return [views.fee_rule_read(r, locale) for r in rules]

@@ -15,3 +15,8 @@ def install(app: FastAPI) -> None:
 
     for module in (auth, window, reports):
         app.include_router(module.router)
+    # the admin, scheduler and operator pages (a second page group, wt-staffweb2)
+    from guahao.web.staff import admin, catalog_admin, operator, scheduler, suspend
+
+    for module in (admin, catalog_admin, scheduler, suspend, operator):
+        app.include_router(module.router)
