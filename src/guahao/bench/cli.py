@@ -45,7 +45,8 @@ def rush(
     warmup: int = typer.Option(64, min=0, help="holds sent before T0 (answered not_yet_released) to warm workers"),
     keep_logs: bool = typer.Option(False, help="keep the servers' logs and the SQLite files"),
     json_out: Path | None = typer.Option(None, help="also write the figures as JSON here"),
-    his_mode: str = typer.Option("local", help="local, or realtime: a HIS simulator process decides every hold"),
+    his_mode: str = typer.Option("local", help="local; realtime (a HIS simulator process decides every hold); "
+                                               "synced (connected to one, holds decided locally)"),
     his_latency_ms: int = typer.Option(20, min=0, help="with --his-mode realtime: the HIS's added latency"),
 ) -> None:
     """The 08:00 release rush: N patients press "book" at T0 for C seats of one doctor."""
@@ -59,10 +60,10 @@ def rush(
         raw_pools=[int(p) for p in raw_pools.split(",") if p.strip()], references=references, lead_seconds=lead,
         warmup=warmup, keep_logs=keep_logs, his_mode=his_mode, his_latency_ms=his_latency_ms,
     )
-    if his_mode not in ("local", "realtime"):
-        raise typer.BadParameter("--his-mode is local or realtime")
-    if his_mode == "realtime" and target:
-        raise typer.BadParameter("--his-mode realtime starts its own HIS simulator; it cannot use --target")
+    if his_mode not in ("local", "realtime", "synced"):
+        raise typer.BadParameter("--his-mode is local, realtime or synced")
+    if his_mode != "local" and target:
+        raise typer.BadParameter("--his-mode starts its own HIS simulator; it cannot use --target")
     info = machine()
     typer.echo(f"guahao bench rush: {opts.database}, {opts.workers} worker(s), {patients} patients, {slots} slots, "
                f"{connections} connections, redis {'on' if redis else 'off'}, his-mode {his_mode}"

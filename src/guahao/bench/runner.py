@@ -51,7 +51,9 @@ class RushOptions:
     warmup: int = 64
     pg_admin_url: str = PG_ADMIN_URL
     keep_logs: bool = False
-    his_mode: str = "local"  # or "realtime": a HIS simulator decides every hold (bench/his_rush.py)
+    # "realtime": a HIS simulator decides every hold; "synced": the hospital is connected to one
+    # but holds are decided locally (bench/his_rush.py)
+    his_mode: str = "local"
     his_latency_ms: int = 20
 
 
@@ -127,7 +129,7 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
         server = UvicornServer("guahao.asgi:app", workers=opts.workers, env=env, name="guahao", log_dir=log_dir)
         base_url = server.base_url
     db = None
-    sim = his_rush.SimProcess(log_dir, opts.his_latency_ms) if opts.his_mode == "realtime" else None
+    sim = his_rush.SimProcess(log_dir, opts.his_latency_ms) if opts.his_mode != "local" else None
     try:
         if sim is not None:
             sim.start()
@@ -143,7 +145,8 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
         hospital_id, schedule_id, slot_id = await seed.seed_schedule(db, now, capacity=opts.slots)
         his_setup = None
         if sim is not None:
-            his_setup = await his_rush.prepare(db, sim, hospital_id=hospital_id, schedule_id=schedule_id,
+            his_setup = await his_rush.prepare(db, sim, mode=opts.his_mode, hospital_id=hospital_id,
+                                               schedule_id=schedule_id,
                                                slot_id=slot_id, seats=opts.slots, now=now)
         clients = await seed.seed_clients(db, opts.patients + opts.warmup, now)
         rush_clients, warm_clients = clients[:opts.patients], clients[opts.patients:]

@@ -20,3 +20,6 @@ def install(app: FastAPI) -> None:
 
     for module in (admin, catalog_admin, scheduler, suspend, operator):
         app.include_router(module.router)
+    from guahao.web.staff import his_pages  # the HIS drift report
+
+    app.include_router(his_pages.router)
