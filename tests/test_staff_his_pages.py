@@ -42,3 +42,19 @@ async def test_local_hospitals_and_other_roles(app, db, clock):
     async with page_client(app) as browser:
         await login(browser, desk)
         assert (await browser.get(f"/staff/hospitals/{local}/his-drift")).status_code == 403
+
+
+async def test_the_operator_reads_the_days_reconciliation(app, db, clock):
+    """The page shows reports.reconcile_day (tested in depth through the API); here: it renders
+    the balanced day for the operator and refuses a hospital's admin."""
+    hid = await make_hospital(db, clock.now())
+    operator = await make_staff_user(db, clock.now(), role="platform_operator", hospital_id=None)
+    admin = await make_staff_user(db, clock.now(), role="hospital_admin", hospital_id=hid)
+    async with page_client(app) as browser:
+        await login(browser, operator)
+        r = await browser.get("/staff/operator/reconciliation?date=2026-11-18")
+        assert r.status_code == 200 and "已平账" in text_of(r.text), text_of(r.text)[-300:]
+        assert 'href="/staff/operator/reconciliation"' in r.text  # in the operator's navigation
+    async with page_client(app) as browser:
+        await login(browser, admin)
+        assert (await browser.get("/staff/operator/reconciliation")).status_code == 403

@@ -179,8 +179,9 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
         if visit_nos != set(range(1, opts.slots + 1)):
             fig.notes.append(f"visit numbers answered: {len(visit_nos)} distinct, expected 1..{opts.slots}")
         in_db = await seed.stored_refusals(db, release_at)
-        fig.notes.append(f"sold-out answers decided by a hold transaction in the database: {in_db}; "
-                         f"by the sold-out gate before the database: {fig.sold_out - in_db}")
+        # every sold-out answer is stored as its key's answer, the gate's included (one INSERT
+        # instead of a hold transaction), so the database cannot tell the two apart any more
+        fig.notes.append(f"sold-out answers stored under their Idempotency-Key: {in_db} of {fig.sold_out}")
         fig.notes.append(f"warm-up before T0 ({len(warm)} holds): statuses {result.warmup_statuses}")
         if sim is not None and his_setup is not None and server is not None:
             his_notes, fig.his_agrees, fig.his_calls_per_hold = await his_rush.check(

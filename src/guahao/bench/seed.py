@@ -163,8 +163,8 @@ async def check_slot(db: Database, slot_id: int, now: dt.datetime) -> SlotCheck:
 
 
 async def stored_refusals(db: Database, since: dt.datetime) -> int:
-    """Refusals (409) stored under an Idempotency-Key since `since`: the sold-out answers that
-    went through a hold transaction in the database. Answers of the sold-out gate are not stored."""
+    """Refusals (409) stored under an Idempotency-Key since `since` (the gate's answers are
+    stored too: a retry of the key must get the same answer)."""
     async with db.read() as s:
         return await s.scalar(select(func.count()).select_from(IdempotencyKey)
                               .where(IdempotencyKey.status_code == 409, IdempotencyKey.created_at >= since)) or 0

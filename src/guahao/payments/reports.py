@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.booking import queries as booking_queries
+from guahao.payments import errors
 from guahao.payments.models import Payment, Refund
-from guahao.payments.port import BillEntry
+from guahao.payments.port import BillEntry, ProviderError, ProviderRefused
 from guahao.payments.schemas import (
     BookingMoney,
     DailyTotal,
@@ -181,3 +182,16 @@ async def reconciliation(session: AsyncSession, *, day: dt.date, provider: str,
 async def pending_refunds(session: AsyncSession) -> int:
     """Refunds opened and not yet finished (for /metrics: money that is owed back)."""
     return await session.scalar(select(func.count()).select_from(Refund).where(Refund.state == "pending")) or 0
+
+
+async def reconcile_day(db, port, day: dt.date):
+    """The day's ledger against the provider's bill (对账), for the API and the operator's page.
+    The bill is fetched before the read transaction: no network inside it."""
+    if port is None:
+        raise errors.PaymentsUnavailable()
+    try:
+        bill = await port.bill(day)
+    except (ProviderError, ProviderRefused) as exc:
+        raise errors.PaymentsUnavailable() from exc
+    async with db.read() as session:
+        return await reconciliation(session, day=day, provider=port.name, bill=bill)

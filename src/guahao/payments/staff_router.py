@@ -14,7 +14,6 @@ from guahao.core.errors import Forbidden, NotFound
 from guahao.core.localtime import localize
 from guahao.payments import errors, reports, resolve
 from guahao.payments.models import Payment, Refund
-from guahao.payments.port import ProviderError, ProviderRefused
 from guahao.payments.schemas import (
     BookingMoney,
     FlaggedPage,
@@ -66,15 +65,7 @@ async def money_totals(staff: CurrentStaff, db: Db, clock: ClockDep,
 async def reconciliation(request: Request, staff: CurrentStaff, db: Db, date: dt.date) -> ReconciliationReport:
     """The day's ledger against the provider's bill (对账), with every difference. Operators."""
     staff.require("platform_operator")
-    port = request.app.state.providers.get("payments")
-    if port is None:
-        raise errors.PaymentsUnavailable()
-    try:
-        bill = await port.bill(date)  # before the read transaction: no network inside it
-    except (ProviderError, ProviderRefused) as exc:
-        raise errors.PaymentsUnavailable() from exc
-    async with db.read() as session:
-        return await reports.reconciliation(session, day=date, provider=port.name, bill=bill)
+    return await reports.reconcile_day(db, request.app.state.providers.get("payments"), date)
 
 
 def _operator_only(staff) -> None:

@@ -20,6 +20,7 @@ def install(app: FastAPI) -> None:
 
     for module in (admin, catalog_admin, scheduler, suspend, operator):
         app.include_router(module.router)
-    from guahao.web.staff import his_pages  # the HIS drift report
+    from guahao.web.staff import his_pages, reconciliation  # HIS drift, payments 对账
 
     app.include_router(his_pages.router)
+    app.include_router(reconciliation.router)
