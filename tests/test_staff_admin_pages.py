@@ -3,10 +3,10 @@ each form works without JavaScript, refuses a post without the CSRF token, refus
 wrong role (403) and another hospital (404), and writes the audit rows of the actions it
 calls (rules, fees, 停诊, resume, template changes, dead-letter retry).
 
-ROLE_RULES below is the role table of every route these pages add (for the merger: the
-generated access test of tests/test_staff_access_pages.py takes its rows from here).
-`hospital`: the path names a hospital, and staff of another hospital get 404 there.
-The platform operator passes every hospital page.
+The role of every route these pages add is written once, in PAGES of
+tests/staff_page_table.py (tests/test_staff_access_pages.py generates the I8 checks from it);
+the role check here reads it and posts EMPTY forms, so a refusal must come before any form
+parsing or other hospital's object is looked at. The platform operator passes every page.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from guahao.outbox.models import OutboxMessage
 from guahao.scheduling.models import Schedule, ScheduleTemplate
 from tests.booking_builders import make_patient, make_schedule
 from tests.builders import make_account, make_department, make_doctor, make_hospital
+from tests.staff_page_table import PAGES
 from tests.staff_web_support import login, make_staff_user, page_client, text_of, token_of
 from tests.web_support import csrf_of
 
@@ -31,47 +32,6 @@ ADMIN, SCHEDULER, DESK, OPERATOR = "hospital_admin", "scheduler", "front_desk", 
 ROLES = (ADMIN, SCHEDULER, DESK)
 DAY = dt.date(2026, 11, 21)  # two days after the test clock
 
-# (method, path, roles allowed besides the operator, hospital-scoped)
-ROLE_RULES = [
-    ("GET", "/staff/hospitals/{hospital_id}/rules", (ADMIN,), True),
-    ("POST", "/staff/hospitals/{hospital_id}/rules", (ADMIN,), True),
-    ("POST", "/staff/hospitals/{hospital_id}/rules/preview", (ADMIN,), True),
-    ("POST", "/staff/hospitals/{hospital_id}/clinic-hours", (ADMIN,), True),
-    ("GET", "/staff/hospitals/{hospital_id}/fees", (ADMIN,), True),
-    ("POST", "/staff/hospitals/{hospital_id}/fees", (ADMIN,), True),
-    ("GET", "/staff/hospitals/{hospital_id}/departments", (ADMIN,), True),
-    ("POST", "/staff/hospitals/{hospital_id}/departments", (ADMIN,), True),
-    ("GET", "/staff/hospitals/{hospital_id}/departments/{department_id}", (ADMIN,), True),
-    ("POST", "/staff/hospitals/{hospital_id}/departments/{department_id}", (ADMIN,), True),
-    ("GET", "/staff/hospitals/{hospital_id}/doctors", (ADMIN,), True),
-    ("POST", "/staff/hospitals/{hospital_id}/doctors", (ADMIN,), True),
-    ("GET", "/staff/hospitals/{hospital_id}/doctors/{doctor_id}", (ADMIN,), True),
-    ("POST", "/staff/hospitals/{hospital_id}/doctors/{doctor_id}", (ADMIN,), True),
-    ("GET", "/staff/hospitals/{hospital_id}/schedule-templates", (ADMIN, SCHEDULER), True),
-    ("POST", "/staff/hospitals/{hospital_id}/schedule-templates", (ADMIN, SCHEDULER), True),
-    ("POST", "/staff/hospitals/{hospital_id}/schedules/generate", (ADMIN, SCHEDULER), True),
-    ("GET", "/staff/hospitals/{hospital_id}/schedules", (ADMIN, SCHEDULER), True),
-    ("POST", "/staff/hospitals/{hospital_id}/schedules/publish", (ADMIN, SCHEDULER), True),
-    ("POST", "/staff/hospitals/{hospital_id}/schedules/{schedule_id}/publish", (ADMIN, SCHEDULER), True),
-    ("GET", "/staff/hospitals/{hospital_id}/schedules/{schedule_id}", (ADMIN, SCHEDULER), True),
-    ("POST", "/staff/hospitals/{hospital_id}/schedules/{schedule_id}/capacity", (ADMIN, SCHEDULER), True),
-    ("POST", "/staff/hospitals/{hospital_id}/schedules/{schedule_id}/suspend/preview", (ADMIN, SCHEDULER), True),
-    ("POST", "/staff/hospitals/{hospital_id}/schedules/{schedule_id}/suspend", (ADMIN, SCHEDULER), True),
-    ("POST", "/staff/hospitals/{hospital_id}/schedules/{schedule_id}/resume", (ADMIN, SCHEDULER), True),
-    ("GET", "/staff/hospitals/{hospital_id}/leave", (ADMIN, SCHEDULER), True),
-    ("POST", "/staff/hospitals/{hospital_id}/leave/preview", (ADMIN, SCHEDULER), True),
-    ("POST", "/staff/hospitals/{hospital_id}/leave", (ADMIN, SCHEDULER), True),
-    ("GET", "/staff/operator/hospitals", (), False),
-    ("POST", "/staff/operator/hospitals", (), False),
-    ("GET", "/staff/operator/hospitals/{other_hospital_id}", (), False),
-    ("POST", "/staff/operator/hospitals/{other_hospital_id}", (), False),
-    ("POST", "/staff/operator/hospitals/{other_hospital_id}/his-connection", (), False),
-    ("GET", "/staff/operator/staff", (), False),
-    ("POST", "/staff/operator/staff", (), False),
-    ("GET", "/staff/operator/jobs", (), False),
-    ("POST", "/staff/operator/jobs/{message_id}/retry", (), False),
-    ("GET", "/staff/audit", (ADMIN,), False),  # an admin: their own hospital's entries only
-]
 MODULES = ("guahao.web.staff.admin", "guahao.web.staff.catalog_admin", "guahao.web.staff.scheduler",
            "guahao.web.staff.suspend", "guahao.web.staff.operator")
 _seq = itertools.count(1)
@@ -109,20 +69,30 @@ async def _audit(db, action: str) -> list[AuditEntry]:
         return list(await s.scalars(select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.id)))
 
 
-def test_every_route_of_these_pages_is_in_the_role_table(app):
-    """A new route without a row here fails: its role rule must be written down."""
+def _role_rules(app) -> list[tuple[str, str, frozenset[str], bool]]:
+    """(method, path, roles allowed besides the operator, hospital-scoped) of every route of
+    these pages, from PAGES; `hospital-scoped`: staff of another hospital get 404 there."""
     from fastapi.routing import APIRoute, iter_route_contexts  # FastAPI >= 0.16x wraps included routers
 
     ours = {(m, c.path) for c in iter_route_contexts(app.routes) if isinstance(c.original_route, APIRoute)
             and c.original_route.endpoint.__module__ in MODULES for m in c.original_route.methods}
-    assert ours == {(m, p.replace("{other_hospital_id}", "{hospital_id}")) for m, p, _roles, _h in ROLE_RULES}
+    missing = sorted(ours - set(PAGES))
+    assert missing == [], f"write the role of these routes in tests/staff_page_table.py: {missing}"
+    return [(m, p, PAGES[(m, p)].roles, p.startswith("/staff/hospitals/")) for m, p in sorted(ours)]
+
+
+def test_every_route_of_these_pages_is_in_the_role_table(app):
+    """A new route without a row fails: its role rule must be written down."""
+    rules = _role_rules(app)
+    assert len(rules) >= 38
+    assert {p for _m, p, roles, _h in rules if not roles} >= {"/staff/operator/jobs", "/staff/operator/staff"}
 
 
 def _fill(path: str, w, hospital: int) -> str:
     own = hospital == w["hid"]
     return path.format(hospital_id=hospital, department_id=w["dep"] if own else w["other_dep"],
                        doctor_id=w["doc"] if own else w["other_doc"], schedule_id=w["schedule"] if own
-                       else w["other_schedule"], message_id=999999, other_hospital_id=w["other"])
+                       else w["other_schedule"], message_id=999999)
 
 
 async def test_roles_without_the_permission_are_refused_and_other_hospitals_are_404(app, db, clock):
@@ -133,7 +103,7 @@ async def test_roles_without_the_permission_are_refused_and_other_hospitals_are_
                                                  doctor_id=w["other_doc"], day=DAY)
     clients = {role: await _as(app, w, role) for role in ROLES}
     tokens = {role: await token_of(c) for role, c in clients.items()}
-    for method, path, allowed, scoped in ROLE_RULES:
+    for method, path, allowed, scoped in _role_rules(app):
         for role in ROLES:
             client = clients[role]
             url = _fill(path, w, w["hid"])
