@@ -103,6 +103,8 @@ ADMIN_PAGES: dict[tuple[str, str], Spec] = {
     ("GET", "/staff/operator/jobs"): Spec(OPERATOR_ONLY),
     ("POST", "/staff/operator/jobs/{message_id}/retry"): Spec(OPERATOR_ONLY, lambda w: {}),
     ("GET", "/staff/audit"): Spec(ADMIN),  # an admin sees their own hospital's entries (see the test below)
+    ("GET", "/staff/operator/reconciliation"): Spec(OPERATOR_ONLY),
+    ("GET", "/staff/hospitals/{hospital_id}/his-drift"): Spec(ADMIN),
 }
 
 PAGES: dict[tuple[str, str], Spec] = {
