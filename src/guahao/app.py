@@ -86,7 +86,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                   openapi_url="/openapi.json" if settings.docs_enabled else None, docs_url=None, redoc_url=None,
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings = settings
-    app.state.db = create_database(settings.database_url, pool_size=settings.db_pool_size)
+    app.state.db = create_database(settings.database_url, pool_size=settings.db_pool_size,
+                                   statement_timeout=settings.db_statement_timeout_seconds)
     app.state.clock = clock or SystemClock()
     app.state.limiter = RateLimiter(settings.redis_url)
     app.state.providers = build_providers(settings)

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     env: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite+aiosqlite:///./guahao.db"
     db_pool_size: int = 5
+    # PostgreSQL: a statement (or a connection that stopped answering) gives up after this
+    db_statement_timeout_seconds: float = Field(default=30.0, gt=0)
     redis_url: str | None = None
     # AES-256-GCM key for personal data at rest and HMAC key for lookup hashes (base64, 32 bytes)
     data_key: str = DEV_DATA_KEY

@@ -119,7 +119,7 @@ class Database:
             await self.read_engine.dispose()
 
 
-def create_database(url: str, *, pool_size: int = 5) -> Database:
+def create_database(url: str, *, pool_size: int = 5, statement_timeout: float = 30.0) -> Database:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=60)
         read_engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=60)
@@ -132,10 +132,11 @@ def create_database(url: str, *, pool_size: int = 5) -> Database:
         # request (connect + TLS probe each time); a small fixed pool lets requests queue in
         # the application, which is where DESIGN.md section 10 wants them to wait.
         # Timeouts, so a database that stopped answering gives a clear 503 (core/errors.py
-        # database_unavailable) instead of requests hanging: 5 s to connect, 30 s per statement.
+        # database_unavailable) instead of requests hanging: 5 s to connect, and a bound per
+        # statement (settings.db_statement_timeout_seconds, 30 s by default).
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=0,
                                      pool_recycle=1800, pool_timeout=60,
-                                     connect_args={"timeout": 5, "command_timeout": 30})
+                                     connect_args={"timeout": 5, "command_timeout": statement_timeout})
         read_engine = engine
     factory = async_sessionmaker(engine, expire_on_commit=False)
     read_factory = async_sessionmaker(read_engine, expire_on_commit=False)
