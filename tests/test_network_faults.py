@@ -53,7 +53,7 @@ def _hold(client, token, patient, slot, key):
                        headers={**auth(token), "Idempotency-Key": key})
 
 
-async def test_a_lost_answer_is_found_again_by_the_retry(pg_url):  # noqa: F811
+async def test_a_lost_answer_is_found_again_by_the_retry(pg_url):
     server = UvicornServer("guahao.asgi:app", workers=1, name="guahao", env={
         "GUAHAO_ENV": "test", "GUAHAO_DATABASE_URL": pg_url, "GUAHAO_DATA_KEY": TEST_DATA_KEY,
         "GUAHAO_INDEX_KEY": TEST_INDEX_KEY, "GUAHAO_SECRET_KEY": TEST_SECRET_KEY,
