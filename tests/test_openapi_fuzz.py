@@ -53,3 +53,19 @@ def test_no_input_gets_a_server_error_or_breaks_the_schema(settings, clock, toke
             failures.append(f"{operation.method.upper()} {operation.path}: {str(exc)[:600]}")
     assert operations > 50
     assert not failures, "\n\n".join(failures)
+
+
+def test_the_document_declares_sessions_keys_and_problems(app):
+    document = app.openapi()
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    hold = document["paths"]["/api/v1/bookings"]["post"]
+    assert hold["security"] == [{"bearer": []}]
+    [key] = [p for p in hold["parameters"] if p["name"].lower() == "idempotency-key"]
+    assert key["required"] is True
+    assert "security" not in document["paths"]["/api/v1/hospitals"]["get"]  # public
+    assert document["paths"]["/api/v1/staff/maintenance"]["put"]["security"] == [{"bearer": []}]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                if status == "default" or status[0] in "45":
+                    assert list(answer["content"]) == ["application/problem+json"], (method, path, status)

@@ -34,7 +34,29 @@ def _problem_response(description: str) -> dict[str, Any]:
     return {"description": description, "content": {PROBLEM_JSON: {"schema": PROBLEM_REF}}}
 
 
-def rewrite(document: dict[str, Any]) -> dict[str, Any]:
+def _secured(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path) of the operations that need a session: their dependency tree reaches
+    one of the session dependencies of core/deps.py."""
+    from fastapi.routing import APIRoute
+
+    from guahao.core import deps
+
+    session_deps = {deps.current_account, deps.current_account_with_key, deps.current_staff}
+
+    def needs(dependant) -> bool:
+        return any(d.call in session_deps or needs(d) for d in dependant.dependencies)
+
+    try:  # FastAPI wraps included routers; this walks them with their full paths
+        from fastapi.routing import iter_route_contexts
+
+        entries = [(c.path, c.original_route) for c in iter_route_contexts(app.routes)]
+    except ImportError:  # older FastAPI: the routes are flat
+        entries = [(getattr(r, "path", ""), r) for r in app.routes]
+    return {(method.lower(), path) for path, route in entries if isinstance(route, APIRoute)
+            and needs(route.dependant) for method in route.methods}
+
+
+def rewrite(document: dict[str, Any], secured: set[tuple[str, str]] | None = None) -> dict[str, Any]:
     components = document.setdefault("components", {})
     components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     components["schemas"].pop("HTTPValidationError", None)
@@ -43,10 +65,17 @@ def rewrite(document: dict[str, Any]) -> dict[str, Any]:
         "type": "http", "scheme": "bearer",
         "description": "a patient's or staff member's session token (POST /api/v1/auth/login, "
                        "POST /api/v1/staff/auth/login); pages use the same token in a cookie"}
-    for operations in document.get("paths", {}).values():
-        for operation in operations.values():
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
+            if secured is not None and (method, path) in secured:
+                operation["security"] = [{"bearer": []}]
+            for parameter in operation.get("parameters", []):
+                # the hold refuses a request without one (core/deps.py current_account_with_key
+                # answers idempotency_key_required): say so, though the header parses as optional
+                if parameter.get("in") == "header" and parameter.get("name", "").lower() == "idempotency-key":
+                    parameter["required"] = True
             responses = operation["responses"]
             for status, answer in responses.items():
                 if status[0] in "45":
@@ -63,7 +92,7 @@ def install(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = rewrite(generate())
+            app.openapi_schema = rewrite(generate(), _secured(app))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
