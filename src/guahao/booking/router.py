@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
-from guahao.booking import actions, errors, records_step
+from guahao.booking import actions, errors, reasons, records_step
 from guahao.booking.models import Booking, BookingEvent
 from guahao.booking.schemas import (
     BookingCancel,
@@ -56,7 +56,8 @@ async def create_booking(request: Request, body: BookingCreate, caller: CurrentA
     Every answer is the key's answer (I7): a retry replays the first, or waits for it."""
     arrived_at = clock.now()
     account_id, key = caller.principal.account_id, caller.key
-    req_hash = idempotency.request_hash("POST", request.url.path, body.model_dump())
+    # defaults left out: a hold without a visit reason hashes as it always has
+    req_hash = idempotency.request_hash("POST", request.url.path, body.model_dump(exclude_defaults=True))
     stored = idempotency.replay_answer(caller.stored, req_hash, arrived_at)
     if stored is None:
         stored = await _hold_once(request, db, clock, account_id, key, req_hash, body, arrived_at, locale)
@@ -97,7 +98,8 @@ async def _hold_once(request: Request, db, clock, account_id: int, key: str, req
             async def work(session) -> dict:
                 booking, ctx, patient = await actions.do_hold(
                     session, account_id=account_id, patient_id=body.patient_id, slot_id=body.slot_id, now=now,
-                    with_context=True, records=records, record_looked_up=record_looked_up)
+                    with_context=True, records=records, record_looked_up=record_looked_up,
+                    visit_reason=body.visit_reason, health_consent=body.health_consent)
                 return (await booking_read(session, booking, now, ctx=ctx, patient=patient,
                                            locale=locale)).model_dump(mode="json")
 
@@ -152,7 +154,9 @@ async def get_booking(booking_id: int, account: CurrentAccount, db: Db, clock: C
                       locale: Locale) -> BookingRead:
     async with db.read() as session:
         booking = await actions.get_for_account(session, account.account_id, booking_id)
-        return await booking_read(session, booking, clock.now(), locale=locale)
+        read = await booking_read(session, booking, clock.now(), locale=locale)
+        read.visit_reason = await reasons.text_of(session, booking.id)
+        return read
 
 
 @router.get("/{booking_id}/cancel-preview", response_model=CancelPreview)
