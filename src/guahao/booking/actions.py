@@ -128,7 +128,7 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
     # RecordLookupNeeded, and the caller asks the HIS outside it, then holds again
     his_patient_id = await records_step.cached_record(
         session, records, record_requirement=ctx.rules.record_requirement, person_id=patient.person_id,
-        hospital_id=ctx.hospital_id, looked_up=record_looked_up)
+        hospital_id=ctx.hospital_id, looked_up=record_looked_up, patient_id=patient.id)
     until = await lock_person(session, patient.person_id, hospital_id=ctx.hospital_id, now=now)
     if until is not None:
         raise errors.Restricted(until=ctx.iso(until), until_local=ctx.local(until))

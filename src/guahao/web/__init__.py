@@ -10,10 +10,10 @@ from fastapi.staticfiles import StaticFiles
 
 
 def install(app: FastAPI) -> None:
-    from guahao.web import account_pages, booking_pages, catalog_pages, errors, patient_pages
+    from guahao.web import account_pages, booking_pages, catalog_pages, errors, patient_pages, visit_card_pages
     from guahao.web.pages import STATIC_DIR
 
     app.mount("/static/web", StaticFiles(directory=STATIC_DIR), name="web-static")
-    for module in (catalog_pages, account_pages, booking_pages, patient_pages):
+    for module in (catalog_pages, account_pages, booking_pages, patient_pages, visit_card_pages):
         app.include_router(module.router)
     errors.install(app)
