@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from guahao.core.i18n import negotiate
+from guahao.core.i18n import request_language
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -98,10 +98,16 @@ def problem(request: Request, status: int, code: str, detail: str, **extra: Any)
         "instance": request.url.path,
         **extra,
     }
-    headers = {"Content-Language": negotiate(request.headers.get("accept-language"))}
+    headers = {"Content-Language": _locale(request)}
     if "retry_after" in extra:  # rate limits and lockouts
         headers["Retry-After"] = str(extra["retry_after"])
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _locale(request: Request) -> str:
+    """The caller's language (core.i18n.request_language), with the account's saved one when
+    authentication already ran for this request (core.deps keeps it on request.state)."""
+    return request_language(request.headers, getattr(request.state, "account_locale", None))
 
 
 _HTTP_CODES = {401: Unauthenticated, 403: Forbidden, 404: NotFound}
@@ -110,13 +116,13 @@ _HTTP_CODES = {401: Unauthenticated, 403: Forbidden, 404: NotFound}
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GuahaoError)
     async def _domain(request: Request, exc: GuahaoError):
-        locale = negotiate(request.headers.get("accept-language"))
+        locale = _locale(request)
         extra = {k: v for k, v in exc.params.items() if isinstance(v, (str, int, float, bool, list))}
         return problem(request, exc.status, exc.code, exc.message(locale), **extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        locale = negotiate(request.headers.get("accept-language"))
+        locale = _locale(request)
         errors = [
             {"loc": [str(p) for p in e.get("loc", ())], "type": e.get("type"), "msg": e.get("msg")}
             for e in exc.errors()
@@ -125,7 +131,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        locale = negotiate(request.headers.get("accept-language"))
+        locale = _locale(request)
         cls = _HTTP_CODES.get(exc.status_code)
         if cls is NotFound:
             err: GuahaoError = NotFound("page")
@@ -140,6 +146,6 @@ def install_error_handlers(app: FastAPI) -> None:
         import structlog
 
         structlog.get_logger("guahao.errors").exception("unhandled_error", error_type=type(exc).__name__)
-        locale = negotiate(request.headers.get("accept-language"))
+        locale = _locale(request)
         detail = "服务暂时不可用,请稍后重试。" if locale != "en" else "Something went wrong on our side; please retry shortly."
         return problem(request, 500, "internal_error", detail)

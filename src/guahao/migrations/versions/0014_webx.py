@@ -1,5 +1,5 @@
 """Patient web app, the rest of issue 9: a booking's 病情描述 (encrypted), a 就诊人's visit
-card number per hospital (encrypted), hospital notices
+card number per hospital (encrypted), hospital notices, whether an account chose its language
 
 Revision ID: 0014_webx
 Revises: 0011_staff
@@ -23,6 +23,8 @@ def _utc():
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('accounts', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('locale_chosen', sa.Boolean(), server_default=sa.false(), nullable=False))
     op.create_table('booking_reasons',
     sa.Column('booking_id', ID, nullable=False),
     sa.Column('hospital_id', ID, nullable=False),
@@ -84,3 +86,5 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_patient_visit_cards_hospital_id'), table_name='patient_visit_cards')
     op.drop_table('patient_visit_cards')
     op.drop_table('booking_reasons')
+    with op.batch_alter_table('accounts', schema=None) as batch_op:
+        batch_op.drop_column('locale_chosen')
