@@ -68,6 +68,12 @@ def locale_of(request: Request, saved: str | None = None) -> str:
     return negotiate(request.headers.get("accept-language"))
 
 
+def in_wechat(request: Request) -> bool:
+    """WeChat's in-app browser (its user agent says MicroMessenger): it cannot download files,
+    so a page offers what needs one (the .ics) with a hint to open the page in a browser."""
+    return "MicroMessenger" in request.headers.get("user-agent", "")
+
+
 def safe_next(value: str | None, default: str = "/") -> str:
     """Only a path on this site (no scheme, no host, no //evil.example) may be a redirect target."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
@@ -159,7 +165,8 @@ def _apply_cookies(page: Page, response) -> None:
 def render(page: Page, template: str, *, status: int = 200, **values: Any) -> HTMLResponse:
     context = {"page": page, "_": page._, "locale": page.locale, "elder": page.elder,
                "csrf_field": CSRF_FIELD, "csrf_token": page.csrf_token, "logged_in": page.account is not None,
-               "path": page.request.url.path, "htmx": page.request.headers.get("hx-request") == "true", **values}
+               "path": page.request.url.path, "htmx": page.request.headers.get("hx-request") == "true",
+               "in_wechat": in_wechat(page.request), **values}
     html = env.get_template(template).render(context)
     response = HTMLResponse(html, status_code=status)
     # personal pages must not be kept by shared caches, and the language follows cookie/header
