@@ -70,6 +70,10 @@ async def test_cards_are_kept_encrypted_shown_masked_and_only_to_their_account(a
     async with db.read() as s:
         raw = (await s.execute(text("SELECT card_number FROM patient_visit_cards"))).scalars().all()
     assert len(raw) == 1 and "99998888" not in raw[0]
+    # removing the patient removes its cards (the patient row stays for its bookings)
+    assert (await client.delete(f"/api/v1/me/patients/{patient}", headers=auth(token))).status_code == 204
+    async with db.read() as s:
+        assert (await s.execute(text("SELECT count(*) FROM patient_visit_cards"))).scalar_one() == 0
 
 
 async def test_a_hospital_without_a_his_accepts_its_card_as_the_record(app, db, clock, client):
