@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from guahao.booking.models import Restriction
+from guahao.catalog import notices as hospital_notices
 from guahao.catalog import rules as hospital_rules
 from guahao.catalog.schemas import HospitalRulesUpdate
 from guahao.core import deps
@@ -61,6 +62,7 @@ PUBLIC = {
     ("GET", "/api/v1/departments/{department_id}/availability"),
     ("GET", "/api/v1/doctors/{doctor_id}"),
     ("GET", "/api/v1/doctors/{doctor_id}/availability"),
+    ("GET", "/api/v1/hospitals/{hospital_id}/notices"),  # what the hospital publishes to everyone
 }
 # `*_id` parameters that are not references to an object (cursors and the like)
 NOT_OBJECT_IDS = {"before_id"}
@@ -128,6 +130,9 @@ BODIES: dict[tuple[str, str], Callable[[dict], Any]] = {
     ("POST", "/api/v1/staff/hospitals/{hospital_id}/leave"):
         lambda w: {"doctor_id": w["doctor_id"], "from_date": TODAY.isoformat(),
                    "to_date": (TODAY + dt.timedelta(days=6)).isoformat(), "reason": "医生休假"},
+    ("PUT", "/api/v1/me/patients/{patient_id}/visit-cards/{hospital_id}"): lambda w: {"card_number": "JZK0012345"},
+    ("POST", "/api/v1/staff/hospitals/{hospital_id}/notices"): lambda w: {"title": "停车场改造", "body": "请走南门。"},
+    ("PATCH", "/api/v1/staff/notices/{notice_id}"): lambda w: {"pinned": True},
 }
 
 
@@ -260,10 +265,14 @@ async def world(client, db, clock):
     staff[("platform", "platform_operator")] = (await make_staff(db, now, role="platform_operator",
                                                                  hospital_id=None))[1]
     target_staff_id, _ = await make_staff(db, now, role="front_desk", hospital_id=x)  # a staff user as an object
+    async with db.begin() as s:
+        notice_id = (await hospital_notices.do_publish(s, hospital_id=x, title="门诊时间调整", body="周六下午停诊。",
+                                                       valid_from=now, valid_until=None, pinned=False, staff_id=None,
+                                                       now=now)).id
     ids = {"hospital_id": x, "department_id": department, "doctor_id": doctor, "template_id": template,
            "schedule_id": schedule, "slot_id": slots[0], "patient_id": patient, "booking_id": booking["id"],
            "restriction_id": restriction_id, "message_id": message_id, "payment_id": payment_id,
-           "staff_id": target_staff_id}
+           "staff_id": target_staff_id, "notice_id": notice_id}
     return {"ids": ids, "booking_code": booking["booking_code"], "token_a": token_a, "token_b": token_b,
             "staff": staff}
 
@@ -321,7 +330,7 @@ def test_every_route_with_an_object_id_is_classified(app):
         "routes that name an object id but neither require an account or staff session nor are "
         f"allow-listed in PUBLIC: {unclassified}")
     known = {"hospital_id", "department_id", "doctor_id", "template_id", "schedule_id", "slot_id", "patient_id",
-             "booking_id", "restriction_id", "message_id", "payment_id", "staff_id", *ID_ALIASES}
+             "booking_id", "restriction_id", "message_id", "payment_id", "staff_id", "notice_id", *ID_ALIASES}
     unknown = sorted({f"{n} ({e})" for e in id_endpoints(app) for n in e.id_params if n not in known})
     assert unknown == [], f"new id parameters: build the object in the `world` fixture and map its id: {unknown}"
     other = sorted({f"{n} ({e})" for e in endpoints(app) for n in e.path_params
@@ -375,8 +384,10 @@ async def test_owners_reach_their_objects(app, client, world):
     Reads must succeed; writes must reach the handler and find the object (a refusal such as
     409 for a state change is fine). Deletions run last so they do not hide other objects."""
     failures = []
+    # deletions of sub-objects (a patient's visit card) before their parent's (the patient)
     ordered = sorted(id_endpoints(app),
-                     key=lambda e: (e.method != "GET", e.method == "DELETE", e.path))
+                     key=lambda e: (e.method != "GET", e.method == "DELETE",
+                                    -e.path.count("/") if e.method == "DELETE" else 0, e.path))
     for endpoint in ordered:
         for call in calls_for(endpoint, world):
             if endpoint.kind == "public":
@@ -432,6 +443,11 @@ ROLE_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/staff/hospitals/{hospital_id}/restrictions"): {"hospital_admin", "front_desk"},
     ("POST", "/api/v1/staff/restrictions/{restriction_id}/lift"): ADMIN_ONLY,
     ("POST", "/api/v1/staff/users/{staff_id}/totp/reset"): ADMIN_ONLY,
+    ("GET", "/api/v1/staff/bookings/{booking_id}"): WINDOW_ROLES,
+    ("POST", "/api/v1/staff/hospitals/{hospital_id}/notices"): ADMIN_ONLY,
+    ("GET", "/api/v1/staff/hospitals/{hospital_id}/notices"): ADMIN_ONLY,
+    ("PATCH", "/api/v1/staff/notices/{notice_id}"): ADMIN_ONLY,
+    ("DELETE", "/api/v1/staff/notices/{notice_id}"): ADMIN_ONLY,
 }
 
 

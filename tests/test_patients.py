@@ -117,6 +117,9 @@ ITEM_BODIES = {
     ("PATCH", f"{BASE}/{{patient_id}}"): {"relationship": "other"},
     ("DELETE", f"{BASE}/{{patient_id}}"): None,
     ("POST", f"{BASE}/{{patient_id}}/verify"): {"liveness_token": "pass"},
+    ("GET", f"{BASE}/{{patient_id}}/visit-cards"): None,
+    ("PUT", f"{BASE}/{{patient_id}}/visit-cards/{{hospital_id}}"): {"card_number": "12345678"},
+    ("DELETE", f"{BASE}/{{patient_id}}/visit-cards/{{hospital_id}}"): None,
 }
 
 
@@ -129,12 +132,12 @@ async def test_another_accounts_patient_is_404_on_every_patient_route(app, clien
     r, _ = await add(client, token_a)
     patient_id = r.json()["id"]
     for method, path in routes:
-        url = path.replace("{patient_id}", str(patient_id))
+        url = path.replace("{patient_id}", str(patient_id)).replace("{hospital_id}", "1")
         r = await client.request(method, url, json=ITEM_BODIES[(method, path)], headers=auth(token_b))
         assert r.status_code == 404, (method, path, r.text)
         assert r.json()["code"] == "not_found"
         # and exactly the answer a missing id gets: nothing tells B that the id exists
-        missing = await client.request(method, path.replace("{patient_id}", "999999999"),
+        missing = await client.request(method, path.replace("{patient_id}", "999999999").replace("{hospital_id}", "1"),
                                        json=ITEM_BODIES[(method, path)], headers=auth(token_b))
         assert missing.status_code == 404 and missing.json()["detail"] == r.json()["detail"]
     r = await client.get(f"{BASE}/{patient_id}", headers=auth(token_a))

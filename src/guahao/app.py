@@ -13,6 +13,7 @@ from guahao.booking.gate import SoldOutGate
 from guahao.booking.router import router as booking_router
 from guahao.booking.staff_router import router as booking_staff_router
 from guahao.booking.window_router import router as booking_window_router
+from guahao.catalog.notice_router import router as catalog_notice_router
 from guahao.catalog.router import router as catalog_router
 from guahao.catalog.staff_router import router as catalog_staff_router
 from guahao.config import Settings, get_settings
@@ -52,7 +53,7 @@ from guahao.web import install as install_web
 ROUTERS = (booking_router, ops_router, accounts_router, catalog_router, catalog_staff_router, scheduling_router,
            patients_router, staff_router, staff_account_router, staff_rules_router, booking_window_router,
            booking_staff_router, payments_router, payments_staff_router, reports_router, jobs_router,
-           his_admin_router, his_drift_router, maintenance_router)
+           his_admin_router, his_drift_router, maintenance_router, catalog_notice_router)
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:

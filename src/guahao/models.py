@@ -1,15 +1,16 @@
 """Every table, imported in one place so metadata (and Alembic) sees all of them."""
+import guahao.catalog.notices
 import guahao.his.models
 import guahao.his.records
 import guahao.notifications.models
 import guahao.payments.models  # noqa: F401
 from guahao.accounts.models import Account, AuthSession, Consent, SmsCode  # noqa: F401
-from guahao.booking.models import Booking, BookingEvent, Restriction  # noqa: F401
+from guahao.booking.models import Booking, BookingEvent, BookingReason, Restriction  # noqa: F401
 from guahao.catalog.models import Department, Doctor, FeeRule, Hospital, HospitalRules  # noqa: F401
 from guahao.core.audit import AuditEntry  # noqa: F401
 from guahao.core.db import Base  # noqa: F401
 from guahao.core.idempotency import IdempotencyKey  # noqa: F401
 from guahao.outbox.models import OutboxMessage  # noqa: F401
-from guahao.patients.models import Patient, Person  # noqa: F401
+from guahao.patients.models import Patient, Person, VisitCard  # noqa: F401
 from guahao.scheduling.models import Schedule, ScheduleTemplate, Slot, SlotPosition  # noqa: F401
 from guahao.staff.models import StaffLoginThrottle, StaffUser  # noqa: F401

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guahao.core.crypto import Encrypted, encrypted_rows
@@ -17,6 +17,9 @@ class Account(IdMixin, Base):
     phone: Mapped[str] = mapped_column(Encrypted("accounts.phone"))  # E.164, encrypted
     phone_hash: Mapped[str] = mapped_column(String(64), unique=True)
     locale: Mapped[str] = mapped_column(String(10), default="zh-CN")
+    # whether the holder chose `locale` (the web's switch, PATCH /me): only a choice outranks
+    # the browser's Accept-Language on the pages; the default zh-CN is no choice
+    locale_chosen: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # random, set when the object is built: binds the encrypted phone to this row (core/crypto)

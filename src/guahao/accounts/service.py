@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 
 import phonenumbers
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -199,6 +199,7 @@ async def do_set_locale(session: AsyncSession, account_id: int, locale: str) -> 
     account = await session.get(Account, account_id)
     assert account is not None
     account.locale = locale
+    account.locale_chosen = True
     await session.flush()
     return account
 
@@ -249,12 +250,17 @@ async def resolve_session(session: AsyncSession, token: str, *, now: dt.datetime
 
 
 def _token_statements():
-    t, k = AuthSession.__table__, IdempotencyKey.__table__
+    # The account's saved language (`locale`) comes with the session in the same statement:
+    # pages and API messages use it, and asking for it costs no second round trip.
+    t, k, a = AuthSession.__table__, IdempotencyKey.__table__, Account.__table__
     live = (t.c.token_hash == bindparam("token_hash"), t.c.revoked_at.is_(None), t.c.expires_at > bindparam("now"))
-    plain = select(t.c.id, t.c.account_id, t.c.staff_id).where(*live)
-    with_key = (select(t.c.id, t.c.account_id, t.c.staff_id, k.c.status_code, k.c.request_hash, k.c.response,
-                       k.c.replay_until)
-                .outerjoin(k, (k.c.account_id == t.c.account_id) & (k.c.key == bindparam("key")))
+    chosen = case((a.c.locale_chosen, a.c.locale), else_=None).label("locale")  # NULL: never chosen
+    plain = (select(t.c.id, t.c.account_id, t.c.staff_id, chosen)
+             .select_from(t.outerjoin(a, a.c.id == t.c.account_id)).where(*live))
+    with_key = (select(t.c.id, t.c.account_id, t.c.staff_id, chosen, k.c.status_code, k.c.request_hash,
+                       k.c.response, k.c.replay_until)
+                .select_from(t.outerjoin(a, a.c.id == t.c.account_id)
+                             .outerjoin(k, (k.c.account_id == t.c.account_id) & (k.c.key == bindparam("key"))))
                 .where(*live))
     return plain, with_key
 
@@ -267,7 +273,8 @@ async def resolve_token(conn: AsyncConnection, token: str, *, now: dt.datetime,
                         idempotency_key: str | None = None):
     """resolve_session for the hot path: one Core SELECT on a plain connection.
 
-    Returns a row with id, account_id, staff_id, or None. With `idempotency_key`, the same
+    Returns a row with id, account_id, staff_id, locale (the language the account holder
+    chose; NULL when never chosen, and for staff), or None. With `idempotency_key`, the same
     statement also reads the account's stored answer for that key (status_code,
     request_hash, response, replay_until; NULL when none), so a write request pays one round trip for
     authentication and replay detection together."""

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.booking import errors, lifecycle, notices, records_step, restrictions
+from guahao.booking import errors, lifecycle, notices, reasons, records_step, restrictions
 from guahao.booking.context import SlotContext, load_slot_context
 from guahao.booking.lifecycle import Actor
 from guahao.booking.models import ACTIVE_STATES, I3_INDEX, Booking
@@ -104,8 +104,9 @@ async def lock_person(session: AsyncSession, person_id: int, *, hospital_id: int
 
 async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, slot_id: int,
                   now: dt.datetime, with_context: bool = False, records: MedicalRecords | None = None,
-                  record_looked_up: bool = False):
-    """Take a hold (锁号) on `slot_id` for one of the account's patients.
+                  record_looked_up: bool = False, visit_reason: str | None = None, health_consent: bool = False):
+    """Take a hold (锁号) on `slot_id` for one of the account's patients, with the patient's
+    optional 病情描述 (`visit_reason`, booking/reasons.py: needs the health-data consent).
 
     Locks in the order schedule (shared) → person → seat: the schedule's status is read under
     its share lock so a 停诊 cannot interleave (it takes the row exclusively); the person lock
@@ -122,11 +123,14 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
     if ctx.rules.verification_required and patient.verification != "verified":
         raise errors.PatientNotVerified()
     check_department(ctx, patient.birth_date, patient.sex)
+    visit_reason = reasons.normalise(visit_reason)
+    if visit_reason is not None:  # a hold without one asks nothing more of the database
+        await reasons.check_consent(session, account_id, given_now=health_consent)
     # 建档: read from the record cache; a miss the HIS must answer ends this transaction with
     # RecordLookupNeeded, and the caller asks the HIS outside it, then holds again
     his_patient_id = await records_step.cached_record(
         session, records, record_requirement=ctx.rules.record_requirement, person_id=patient.person_id,
-        hospital_id=ctx.hospital_id, looked_up=record_looked_up)
+        hospital_id=ctx.hospital_id, looked_up=record_looked_up, patient_id=patient.id)
     until = await lock_person(session, patient.person_id, hospital_id=ctx.hospital_id, now=now)
     if until is not None:
         raise errors.Restricted(until=ctx.iso(until), until_local=ctx.local(until))
@@ -170,6 +174,9 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
             raise errors.DuplicateBooking() from exc
         raise
     lifecycle.record_creation(session, booking, actor=Actor("account", account_id), now=now)
+    if visit_reason is not None:
+        await reasons.attach(session, booking_id=booking.id, hospital_id=ctx.hospital_id, account_id=account_id,
+                             text=visit_reason, consent_given_now=health_consent, now=now)
 
     claimed = await seats.claim(session, slot_id=ctx.slot_id, booking_id=booking.id, hold_until=hold_until, now=now)
     if claimed is None:

@@ -58,6 +58,13 @@ class RecordRequired(GuahaoError):
     en = "This hospital requires an existing medical record; please register at the hospital first."
 
 
+class VisitCardRequired(RecordRequired):
+    """`record_required` at a hospital without a HIS connection: its card number is the evidence."""
+    zh = "该医院要求就诊人已在医院建档:请在就诊人页面填写该院的就诊卡号,或先到医院办理就诊卡。"
+    en = ("This hospital requires an existing medical record: add its visit card number on the patient's page, "
+          "or register at the hospital first.")
+
+
 class HisUnavailable(GuahaoError):
     """The hospital's own system (HIS) did not answer: nothing was booked."""
     code, status = "his_unavailable", 503

@@ -97,7 +97,8 @@ async def hold_once(request: Request, db, clock, account_id: int, key: str, req_
             async def work(session) -> Any:
                 booking, ctx, patient = await actions.do_hold(
                     session, account_id=account_id, patient_id=body.patient_id, slot_id=body.slot_id, now=now,
-                    with_context=True, records=records, record_looked_up=record_looked_up)
+                    with_context=True, records=records, record_looked_up=record_looked_up,
+                    visit_reason=body.visit_reason, health_consent=body.health_consent)
                 if booking.his_state == "pending":
                     if his is None:  # a process without the HIS port cannot take realtime holds
                         raise errors.HisUnavailable()

@@ -14,6 +14,7 @@ import datetime as dt
 from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from guahao.core.crypto import Encrypted, encrypted_rows
 from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
 
 STATES = ("held", "confirmed", "checked_in", "completed", "cancelled", "expired", "revoked", "no_show")
@@ -122,3 +123,22 @@ class Restriction(IdMixin, Base):
     lifted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     lifted_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("staff_users.id"))
     lift_reason: Mapped[str | None] = mapped_column(String(400))
+
+
+@encrypted_rows
+class BookingReason(IdMixin, Base):
+    """病情描述: the patient's reason for the visit, in their words. Health data (PIPL
+    sensitive personal information): encrypted like an ID number, written only with the
+    account's health-data consent, read by the patient and by that booking's hospital alone
+    (the staff read is audited). A table of its own, not a column of `bookings`: the hot row
+    of every hold stays narrow, and a hold without a description writes nothing here."""
+
+    __tablename__ = "booking_reasons"
+
+    booking_id: Mapped[int] = mapped_column(BigId, ForeignKey("bookings.id", ondelete="CASCADE"), unique=True)
+    hospital_id: Mapped[int] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="CASCADE"))
+    text: Mapped[str] = mapped_column(Encrypted("booking_reasons.text", length=2048))
+    consent_version: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # random, set when the object is built: binds the encrypted column to this row (core/crypto)
+    row_key: Mapped[str] = mapped_column(String(32), unique=True)

@@ -35,6 +35,7 @@ from guahao.booking import errors
 from guahao.booking.context import load_slot_context
 from guahao.core.db import Database
 from guahao.core.errors import GuahaoError
+from guahao.patients import cards as patients_cards
 from guahao.patients import service as patients_service
 
 EXISTING = "existing_record_required"
@@ -54,6 +55,9 @@ class MedicalRecords(Protocol):
 
     async def cached(self, session: AsyncSession, *, person_id: int, hospital_id: int) -> str | None:
         """The cached hospital patient id, or None."""
+
+    async def connected(self, session: AsyncSession, *, hospital_id: int) -> bool:
+        """Whether the hospital has a HIS connection to ask at all."""
 
     async def look_up(self, db: Database, *, hospital_id: int, person_id: int, id_type: str, id_number: str,
                       name: str, create: bool, now: dt.datetime) -> str | None:
@@ -118,18 +122,36 @@ class RecordLookupNeeded(Exception):
 
 
 async def cached_record(session: AsyncSession, records: MedicalRecords | None, *, record_requirement: str,
-                        person_id: int, hospital_id: int, looked_up: bool = False) -> str | None:
+                        person_id: int, hospital_id: int, looked_up: bool = False,
+                        patient_id: int | None = None) -> str | None:
     """Inside the hold transaction: the hospital patient id the booking carries, from the
     cache. A miss before the HIS was asked raises `RecordLookupNeeded`; after it was asked
     (`looked_up`), or without the port, `existing_record_required` refuses the hold and
-    `auto_create_in_his` books without a record (the booking then says: register first)."""
+    `auto_create_in_his` books without a record (the booking then says: register first).
+
+    就诊卡号 the patient recorded (patients/cards.py), and what a real integration does with it:
+    - a hospital with no HIS connection has nobody to ask, so the card number it issued is
+      the patient's evidence of a record there: an `existing_record_required` hold goes
+      through without a look-up, and the window checks the card against the patient's ID
+      document at the visit (as it does for walk-ins). Without a card it refuses, naming it.
+    - a hospital with a HIS keeps the look-up by ID number and name: the HIS is the system of
+      record and a typed card number proves nothing (anyone can type one, or a digit wrong),
+      so the card never skips the question nor overrides a "no record" answer; the record
+      the HIS returns carries the hospital's own card number, and that is the one used.
+    Both extra reads happen only on a cache miss at such a hospital, never on a normal hold."""
     if record_requirement not in RECORD_AT_HIS:
         return None
-    found = None
     if records is not None:
         found = await records.cached(session, person_id=person_id, hospital_id=hospital_id)
-        if found is None and not looked_up:
-            raise RecordLookupNeeded()
-    if found is None and record_requirement == EXISTING:
+        if found is not None:
+            return found
+    if record_requirement == EXISTING and patient_id is not None and (
+            records is None or not await records.connected(session, hospital_id=hospital_id)):
+        if await patients_cards.has_card(session, patient_id=patient_id, hospital_id=hospital_id):
+            return None
+        raise errors.VisitCardRequired()
+    if records is not None and not looked_up:
+        raise RecordLookupNeeded()
+    if record_requirement == EXISTING:
         raise errors.RecordRequired()
-    return found
+    return None

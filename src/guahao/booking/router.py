@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
-from guahao.booking import actions, hold_flow
+from guahao.booking import actions, hold_flow, reasons
 from guahao.booking.models import Booking, BookingEvent
 from guahao.booking.schemas import (
     BookingCancel,
@@ -73,7 +73,8 @@ async def create_booking(request: Request, body: BookingCreate, caller: CurrentA
     steps are in booking/hold_flow.py (shared with the patient pages)."""
     arrived_at = clock.now()
     account_id, key = caller.principal.account_id, caller.key
-    req_hash = idempotency.request_hash("POST", request.url.path, body.model_dump())
+    # defaults left out: a hold without a visit reason hashes as it always has
+    req_hash = idempotency.request_hash("POST", request.url.path, body.model_dump(exclude_defaults=True))
     stored = await hold_flow.replayed(request, db, clock, idempotency.replay_answer(caller.stored, req_hash, arrived_at),
                                       account_id=account_id, key=key, req_hash=req_hash, arrived_at=arrived_at,
                                       locale=locale)
@@ -111,7 +112,9 @@ async def get_booking(booking_id: int, account: CurrentAccount, db: Db, clock: C
                       locale: Locale) -> BookingRead:
     async with db.read() as session:
         booking = await actions.get_for_account(session, account.account_id, booking_id)
-        return await booking_read(session, booking, clock.now(), locale=locale)
+        read = await booking_read(session, booking, clock.now(), locale=locale)
+        read.visit_reason = await reasons.text_of(session, booking.id)
+        return read
 
 
 @router.get("/{booking_id}/cancel-preview", response_model=CancelPreview)

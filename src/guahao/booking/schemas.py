@@ -12,6 +12,11 @@ from guahao.core import fees
 class BookingCreate(BaseModel):
     slot_id: int = Field(gt=0)
     patient_id: int = Field(gt=0)
+    visit_reason: str | None = Field(default=None, max_length=300,
+                                     description="病情描述 (optional): health information, kept encrypted and shown "
+                                                 "only to you and to the hospital for this booking")
+    health_consent: bool = Field(default=False, description="your separate consent to send the visit reason (PIPL "
+                                                            "sensitive personal information); needed once per account")
 
 
 class BookingCancel(BaseModel):
@@ -58,6 +63,8 @@ class BookingRead(BaseModel):
                                                                 "use_his_visit_no); null until the HIS has confirmed")
     record_notice: str | None = Field(default=None, description="what the patient must do at the hospital before "
                                                                 "the visit (register: 建档), in the caller's language")
+    visit_reason: str | None = Field(default=None, description="病情描述, only on the read of this one booking (never "
+                                                               "in lists or in the hold's answer)")
 
 
 class BookingPage(BaseModel):

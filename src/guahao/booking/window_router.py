@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from guahao.booking import suspensions, window_actions
+from guahao.booking import hospital_actions, reasons, suspensions, window_actions
 from guahao.booking.lifecycle import Actor
 from guahao.booking.schemas import (
     BookingRead,
@@ -52,6 +52,23 @@ async def window_search(hospital_id: int, body: WindowSearch, staff: CurrentStaf
             session, hospital_id=hospital_id, today=now.astimezone(zone).date(), code=body.code,
             id_number=body.id_number, phone=body.phone, visit_date=body.visit_date)
         return [await booking_read(session, b, now) for b in found]
+
+
+@router.get("/bookings/{booking_id}", response_model=BookingRead)
+async def read_booking(booking_id: int, response: Response, staff: CurrentStaff, db: Db,
+                       clock: ClockDep) -> BookingRead:
+    """One booking of the hospital, with the patient's 病情描述 when there is one (lists and
+    searches never carry it). Reading a description is audited; the platform operator sees
+    the booking without it."""
+    staff.require(*WINDOW)
+    now = clock.now()
+    async with db.begin() as session:  # a write: the audit row of the read
+        booking = await hospital_actions.find_for_hospital(session, hospital_id=_scope(staff), booking_id=booking_id)
+        read = await booking_read(session, booking, now)
+        read.visit_reason = await reasons.do_read_for_staff(session, booking.id, hospital_id=_scope(staff),
+                                                            staff_id=staff.staff_id, now=now)
+    response.headers["Cache-Control"] = "no-store"
+    return read
 
 
 @router.post("/bookings/{booking_id}/reveal", response_model=RevealRead)

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from guahao.core.clock import Clock
 from guahao.core.db import Database
 from guahao.core.errors import Forbidden, NotFound, Unauthenticated
-from guahao.core.i18n import negotiate
+from guahao.core.i18n import request_language
 from guahao.core.ratelimit import RateLimiter
 
 SESSION_COOKIE = "guahao_session"
@@ -38,8 +38,26 @@ async def get_limiter(request: Request) -> RateLimiter:
     return request.app.state.limiter
 
 
+ACCOUNT_LOCALE = "account_locale"  # request.state attribute: the caller's saved language
+
+
 async def request_locale(request: Request) -> str:
-    return negotiate(request.headers.get("accept-language"))
+    """core.i18n.request_language: Accept-Language when sent, else the account's saved
+    language. The saved language arrives with the session look-up (`_resolve_account` keeps
+    it on request.state); a route that names its `Locale` before its account, called with a
+    token and no Accept-Language, pays one look-up of its own here."""
+    if request.headers.get("accept-language"):
+        return request_language(request.headers, None)
+    if not hasattr(request.state, ACCOUNT_LOCALE):
+        token = bearer_or_cookie(request)
+        saved = None
+        if token:
+            state = request.app.state
+            async with state.db.peek() as conn:
+                auth = await state.authenticator.resolve_token(conn, token, now=state.clock.now())
+            saved = getattr(auth, "locale", None) if auth is not None else None
+        setattr(request.state, ACCOUNT_LOCALE, saved)
+    return request_language(request.headers, getattr(request.state, ACCOUNT_LOCALE))
 
 
 Db = Annotated[Database, Depends(get_database)]
@@ -107,6 +125,7 @@ async def _resolve_account(request: Request, db: Database, clock: Clock, idempot
                                                            idempotency_key=idempotency_key)
     if auth is None or auth.account_id is None:
         raise Unauthenticated()
+    setattr(request.state, ACCOUNT_LOCALE, getattr(auth, "locale", None))
     return auth
 
 

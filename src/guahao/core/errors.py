@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from guahao.core.i18n import negotiate
+from guahao.core.i18n import request_language
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -45,7 +45,7 @@ class NotFound(GuahaoError):
         "hospital": "医院", "department": "科室", "doctor": "医生", "schedule": "排班",
         "slot": "号源", "patient": "就诊人", "booking": "挂号单", "staff": "员工账号",
         "page": "页面", "template": "排班模板", "account": "账号", "restriction": "限制记录",
-        "resource": "资源",
+        "resource": "资源", "visit_card": "就诊卡", "notice": "公告",
     }
 
     def __init__(self, what: str = "resource", **params: Any) -> None:
@@ -98,10 +98,16 @@ def problem(request: Request, status: int, code: str, detail: str, **extra: Any)
         "instance": request.url.path,
         **extra,
     }
-    headers = {"Content-Language": negotiate(request.headers.get("accept-language"))}
+    headers = {"Content-Language": _locale(request)}
     if "retry_after" in extra:  # rate limits and lockouts
         headers["Retry-After"] = str(extra["retry_after"])
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _locale(request: Request) -> str:
+    """The caller's language (core.i18n.request_language), with the account's saved one when
+    authentication already ran for this request (core.deps keeps it on request.state)."""
+    return request_language(request.headers, getattr(request.state, "account_locale", None))
 
 
 _HTTP_CODES = {401: Unauthenticated, 403: Forbidden, 404: NotFound}
@@ -153,13 +159,13 @@ def database_unavailable(exc: BaseException) -> bool:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(GuahaoError)
     async def _domain(request: Request, exc: GuahaoError):
-        locale = negotiate(request.headers.get("accept-language"))
+        locale = _locale(request)
         extra = {k: v for k, v in exc.params.items() if isinstance(v, (str, int, float, bool, list))}
         return problem(request, exc.status, exc.code, exc.message(locale), **extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        locale = negotiate(request.headers.get("accept-language"))
+        locale = _locale(request)
         errors = [
             {"loc": [str(p) for p in e.get("loc", ())], "type": e.get("type"), "msg": e.get("msg")}
             for e in exc.errors()
@@ -168,7 +174,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        locale = negotiate(request.headers.get("accept-language"))
+        locale = _locale(request)
         cls = _HTTP_CODES.get(exc.status_code)
         if cls is NotFound:
             err: GuahaoError = NotFound("page")
@@ -182,7 +188,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception):
         import structlog
 
-        locale = negotiate(request.headers.get("accept-language"))
+        locale = _locale(request)
         if database_unavailable(exc):
             structlog.get_logger("guahao.errors").warning("database_unavailable", error_type=type(exc).__name__)
             response = problem(request, 503, DatabaseUnavailable.code, DatabaseUnavailable().message(locale))

@@ -34,3 +34,14 @@ def negotiate(accept_language: str | None) -> str:
         if lang == "en":
             return "en"
     return DEFAULT
+
+
+def request_language(headers, saved: str | None) -> str:
+    """The language of an API answer. An explicit Accept-Language wins: an API client that
+    says which language it wants gets it, whatever the account saved (a shared integration
+    may serve users of both languages with one account). Without the header, the account's
+    saved choice (set on the web or PATCH /api/v1/me); then the default, zh-CN."""
+    header = headers.get("accept-language")
+    if header:
+        return negotiate(header)
+    return saved if saved in SUPPORTED else DEFAULT

@@ -61,6 +61,11 @@ async def cached(session: AsyncSession, *, person_id: int, hospital_id: int) -> 
         HisRecord.person_id == person_id, HisRecord.hospital_id == hospital_id))
 
 
+async def connected(session: AsyncSession, *, hospital_id: int) -> bool:
+    """Whether the hospital has a HIS connection (no network: the row only)."""
+    return await connections.get_connection(session, hospital_id) is not None
+
+
 async def get(session: AsyncSession, *, person_id: int, hospital_id: int) -> HisRecord | None:
     return await session.scalar(select(HisRecord).where(
         HisRecord.person_id == person_id, HisRecord.hospital_id == hospital_id))

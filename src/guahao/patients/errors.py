@@ -103,3 +103,9 @@ class HealthConsentRequired(PatientError):
     code, status = "health_consent_required", 422
     zh = "既往病史属于敏感个人信息,需要您单独同意后才能保存;不需要可留空。"
     en = "Medical history is sensitive personal information: it is saved only with your separate consent; or leave it empty."
+
+
+class TooManyVisitCards(PatientError):
+    code, status = "too_many_visit_cards", 409
+    zh = "每位就诊人最多保存{limit}张就诊卡,请先删除不用的卡号。"
+    en = "A patient can keep at most {limit} visit cards; remove one you no longer use first."

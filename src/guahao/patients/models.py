@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, text
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guahao.core.crypto import Encrypted, encrypted_rows
@@ -71,3 +71,21 @@ class Patient(IdMixin, Base):
               sqlite_where=text("relationship = 'self' AND removed_at IS NULL"),
               postgresql_where=text("relationship = 'self' AND removed_at IS NULL")),
     )
+
+
+@encrypted_rows
+class VisitCard(IdMixin, Base):
+    """就诊卡号: the card number one hospital gave this patient, as the patient recorded it.
+    One per patient and hospital; personal data, so encrypted and shown masked."""
+
+    __tablename__ = "patient_visit_cards"
+
+    patient_id: Mapped[int] = mapped_column(BigId, ForeignKey("patients.id", ondelete="CASCADE"))
+    hospital_id: Mapped[int] = mapped_column(BigId, ForeignKey("hospitals.id", ondelete="CASCADE"), index=True)
+    card_number: Mapped[str] = mapped_column(Encrypted("patient_visit_cards.card_number"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # random, set when the object is built: binds the encrypted column to this row (core/crypto)
+    row_key: Mapped[str] = mapped_column(String(32), unique=True)
+
+    __table_args__ = (UniqueConstraint("patient_id", "hospital_id"),)

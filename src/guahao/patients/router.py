@@ -12,12 +12,21 @@ from fastapi import APIRouter, Path, Request, Response, status
 from guahao.core.clock import SHANGHAI as PLATFORM_ZONE  # a patient belongs to no hospital
 from guahao.core.deps import ClockDep, CurrentAccount, Db
 from guahao.core.localtime import localize
-from guahao.patients import service
-from guahao.patients.schemas import PatientCreate, PatientPage, PatientRead, PatientUpdate, VerifyRequest
+from guahao.patients import cards, service
+from guahao.patients.schemas import (
+    PatientCreate,
+    PatientPage,
+    PatientRead,
+    PatientUpdate,
+    VerifyRequest,
+    VisitCardIn,
+    VisitCardRead,
+)
 
 router = APIRouter(prefix="/api/v1/me/patients", tags=["patients"])
 # Bounded so that an absurd id is a validation error, not a BIGINT overflow in the database.
 PatientId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+HospitalId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=PatientRead)
@@ -88,3 +97,34 @@ async def verify_patient(patient_id: PatientId, body: VerifyRequest, request: Re
                                             account_id=account.account_id, patient_id=patient_id,
                                             liveness_token=body.liveness_token)
     return localize(PatientRead.from_patient(patient, today=service.local_today(clock.now())), PLATFORM_ZONE)
+
+
+# --- 就诊卡号 per hospital ------------------------------------------------------------------
+
+@router.get("/{patient_id}/visit-cards", response_model=list[VisitCardRead])
+async def list_visit_cards(patient_id: PatientId, account: CurrentAccount, db: Db) -> list[VisitCardRead]:
+    """The card numbers hospitals gave this patient, masked."""
+    async with db.read() as session:
+        found = await cards.list_cards(session, account.account_id, patient_id)
+    return localize([VisitCardRead(**vars(c)) for c in found], PLATFORM_ZONE)
+
+
+@router.put("/{patient_id}/visit-cards/{hospital_id}", response_model=list[VisitCardRead])
+async def set_visit_card(patient_id: PatientId, hospital_id: HospitalId, body: VisitCardIn, account: CurrentAccount,
+                         db: Db, clock: ClockDep) -> list[VisitCardRead]:
+    """Add or replace this hospital's card number; answers the patient's cards, masked. A
+    hospital that requires an existing record (建档) and has no HIS connection accepts a hold
+    for a patient with its card on file (booking/records_step.py)."""
+    async with db.begin() as session:
+        await cards.do_set_card(session, account_id=account.account_id, patient_id=patient_id,
+                                hospital_id=hospital_id, card_number=body.card_number, now=clock.now())
+    return await list_visit_cards(patient_id, account, db)
+
+
+@router.delete("/{patient_id}/visit-cards/{hospital_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove_visit_card(patient_id: PatientId, hospital_id: HospitalId, account: CurrentAccount,
+                            db: Db) -> Response:
+    async with db.begin() as session:
+        await cards.do_remove_card(session, account_id=account.account_id, patient_id=patient_id,
+                                   hospital_id=hospital_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

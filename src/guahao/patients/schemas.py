@@ -122,3 +122,14 @@ class PatientPage(BaseModel):
     items: list[PatientRead]
     total: int
     max_patients: int = Field(description="How many patients this account may hold")
+
+
+class VisitCardIn(BaseModel):
+    card_number: str = Field(min_length=1, max_length=64, description="就诊卡号 as printed on the hospital's card")
+
+
+class VisitCardRead(BaseModel):
+    hospital_id: int
+    hospital_name: str
+    card_number: str = Field(description="masked (****1234)")
+    updated_at: dt.datetime

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +33,7 @@ from guahao.core.idcard import validate_document
 from guahao.core.ratelimit import RateLimiter
 from guahao.patients import errors
 from guahao.patients.face_check import FaceCheckPort
-from guahao.patients.models import Patient, Person
+from guahao.patients.models import Patient, Person, VisitCard
 from guahao.patients.schemas import PatientCreate, PatientUpdate
 from guahao.patients.validation import (
     age_on,
@@ -340,6 +340,8 @@ async def do_remove_patient(session: AsyncSession, *, account_id: int, patient_i
     if await bookings.patient_has_live_bookings(session, patient.id):
         raise errors.PatientHasBookings()
     patient.removed_at = patient.updated_at = now
+    # the row stays for the bookings; the hospitals' card numbers serve nothing any more
+    await session.execute(delete(VisitCard).where(VisitCard.patient_id == patient.id))
     await session.flush()
     log.info("patient_removed", account_id=account_id, patient_id=patient.id)
 

@@ -99,6 +99,10 @@ async def login(page: PageDep):
             if isinstance(outcome, accounts_service.LoginResult):
                 await accounts_service.do_record_consent(session, outcome.account.id, kind="privacy",
                                                          version=PRIVACY_VERSION, now=now)
+                chosen = page.request.cookies.get(LANG_COOKIE)
+                if chosen in SUPPORTED and chosen != outcome.account.locale:
+                    # switched before logging in: the account keeps that choice
+                    await accounts_service.do_set_locale(session, outcome.account.id, chosen)
         if not isinstance(outcome, accounts_service.LoginResult):
             raise outcome  # a wrong try was committed above and counts against the code
     except GuahaoError as exc:
@@ -134,9 +138,17 @@ async def me(page: PageDep):
 
 @router.get("/settings/lang")
 async def set_language(page: PageDep, to: str = "zh-CN", next: str = "/") -> Response:
-    """A preference, not a state change of any record: a plain link works without JS."""
+    """The language switch, a plain link (works without JS): kept in this browser's cookie
+    and, when logged in, saved on the account (accounts.service.do_set_locale), where other
+    devices, API messages without an Accept-Language and the SMS notices find it. A GET that
+    writes: the worst a forged link can do is switch someone's language, as it could with
+    the cookie alone, so it is not worth a form and a CSRF token on every page's header."""
     if to in SUPPORTED:
         page.set_cookie(LANG_COOKIE, to, max_age=PREFERENCE_MAX_AGE)
+        if page.account is not None:
+            state = page.request.app.state
+            async with state.db.begin() as session:
+                await accounts_service.do_set_locale(session, page.account.account_id, to)
     return redirect(page, safe_next(next))
 
 

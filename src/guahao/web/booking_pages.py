@@ -17,7 +17,9 @@ import segno
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
+from guahao.accounts import service as accounts_service
 from guahao.booking import queries as booking_queries
+from guahao.booking import reasons
 from guahao.booking import router as booking_api
 from guahao.booking.schemas import BookingCancel, BookingCreate
 from guahao.catalog import labels
@@ -42,11 +44,12 @@ def _state(page: Page):
 
 
 async def _confirm_page(page: Page, slot_id: int, *, error: str | None = None, chosen: int | None = None,
-                        status: int = 200):
+                        status: int = 200, visit_reason: str | None = None):
     account = page.need_account()
     db, clock = _state(page)
     async with db.read() as session:
         ctx = await booking_queries.slot_context(session, slot_id)
+        consented = reasons.CONSENT_KIND in await accounts_service.consents_of(session, account.account_id)
     if ctx is None or ctx.pool != "platform":
         raise NotFound("slot")
     patients = await patients_api.list_patients(page.request, account, db, clock)
@@ -54,7 +57,8 @@ async def _confirm_page(page: Page, slot_id: int, *, error: str | None = None, c
     return render(page, "booking/confirm.html", status=status, ctx=ctx, slot_id=slot_id, patients=patients.items,
                   starts_at=ctx.slot_starts_at.astimezone(zone), ends_at=ctx.slot_ends_at.astimezone(zone),
                   cancel_rule=labels.cancel_deadline(ctx.rules.cancel_minutes_before_visit_day, page.locale),
-                  idempotency_key=uuid.uuid4().hex, error=error, chosen=chosen)
+                  idempotency_key=uuid.uuid4().hex, error=error, chosen=chosen, visit_reason=visit_reason,
+                  reason_max=reasons.REASON_MAX, health_consented=consented, consent_version=reasons.CONSENT_VERSION)
 
 
 @router.get("/book/{slot_id}")
@@ -73,8 +77,12 @@ async def hold(page: PageDep, slot_id: SlotId):
         patient_id = int(form.get("patient_id", "0"))
     except ValueError:
         patient_id = 0
+    # 病情描述 goes back into the form on a refusal (the patient's own words, on their own page)
+    visit_reason = (form.get("visit_reason") or "").strip() or None
+    consent = form.get("consent_health") == reasons.CONSENT_VERSION
     if patient_id <= 0:
-        return await _confirm_page(page, slot_id, status=422, error=page._("Choose the patient to book for."))
+        return await _confirm_page(page, slot_id, status=422, error=page._("Choose the patient to book for."),
+                                   visit_reason=visit_reason)
     try:
         key = idempotency.validate_key(form.get("idempotency_key"))
     except GuahaoError as exc:
@@ -87,14 +95,18 @@ async def hold(page: PageDep, slot_id: SlotId):
     caller = KeyedAccount(account, key, stored)
     try:
         await booking_api.hold_budget(request)
-        answer = await booking_api.create_booking(request, BookingCreate(slot_id=slot_id, patient_id=patient_id),
-                                                  caller, db, clock, page.locale, idempotency_key=key)
+        if visit_reason is not None and len(visit_reason) > reasons.REASON_MAX:
+            raise reasons.VisitReasonTooLong(limit=reasons.REASON_MAX)
+        body = BookingCreate(slot_id=slot_id, patient_id=patient_id, visit_reason=visit_reason,
+                             health_consent=consent and visit_reason is not None)
+        answer = await booking_api.create_booking(request, body, caller, db, clock, page.locale, idempotency_key=key)
     except GuahaoError as exc:  # e.g. the key was reused for another patient
         return await _confirm_page(page, slot_id, status=exc.status, error=exc.message(page.locale),
-                                   chosen=patient_id)
+                                   chosen=patient_id, visit_reason=visit_reason)
     payload = json.loads(answer.body)
     if answer.status_code >= 400:
         return await _confirm_page(page, slot_id, status=answer.status_code, chosen=patient_id,
+                                   visit_reason=visit_reason,
                                    error=payload.get("detail") or page._("The request could not be completed."))
     booking_id = payload["id"]
     return redirect(page, f"/bookings/{booking_id}/pay" if payload["state"] == "held" else f"/bookings/{booking_id}")

@@ -11,6 +11,8 @@ import datetime as dt
 from fastapi import APIRouter, Query
 
 from guahao.booking import router as booking_api
+from guahao.catalog import notice_router as notices_api
+from guahao.catalog import notices as hospital_notices
 from guahao.catalog import router as catalog_api
 from guahao.catalog import rules as hospital_rules
 from guahao.catalog import search as catalog_search
@@ -67,7 +69,20 @@ async def home(page: PageDep, q: str = "", city: str | None = Query(None, max_le
         upcoming = [b for b in mine.items if b.state in UPCOMING_STATES and b.ends_at > now]
         upcoming.sort(key=lambda b: b.starts_at)
     return render(page, "catalog/home.html", q=q, results=results, hospitals=hospitals.items, cities=cities,
-                  city=city, near=near, upcoming=upcoming[:3])
+                  city=city, near=near, upcoming=upcoming[:3], pinned=await _pinned(db, hospitals.items, clock.now()))
+
+
+HOME_NOTICES = 3
+
+
+async def _pinned(db, hospitals, now: dt.datetime) -> list[dict]:
+    """Home shows the pinned, active notices of the hospitals it lists (titles only; the
+    hospital page has the text and the dates)."""
+    names = {h.id: h.name for h in hospitals}
+    async with db.read() as session:
+        rows = await hospital_notices.active(session, list(names), now)
+    return [{"hospital_id": n.hospital_id, "hospital": names[n.hospital_id], "title": n.title}
+            for n in rows if n.pinned][:HOME_NOTICES]
 
 
 @router.get("/search")
@@ -89,8 +104,9 @@ async def hospital(page: PageDep, hospital_id: int,
     async with db.read() as session:  # the limits the API's summary leaves out, in plain words
         rules = await hospital_rules.get_rules(session, hospital_id)
         notices = await _suspensions(session, hospital_id, rules.tz, clock.now())
+    board = await notices_api.hospital_notices(hospital_id, db, clock)
     return render(page, "catalog/hospital.html", hospital=detail, tree=tree, limits=rules, level=level,
-                  notices=notices)
+                  notices=notices, board=board)
 
 
 async def _suspensions(session, hospital_id: int, zone, now: dt.datetime) -> list[dict]:

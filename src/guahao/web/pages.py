@@ -56,11 +56,22 @@ def secure_cookies(request: Request) -> bool:
     return request.app.state.settings.env == "production"
 
 
-def locale_of(request: Request) -> str:
+def locale_of(request: Request, saved: str | None = None) -> str:
+    """This browser's switch (the cookie), then the language saved on the logged-in account
+    (chosen on another device), then the browser's Accept-Language. Unlike the API, the
+    browser's header ranks below the account: every browser sends one, nobody chooses it."""
     chosen = request.cookies.get(LANG_COOKIE)
     if chosen in SUPPORTED:
         return chosen
+    if saved in SUPPORTED:
+        return saved
     return negotiate(request.headers.get("accept-language"))
+
+
+def in_wechat(request: Request) -> bool:
+    """WeChat's in-app browser (its user agent says MicroMessenger): it cannot download files,
+    so a page offers what needs one (the .ics) with a hint to open the page in a browser."""
+    return "MicroMessenger" in request.headers.get("user-agent", "")
 
 
 def safe_next(value: str | None, default: str = "/") -> str:
@@ -101,29 +112,31 @@ class Page:
         self.cookies.append((name, value, options))
 
 
-def page_for(request: Request, *, account: AccountPrincipal | None = None) -> Page:
+def page_for(request: Request, *, account: AccountPrincipal | None = None, saved_locale: str | None = None) -> Page:
     nonce = request.cookies.get(CSRF_COOKIE) or ""
     new = len(nonce) < 20
     if new:
         nonce = secrets.token_urlsafe(24)
-    return Page(request=request, locale=locale_of(request), elder=request.cookies.get(ELDER_COOKIE) == "1",
-                csrf_nonce=nonce, new_nonce=new, account=account)
+    return Page(request=request, locale=locale_of(request, saved_locale),
+                elder=request.cookies.get(ELDER_COOKIE) == "1", csrf_nonce=nonce, new_nonce=new, account=account)
 
 
-async def _resolve(request: Request) -> AccountPrincipal | None:
+async def _resolve(request: Request) -> tuple[AccountPrincipal | None, str | None]:
+    """The logged-in account and its saved language (one statement), or (None, None)."""
     token = bearer_or_cookie(request)
     if not token:
-        return None
+        return None, None
     state = request.app.state
     async with state.db.peek() as conn:
         auth = await state.authenticator.resolve_token(conn, token, now=state.clock.now())
     if auth is None or auth.account_id is None:
-        return None
-    return AccountPrincipal(account_id=auth.account_id, session_id=auth.id)
+        return None, None
+    return AccountPrincipal(account_id=auth.account_id, session_id=auth.id), getattr(auth, "locale", None)
 
 
 async def current_page(request: Request) -> Page:
-    return page_for(request, account=await _resolve(request))
+    account, saved = await _resolve(request)
+    return page_for(request, account=account, saved_locale=saved)
 
 
 PageDep = Annotated[Page, Depends(current_page)]
@@ -152,7 +165,8 @@ def _apply_cookies(page: Page, response) -> None:
 def render(page: Page, template: str, *, status: int = 200, **values: Any) -> HTMLResponse:
     context = {"page": page, "_": page._, "locale": page.locale, "elder": page.elder,
                "csrf_field": CSRF_FIELD, "csrf_token": page.csrf_token, "logged_in": page.account is not None,
-               "path": page.request.url.path, "htmx": page.request.headers.get("hx-request") == "true", **values}
+               "path": page.request.url.path, "htmx": page.request.headers.get("hx-request") == "true",
+               "in_wechat": in_wechat(page.request), **values}
     html = env.get_template(template).render(context)
     response = HTMLResponse(html, status_code=status)
     # personal pages must not be kept by shared caches, and the language follows cookie/header
