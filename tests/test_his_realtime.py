@@ -213,7 +213,7 @@ async def test_a_retry_finishes_an_attempt_whose_process_died_while_asking_the_h
                                                                                    monkeypatch):
     w = await realtime_world(client, db, clock, his_sim)
     key, body = uuid.uuid4().hex, BookingCreate(slot_id=w["slot"], patient_id=w["patients"][0])
-    req_hash = idempotency.request_hash("POST", "/api/v1/bookings", body.model_dump())
+    req_hash = idempotency.request_hash("POST", "/api/v1/bookings", body.model_dump(exclude_defaults=True))
 
     async def attempt(session):  # step (a) as hold_flow runs it; the process then "dies"
         booking, ctx, _ = await actions.do_hold(session, account_id=w["account"], patient_id=body.patient_id,
