@@ -137,3 +137,29 @@ async def test_the_confirm_page_sends_it_and_the_booking_page_shows_it(app, db, 
     assert REASON not in (await c.get("/bookings")).text
     again = await c.get(f"/book/{world['slot']}")
     assert 'id="consent_health"' not in again.text  # consented once, not asked again
+
+
+async def test_the_window_page_shows_it_only_on_request_and_audits_it(app, db, clock, client):
+    from tests.staff_web_support import login, make_staff_user, page_client, text_of
+
+    remember_sensitive(REASON)
+    world = await make_world(db, clock)
+    account, token = await make_account(db, clock.now())
+    patient = await make_patient(db, clock.now(), account)
+    held = await _hold(client, token, "k-page-1", slot_id=world["slot"], patient_id=patient, visit_reason=REASON,
+                       health_consent=True)
+    booking_id, hid = held.json()["id"], world["hospital"]
+    desk = await make_staff_user(db, clock.now(), role="front_desk", hospital_id=hid)
+    async with page_client(app) as browser:
+        await login(browser, desk)
+        page = await browser.get(f"/staff/hospitals/{hid}/bookings/{booking_id}")
+        assert page.status_code == 200 and REASON not in page.text and 'id="show-visit-reason"' in page.text
+        shown = await browser.post(f"/staff/hospitals/{hid}/bookings/{booking_id}/visit-reason",
+                                   data={"csrf_token": csrf_of(page.text)})
+        assert shown.status_code == 200 and REASON in text_of(shown.text)
+        assert shown.headers["cache-control"] == "no-store"
+        again = await browser.get(f"/staff/hospitals/{hid}/bookings/{booking_id}")
+        assert REASON not in again.text  # not kept on later pages
+    async with db.read() as s:
+        reads = list(await s.scalars(select(AuditEntry).where(AuditEntry.action == "booking.visit_reason_read")))
+    assert len(reads) == 1 and reads[0].object_id == str(booking_id)

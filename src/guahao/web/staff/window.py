@@ -14,7 +14,7 @@ import re
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from guahao.booking import hospital_actions, views, window_actions
+from guahao.booking import hospital_actions, reasons, views, window_actions
 from guahao.booking.lifecycle import Actor
 from guahao.booking.schemas import RevealRequest, VoidRequest, WalkInCreate, WindowCheckIn
 from guahao.booking.views import booking_read
@@ -115,7 +115,9 @@ async def _detail(page, hospital_id: int, booking_id: int, *, status: int = 200,
     async with state.db.read() as session:
         booking = await hospital_actions.find_for_hospital(session, hospital_id=hospital_id, booking_id=booking_id)
         read = await booking_read(session, booking, now, locale=page.locale)
-    return render(page, "staff/booking.html", status=status, hospital_id=hospital_id, b=read, **values)
+        has_reason = await reasons.text_of(session, booking.id) is not None  # not shown: only whether
+    return render(page, "staff/booking.html", status=status, hospital_id=hospital_id, b=read, has_reason=has_reason,
+                  **values)
 
 
 DONE = {"checked_in": _("Checked in."), "completed": _("Marked as completed."),
@@ -128,6 +130,20 @@ async def booking(page: StaffPageDep, hospital_id: int, booking_id: int, done: s
     page.need(*WINDOW, hospital_id=hospital_id)
     notice = page._(DONE[done]) if done in DONE else None
     return await _detail(page, hospital_id, booking_id, notice=notice)
+
+
+@router.post("/bookings/{booking_id}/visit-reason")
+async def visit_reason(page: StaffPageDep, hospital_id: int, booking_id: int):
+    """The patient's 病情描述 for this booking, read on purpose and audited (booking/reasons.py,
+    as GET /api/v1/staff/bookings/{id}); the platform operator gets nothing."""
+    staff = page.need(*WINDOW, hospital_id=hospital_id)
+    await form_of(page)
+    state = page.request.app.state
+    async with state.db.begin() as session:
+        await hospital_actions.find_for_hospital(session, hospital_id=hospital_id, booking_id=booking_id)
+        text = await reasons.do_read_for_staff(session, booking_id, hospital_id=None if staff.is_operator
+                                               else hospital_id, staff_id=staff.staff_id, now=state.clock.now())
+    return await _detail(page, hospital_id, booking_id, visit_reason=text)
 
 
 @router.post("/bookings/{booking_id}/reveal")
