@@ -69,3 +69,11 @@ def test_the_document_declares_sessions_keys_and_problems(app):
             for status, answer in operation["responses"].items():
                 if status == "default" or status[0] in "45":
                     assert list(answer["content"]) == ["application/problem+json"], (method, path, status)
+
+
+def test_every_operation_says_what_it_does(app):
+    """A description on every operation (the route's docstring): the document is the API's manual."""
+    document = app.openapi()
+    bare = [f"{m.upper()} {p}" for p, ops in document["paths"].items() for m, op in ops.items()
+            if not op.get("description", "").strip()]
+    assert bare == []

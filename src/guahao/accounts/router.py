@@ -83,6 +83,7 @@ async def logout(principal: CurrentAccount, request: Request, db: Db, clock: Clo
 
 @router.get("/me", response_model=AccountRead)
 async def read_me(principal: CurrentAccount, db: Db) -> AccountRead:
+    """The logged-in account: its masked phone number, language and consents."""
     async with db.read() as session:
         account = await accounts_service.get(session, principal.account_id)
     if account is None:
@@ -92,6 +93,7 @@ async def read_me(principal: CurrentAccount, db: Db) -> AccountRead:
 
 @router.patch("/me", response_model=AccountRead)
 async def update_me(body: AccountUpdate, principal: CurrentAccount, db: Db) -> AccountRead:
+    """Change the account's own settings: the language its pages, messages and SMS use."""
     async with db.begin() as session:
         account = await accounts_service.do_set_locale(session, principal.account_id, body.locale)
         result = _account_read(account)

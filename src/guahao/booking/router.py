@@ -92,6 +92,7 @@ async def list_bookings(account: CurrentAccount, db: Db, clock: ClockDep, locale
                         state: Annotated[str | None, Query(max_length=20)] = None,
                         limit: Annotated[int, Query(ge=1, le=100)] = 20,
                         offset: Annotated[int, Query(ge=0)] = 0) -> BookingPage:
+    """Your bookings, newest first, optionally of one state (`held` lists only holds still running)."""
     now = clock.now()
     query = select(Booking).where(Booking.account_id == account.account_id)
     if state == "expired":  # includes holds that lapsed but were not swept yet
@@ -110,6 +111,8 @@ async def list_bookings(account: CurrentAccount, db: Db, clock: ClockDep, locale
 @router.get("/{booking_id}", response_model=BookingRead)
 async def get_booking(booking_id: int, account: CurrentAccount, db: Db, clock: ClockDep,
                       locale: Locale) -> BookingRead:
+    """One of your bookings with what you may do now, its fees and, if you wrote one, your reason for
+    visit."""
     async with db.read() as session:
         booking = await actions.get_for_account(session, account.account_id, booking_id)
         read = await booking_read(session, booking, clock.now(), locale=locale)
@@ -130,6 +133,7 @@ async def preview_cancellation(booking_id: int, account: CurrentAccount, db: Db,
 
 @router.get("/{booking_id}/events", response_model=list[BookingEventRead])
 async def booking_events(booking_id: int, account: CurrentAccount, db: Db) -> list[BookingEventRead]:
+    """The booking's history: every state change, who made it (you, the hospital, the system) and when."""
     async with db.read() as session:
         booking = await actions.get_for_account(session, account.account_id, booking_id)
         rows = await session.scalars(select(BookingEvent).where(BookingEvent.booking_id == booking_id)
@@ -142,6 +146,8 @@ async def booking_events(booking_id: int, account: CurrentAccount, db: Db) -> li
 @router.post("/{booking_id}/cancel", response_model=BookingRead)
 async def cancel_booking(request: Request, booking_id: int, account: CurrentAccount, db: Db, clock: ClockDep,
                          locale: Locale, body: BookingCancel | None = None) -> BookingRead:
+    """Cancel your booking before the hospital's deadline; a paid fee is refunded. Late cancellations may
+    count toward the hospital's restriction (see cancel-preview)."""
     now = clock.now()
     async with db.begin() as session:
         booking = await actions.do_cancel(session, account_id=account.account_id, booking_id=booking_id, now=now,

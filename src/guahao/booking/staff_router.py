@@ -38,6 +38,8 @@ async def search_bookings(hospital_id: int, staff: CurrentStaff, db: Db, clock: 
                           state: Annotated[str | None, Query(max_length=20)] = None,
                           code: Annotated[str | None, Query(pattern=r"^\d{8}$")] = None,
                           limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[BookingRead]:
+    """The hospital's bookings of a visit day, doctor, state or booking code, patients masked
+    (any staff role of the hospital)."""
     staff.require(*HOSPITAL_ROLES)
     staff.ensure_hospital(hospital_id)
     query = select(Booking).where(Booking.hospital_id == hospital_id)
@@ -72,6 +74,7 @@ async def roster(hospital_id: int, date: dt.date, staff: CurrentStaff, db: Db, d
 @router.post("/hospitals/{hospital_id}/check-in", response_model=BookingRead)
 async def check_in_by_code(hospital_id: int, body: CheckInByCode, staff: CurrentStaff, db: Db,
                            clock: ClockDep) -> BookingRead:
+    """Check a patient in by booking code at the window (front desk, admin)."""
     staff.require("front_desk", "hospital_admin")
     staff.ensure_hospital(hospital_id)
     now = clock.now()
@@ -102,6 +105,7 @@ async def booking_action(booking_id: int, action: str, staff: CurrentStaff, db: 
 @router.get("/hospitals/{hospital_id}/restrictions", response_model=list[RestrictionRead])
 async def list_restrictions(hospital_id: int, staff: CurrentStaff, db: Db, clock: ClockDep,
                             active: bool = True) -> list[RestrictionRead]:
+    """Who is barred from booking online at this hospital (黑名单), with masked name and ID number."""
     staff.require("hospital_admin", "front_desk")
     staff.ensure_hospital(hospital_id)
     async with db.read() as session:
@@ -114,6 +118,7 @@ async def list_restrictions(hospital_id: int, staff: CurrentStaff, db: Db, clock
 @router.post("/restrictions/{restriction_id}/lift", response_model=RestrictionRead)
 async def lift_restriction(restriction_id: int, body: LiftRequest, staff: CurrentStaff, db: Db,
                            clock: ClockDep) -> RestrictionRead:
+    """Lift a restriction early with a reason (hospital admin); audited."""
     staff.require("hospital_admin")
     async with db.begin() as session:
         r = await restrictions.do_lift(session, restriction_id=restriction_id, staff_id=staff.staff_id,

@@ -80,6 +80,7 @@ async def _audit(session, staff: StaffPrincipal, now: dt.datetime, action: str, 
              status_code=status.HTTP_201_CREATED)
 async def publish_notice(hospital_id: HospitalId, data: NoticeCreate, staff: CurrentStaff, db: Db,
                          clock: ClockDep) -> NoticeRead:
+    """Publish a notice on the hospital's page (operator, that hospital's admin); audited."""
     staff.require(ADMIN)
     staff.ensure_hospital(hospital_id)
     now = clock.now()
@@ -109,6 +110,7 @@ async def staff_notices(hospital_id: HospitalId, staff: CurrentStaff, db: Db, cl
 @router.patch("/api/v1/staff/notices/{notice_id}", response_model=NoticeRead)
 async def update_notice(notice_id: NoticeId, data: NoticeUpdate, staff: CurrentStaff, db: Db,
                         clock: ClockDep) -> NoticeRead:
+    """Change a notice's text, validity or pinning; audited."""
     staff.require(ADMIN)
     now = clock.now()
     async with db.begin() as session:
@@ -133,6 +135,7 @@ async def update_notice(notice_id: NoticeId, data: NoticeUpdate, staff: CurrentS
 
 @router.delete("/api/v1/staff/notices/{notice_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def remove_notice(notice_id: NoticeId, staff: CurrentStaff, db: Db, clock: ClockDep) -> Response:
+    """Take a notice down; audited."""
     staff.require(ADMIN)
     now = clock.now()
     async with db.begin() as session:

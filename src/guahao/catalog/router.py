@@ -61,6 +61,7 @@ async def list_hospitals(
     radius_km: float | None = Query(None, gt=0, le=20000, description="only hospitals this close to the point"),
     limit: int = Query(20, ge=1, le=100), offset: int = Query(0, ge=0),
 ) -> HospitalPage:
+    """Active hospitals, filtered by city, district or level, or nearest first around a point."""
     point = _point(near, lat, lng)
     if radius_km is not None and point is None:
         raise InvalidRequest(field="radius_km")
@@ -74,6 +75,7 @@ async def list_hospitals(
 
 @router.get("/api/v1/hospitals/{hospital_id}", response_model=HospitalDetail)
 async def get_hospital(hospital_id: int, db: Db, locale: Locale) -> HospitalDetail:
+    """A hospital: level, address, booking rules in plain words, entrance mode and 建档 requirement."""
     async with db.read() as session:
         hospital = await service.get_hospital_or_raise(session, hospital_id)
         rules = await hospital_rules.get_rules(session, hospital_id)  # the defaults when never edited
@@ -82,6 +84,7 @@ async def get_hospital(hospital_id: int, db: Db, locale: Locale) -> HospitalDeta
 
 @router.get("/api/v1/hospitals/{hospital_id}/departments", response_model=list[DepartmentNode])
 async def department_tree(hospital_id: int, db: Db) -> list[DepartmentNode]:
+    """The hospital's departments as a tree, with age and sex restrictions and locations."""
     async with db.read() as session:
         await service.get_hospital_or_raise(session, hospital_id)
         departments = await service.list_departments(session, hospital_id)
@@ -90,6 +93,7 @@ async def department_tree(hospital_id: int, db: Db) -> list[DepartmentNode]:
 
 @router.get("/api/v1/departments/{department_id}", response_model=DepartmentRead)
 async def get_department(department_id: int, db: Db, locale: Locale) -> DepartmentRead:
+    """One department: its place in the tree, location and restrictions."""
     async with db.read() as session:
         department = await service.get_department_or_raise(session, department_id)
         hospital = await service.get_hospital_or_raise(session, department.hospital_id)
@@ -101,6 +105,7 @@ async def get_department(department_id: int, db: Db, locale: Locale) -> Departme
 
 @router.get("/api/v1/departments/{department_id}/doctors", response_model=list[DoctorRead])
 async def department_doctors(department_id: int, db: Db, locale: Locale) -> list[DoctorRead]:
+    """The doctors of a department with title, specialty and registration level."""
     async with db.read() as session:
         department = await service.get_department_or_raise(session, department_id)
         hospital = await service.get_hospital_or_raise(session, department.hospital_id)
@@ -113,6 +118,7 @@ async def department_doctors(department_id: int, db: Db, locale: Locale) -> list
 
 @router.get("/api/v1/doctors/{doctor_id}", response_model=DoctorDetail)
 async def get_doctor(doctor_id: int, db: Db, locale: Locale) -> DoctorDetail:
+    """A doctor: title, specialty, introduction and fees (挂号费 and 诊查费)."""
     async with db.read() as session:
         doctor = await service.get_doctor_or_raise(session, doctor_id)
         hospital = await service.get_hospital_or_raise(session, doctor.hospital_id)

@@ -42,6 +42,7 @@ def _scope(staff: StaffPrincipal) -> int | None:
 @router.post("/hospitals", response_model=HospitalStaffRead, status_code=status.HTTP_201_CREATED)
 async def create_hospital(data: HospitalCreate, staff: CurrentStaff, db: Db, clock: ClockDep,
                           locale: Locale) -> HospitalStaffRead:
+    """Onboard a hospital (platform operator): profile, level, location, time zone, entrance; audited."""
     staff.require(OPERATOR)
     async with db.begin() as session:
         hospital = await staff_actions.do_create_hospital(session, data, staff_id=staff.staff_id, now=clock.now())
@@ -50,6 +51,7 @@ async def create_hospital(data: HospitalCreate, staff: CurrentStaff, db: Db, clo
 
 @router.get("/hospitals/{hospital_id}", response_model=HospitalStaffRead)
 async def get_hospital(hospital_id: int, staff: CurrentStaff, db: Db, locale: Locale) -> HospitalStaffRead:
+    """A hospital's profile and settings as its staff and the operator see them."""
     staff.ensure_hospital(hospital_id)
     async with db.read() as session:
         hospital = await service.get_hospital_or_raise(session, hospital_id, include_inactive=True)
@@ -88,6 +90,7 @@ async def _department_read(session, department: Department, locale: str) -> Depa
              status_code=status.HTTP_201_CREATED)
 async def create_department(hospital_id: int, data: DepartmentCreate, staff: CurrentStaff, db: Db,
                             clock: ClockDep, locale: Locale) -> DepartmentRead:
+    """Add a department (hospital admin): name, parent, location, age and sex limits; audited."""
     staff.require(ADMIN)
     staff.ensure_hospital(hospital_id)
     async with db.begin() as session:
@@ -100,6 +103,7 @@ async def create_department(hospital_id: int, data: DepartmentCreate, staff: Cur
 @router.patch("/departments/{department_id}", response_model=DepartmentRead)
 async def update_department(department_id: int, data: DepartmentUpdate, staff: CurrentStaff, db: Db,
                             clock: ClockDep, locale: Locale) -> DepartmentRead:
+    """Change a department; audited."""
     staff.require(ADMIN)
     async with db.begin() as session:
         department = await staff_actions.do_update_department(session, department_id, data, scope=_scope(staff),
@@ -121,6 +125,8 @@ async def _doctor_detail(session, doctor: Doctor, locale: str) -> DoctorDetail:
 @router.post("/hospitals/{hospital_id}/doctors", response_model=DoctorDetail, status_code=status.HTTP_201_CREATED)
 async def create_doctor(hospital_id: int, data: DoctorCreate, staff: CurrentStaff, db: Db, clock: ClockDep,
                         locale: Locale) -> DoctorDetail:
+    """Add a doctor (hospital admin): department, title, registration level, specialty, introduction;
+    audited."""
     staff.require(ADMIN)
     staff.ensure_hospital(hospital_id)
     async with db.begin() as session:
@@ -133,6 +139,7 @@ async def create_doctor(hospital_id: int, data: DoctorCreate, staff: CurrentStaf
 @router.patch("/doctors/{doctor_id}", response_model=DoctorDetail)
 async def update_doctor(doctor_id: int, data: DoctorUpdate, staff: CurrentStaff, db: Db, clock: ClockDep,
                         locale: Locale) -> DoctorDetail:
+    """Change a doctor's profile; audited."""
     staff.require(ADMIN)
     async with db.begin() as session:
         doctor = await staff_actions.do_update_doctor(session, doctor_id, data, scope=_scope(staff),
@@ -145,6 +152,7 @@ async def update_doctor(doctor_id: int, data: DoctorUpdate, staff: CurrentStaff,
 
 @router.get("/hospitals/{hospital_id}/fees", response_model=list[FeeRuleRead])
 async def get_fees(hospital_id: int, staff: CurrentStaff, db: Db, locale: Locale) -> list[FeeRuleRead]:
+    """The hospital's fee table: 挂号费 and 诊查费 by registration level and doctor title."""
     staff.ensure_hospital(hospital_id)
     async with db.read() as session:
         await service.get_hospital_or_raise(session, hospital_id, include_inactive=True)

@@ -36,11 +36,14 @@ async def root(request: Request) -> dict:
 
 @router.get("/healthz")
 async def healthz() -> dict:
+    """Liveness: the process answers (no dependency is checked)."""
     return {"status": "ok"}
 
 
 @router.get("/readyz")
 async def readyz(request: Request, db: Db, clock: ClockDep) -> dict:
+    """Readiness: the database answers and its schema is at the version this process expects; says whether
+    maintenance mode is on."""
     try:
         async with db.read() as session:
             await session.execute(text("SELECT 1"))

@@ -32,6 +32,7 @@ HospitalId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=PatientRead)
 async def add_patient(body: PatientCreate, request: Request, account: CurrentAccount, db: Db,
                       clock: ClockDep) -> PatientRead:
+    """Add a 就诊人 to your account (ID number checked by its check digit; identity verification follows)."""
     now = clock.now()
     max_patients = request.app.state.settings.max_patients_per_account
     async with db.begin() as session:
@@ -42,6 +43,7 @@ async def add_patient(body: PatientCreate, request: Request, account: CurrentAcc
 
 @router.get("", response_model=PatientPage)
 async def list_patients(request: Request, account: CurrentAccount, db: Db, clock: ClockDep) -> PatientPage:
+    """Your 就诊人, masked."""
     async with db.read() as session:
         patients = await service.list_for_account(session, account.account_id)
     today = service.local_today(clock.now())
@@ -52,6 +54,7 @@ async def list_patients(request: Request, account: CurrentAccount, db: Db, clock
 
 @router.get("/{patient_id}", response_model=PatientRead)
 async def get_patient(patient_id: PatientId, account: CurrentAccount, db: Db, clock: ClockDep) -> PatientRead:
+    """One of your 就诊人, masked."""
     async with db.read() as session:
         patient = await service.get_or_raise(session, account.account_id, patient_id)
     return localize(PatientRead.from_patient(patient, today=service.local_today(clock.now())), PLATFORM_ZONE)
@@ -60,6 +63,7 @@ async def get_patient(patient_id: PatientId, account: CurrentAccount, db: Db, cl
 @router.patch("/{patient_id}", response_model=PatientRead)
 async def update_patient(patient_id: PatientId, body: PatientUpdate, account: CurrentAccount, db: Db,
                          clock: ClockDep) -> PatientRead:
+    """Change a 就诊人's contact details and optional fields; sensitive fields need their consent."""
     now = clock.now()
     async with db.begin() as session:
         patient = await service.do_update_patient(session, account_id=account.account_id, patient_id=patient_id,
@@ -70,6 +74,7 @@ async def update_patient(patient_id: PatientId, body: PatientUpdate, account: Cu
 @router.delete("/{patient_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def remove_patient(patient_id: PatientId, request: Request, account: CurrentAccount, db: Db,
                          clock: ClockDep) -> Response:
+    """Remove a 就诊人 with no live bookings (the record stays for past bookings, hidden)."""
     async with db.begin() as session:
         await service.do_remove_patient(session, account_id=account.account_id, patient_id=patient_id,
                                         now=clock.now(), bookings=request.app.state.providers["bookings"])
@@ -124,6 +129,7 @@ async def set_visit_card(patient_id: PatientId, hospital_id: HospitalId, body: V
 @router.delete("/{patient_id}/visit-cards/{hospital_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def remove_visit_card(patient_id: PatientId, hospital_id: HospitalId, account: CurrentAccount,
                             db: Db) -> Response:
+    """Forget the visit card number this 就诊人 has at a hospital."""
     async with db.begin() as session:
         await cards.do_remove_card(session, account_id=account.account_id, patient_id=patient_id,
                                    hospital_id=hospital_id)

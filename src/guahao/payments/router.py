@@ -72,6 +72,7 @@ async def start_payment(request: Request, booking_id: int, account: CurrentAccou
 
 @router.get("/api/v1/bookings/{booking_id}/payments", response_model=list[PaymentRead])
 async def list_payments(booking_id: int, account: CurrentAccount, db: Db) -> list[PaymentRead]:
+    """The payments and refunds of one of your bookings."""
     async with db.read() as session:
         booking = await booking_actions.get_for_account(session, account.account_id, booking_id)
         return localize(await reports.payments_of(session, booking_id),

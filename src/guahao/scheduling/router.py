@@ -54,6 +54,7 @@ async def _hospital_in_scope(db: Db, staff: StaffPrincipal, hospital_id: int) ->
 @router.get("/api/v1/staff/hospitals/{hospital_id}/schedule-templates", response_model=list[TemplateRead])
 async def list_templates(hospital_id: int, staff: CurrentStaff, db: Db, department_id: int | None = None,
                          doctor_id: int | None = None):
+    """The hospital's weekly schedule templates (scheduler, admin)."""
     staff.require(*READERS)
     await _hospital_in_scope(db, staff, hospital_id)
     async with db.read() as session:
@@ -64,6 +65,7 @@ async def list_templates(hospital_id: int, staff: CurrentStaff, db: Db, departme
 @router.post("/api/v1/staff/hospitals/{hospital_id}/schedule-templates", response_model=TemplateRead,
              status_code=201)
 async def create_template(hospital_id: int, body: TemplateCreate, staff: CurrentStaff, db: Db, clock: ClockDep):
+    """Add a weekly template row: doctor or general clinic, weekday, period, capacities per pool."""
     staff.require(*WRITERS)
     staff.ensure_hospital(hospital_id)
     async with db.begin() as session:
@@ -75,6 +77,7 @@ async def create_template(hospital_id: int, body: TemplateCreate, staff: Current
 
 @router.get("/api/v1/staff/schedule-templates/{template_id}", response_model=TemplateRead)
 async def get_template(template_id: int, staff: CurrentStaff, db: Db):
+    """One weekly template row."""
     staff.require(*READERS)
     async with db.read() as session:
         return await templates.get_template_or_raise(session, template_id, hospital_id=_scope(staff))
@@ -82,6 +85,7 @@ async def get_template(template_id: int, staff: CurrentStaff, db: Db):
 
 @router.patch("/api/v1/staff/schedule-templates/{template_id}", response_model=TemplateRead)
 async def update_template(template_id: int, body: TemplateUpdate, staff: CurrentStaff, db: Db, clock: ClockDep):
+    """Change a template row; schedules already generated keep their own values."""
     staff.require(*WRITERS)
     async with db.begin() as session:
         template = await templates.do_update_template(session, template_id, body, now=clock.now(),
@@ -91,6 +95,7 @@ async def update_template(template_id: int, body: TemplateUpdate, staff: Current
 
 @router.delete("/api/v1/staff/schedule-templates/{template_id}", status_code=204)
 async def delete_template(template_id: int, staff: CurrentStaff, db: Db, clock: ClockDep):
+    """Remove a template row; schedules already generated stay."""
     staff.require(*WRITERS)
     async with db.begin() as session:
         await templates.do_delete_template(session, template_id, now=clock.now(), hospital_id=_scope(staff),
@@ -103,6 +108,7 @@ async def delete_template(template_id: int, staff: CurrentStaff, db: Db, clock: 
 @router.post("/api/v1/staff/hospitals/{hospital_id}/schedules/generate", response_model=GenerateResult)
 async def generate_schedules(hospital_id: int, body: GenerateRequest, staff: CurrentStaff, db: Db,
                              clock: ClockDep):
+    """Generate dated schedules from the templates for a date range (drafts, or published at once)."""
     staff.require(*WRITERS)
     staff.ensure_hospital(hospital_id)
     async with db.begin() as session:
@@ -116,6 +122,7 @@ async def list_schedules(hospital_id: int, staff: CurrentStaff, db: Db,
                          from_date: dt.date = Query(alias="from"), to_date: dt.date = Query(alias="to"),
                          department_id: int | None = None, doctor_id: int | None = None,
                          status: Status | None = None):
+    """The hospital's dated schedules in a date range with release instants and seats in use."""
     staff.require(*READERS)
     staff.ensure_hospital(hospital_id)
     if to_date < from_date or (to_date - from_date).days >= MAX_LIST_DAYS:
@@ -130,6 +137,7 @@ async def list_schedules(hospital_id: int, staff: CurrentStaff, db: Db,
 
 @router.get("/api/v1/staff/schedules/{schedule_id}", response_model=ScheduleDetail)
 async def get_schedule(schedule_id: int, staff: CurrentStaff, db: Db):
+    """One schedule with its slots per pool and what is sold."""
     staff.require(*READERS)
     async with db.read() as session:
         return await _detail(session, schedule_id, _scope(staff))
@@ -138,6 +146,7 @@ async def get_schedule(schedule_id: int, staff: CurrentStaff, db: Db):
 @router.patch("/api/v1/staff/schedules/{schedule_id}", response_model=ScheduleDetail)
 async def update_schedule(schedule_id: int, body: ScheduleUpdate, request: Request, staff: CurrentStaff, db: Db,
                           clock: ClockDep):
+    """Change a schedule's times or capacities; a capacity never goes below what is sold."""
     staff.require(*WRITERS)
     async with db.begin() as session:
         await service.do_update_schedule(session, schedule_id, now=clock.now(), hospital_id=_scope(staff),
@@ -150,6 +159,7 @@ async def update_schedule(schedule_id: int, body: ScheduleUpdate, request: Reque
 
 @router.post("/api/v1/staff/schedules/{schedule_id}/publish", response_model=ScheduleDetail)
 async def publish_schedule(schedule_id: int, staff: CurrentStaff, db: Db, clock: ClockDep):
+    """Publish a draft schedule: its numbers are released at its release instant."""
     staff.require(*WRITERS)
     async with db.begin() as session:
         await service.do_publish(session, schedule_id, now=clock.now(), hospital_id=_scope(staff),
@@ -213,6 +223,8 @@ async def doctor_availability(doctor_id: int, db: Db, clock: ClockDep,
                               from_date: dt.date | None = Query(None, alias="from"),
                               days: int | None = Query(None, ge=1, le=availability.MAX_DAYS),
                               his: HisAvailabilityDep = None):
+    """A doctor's clinics in the booking window: per day and period, available, full, not yet released
+    (with the instant) or suspended."""
     now = clock.now()
     async with db.read() as session:
         result = await availability.doctor_availability(session, doctor_id, now=now, from_date=from_date,

@@ -42,6 +42,7 @@ async def change_password(body: PasswordChange, request: Request, staff: Current
 
 @router.get("/me/totp", response_model=TotpStatus)
 async def totp_status(staff: CurrentStaff, db: Db) -> TotpStatus:
+    """Whether your two-step verification is on."""
     async with db.read() as session:
         return TotpStatus(enabled=await totp.is_enabled(session, staff.staff_id))
 
@@ -68,6 +69,7 @@ async def confirm_totp(body: OtpCode, request: Request, staff: CurrentStaff, db:
 @router.post("/me/totp/disable", response_model=TotpStatus)
 async def disable_totp(body: OtpCode, request: Request, staff: CurrentStaff, db: Db, clock: ClockDep,
                        limiter: Limiter) -> TotpStatus:
+    """Turn two-step verification off with a current code; audited."""
     await limiter.hit(ATTEMPT_LIMIT, "staff-totp", str(staff.staff_id), _client(request))
     async with db.begin() as session:
         await totp.do_disable(session, await _user(session, staff.staff_id), body.code, now=clock.now())

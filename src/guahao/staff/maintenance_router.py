@@ -37,6 +37,7 @@ async def _read(request: Request, db, now: dt.datetime) -> MaintenanceRead:
 
 @router.get("/maintenance", response_model=MaintenanceRead)
 async def read_maintenance(request: Request, staff: CurrentStaff, db: Db, clock: ClockDep) -> MaintenanceRead:
+    """Whether maintenance mode is on, its expected end and note (platform operator)."""
     staff.require(staff_service.OPERATOR)
     return await _read(request, db, clock.now())
 

@@ -56,6 +56,7 @@ async def login(body: StaffLogin, request: Request, response: Response, db: Db, 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
 async def logout(staff: CurrentStaff, request: Request, db: Db, clock: ClockDep) -> Response:
+    """End this staff session."""
     async with db.begin() as session:
         await accounts_service.do_revoke_session(session, staff.session_id, now=clock.now())
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -65,6 +66,7 @@ async def logout(staff: CurrentStaff, request: Request, db: Db, clock: ClockDep)
 
 @router.get("/me", response_model=StaffUserRead)
 async def read_me(staff: CurrentStaff, db: Db) -> StaffUserRead:
+    """The logged-in staff member: role and hospital."""
     async with db.read() as session:
         user = await staff_service.get(session, staff.staff_id)
     if user is None:

@@ -22,6 +22,7 @@ def _hours_read(rules: hospital_rules.Rules) -> ClinicHours:
 
 @router.get("/hospitals/{hospital_id}/clinic-hours", response_model=ClinicHours)
 async def read_clinic_hours(hospital_id: int, staff: CurrentStaff, db: Db) -> ClinicHours:
+    """The hospital's clinic hours per period (morning, afternoon, evening)."""
     staff.ensure_hospital(hospital_id)
     async with db.read() as session:
         return _hours_read(await hospital_rules.get_rules(session, hospital_id))
