@@ -75,7 +75,11 @@ async def test_a_backup_taken_during_writes_restores_to_a_database_that_passes_t
     slots, people = await _world(db, now)
     target = tmp_path / "guahao.backup"
     writers = [asyncio.create_task(_patient_at_work(db, now, slots, a, p, i)) for i, (a, p) in enumerate(people)]
-    await asyncio.sleep(0.05)  # let the rush start before the copy
+    for _ in range(400):  # let the rush get under way (some bookings committed) before the copy
+        async with db.read() as s:
+            if await s.scalar(select(func.count()).select_from(Booking)) >= 5:
+                break
+        await asyncio.sleep(0.01)
     copied = await asyncio.to_thread(backups.backup, settings.database_url, target)
     await asyncio.gather(*writers)
     assert copied.path == target and target.exists() and copied.size > 0

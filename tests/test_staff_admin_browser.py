@@ -25,7 +25,7 @@ from tests.booking_builders import make_patient
 from tests.builders import make_account, make_department, make_doctor, make_hospital
 from tests.paysim_fixture import free_port, http_server
 from tests.staff_web_support import PASSWORD, make_staff_user
-from tests.web_support import CHROMIUM, CHROMIUM_ARGS, serious_violations, skip_without_browser
+from tests.web_support import CHROMIUM, CHROMIUM_ARGS, csp_reports, serious_violations, skip_without_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 DESKTOP = {"width": 1366, "height": 900}
@@ -55,6 +55,7 @@ class Desk:
 
     def __init__(self, page, base: str, shots: Path) -> None:
         self.page, self.base, self.shots = page, base, shots
+        self.blocked = csp_reports(page)
 
     async def goto(self, path: str) -> None:
         await self.page.goto(self.base + path)
@@ -63,6 +64,7 @@ class Desk:
         await self.page.wait_for_load_state("load")
         bad = await serious_violations(self.page)
         assert not bad, (self.page.url, bad)
+        assert not self.blocked, (self.page.url, self.blocked)
         await self.page.screenshot(path=str(self.shots / f"staff-admin-{name}.png"), full_page=True)
 
     async def login(self, username: str) -> None:
@@ -111,7 +113,7 @@ async def test_admin_sets_rules_with_the_live_preview_and_the_fee_table(app, db,
     await browser.check("01-rules")
     await page.fill("#f-hold_minutes", "25")
     await page.press("#f-hold_minutes", "Tab")
-    await page.wait_for_function("document.querySelector('#preview-lines').textContent.includes('25')")
+    await page.wait_for_function("() => document.querySelector('#preview-lines').textContent.includes('25')")
     await browser.check("02-rules-preview")
     await page.click("#save-rules")
     await page.wait_for_selector("#notice")
