@@ -47,6 +47,7 @@ ROLE_RULES = [
     ("POST", "/staff/hospitals/{hospital_id}/doctors", (ADMIN,), True),
     ("GET", "/staff/hospitals/{hospital_id}/doctors/{doctor_id}", (ADMIN,), True),
     ("POST", "/staff/hospitals/{hospital_id}/doctors/{doctor_id}", (ADMIN,), True),
+    ("POST", "/staff/hospitals/{hospital_id}/doctors/{doctor_id}/photo", (ADMIN,), True),
     ("GET", "/staff/hospitals/{hospital_id}/schedule-templates", (ADMIN, SCHEDULER), True),
     ("POST", "/staff/hospitals/{hospital_id}/schedule-templates", (ADMIN, SCHEDULER), True),
     ("POST", "/staff/hospitals/{hospital_id}/schedules/generate", (ADMIN, SCHEDULER), True),
