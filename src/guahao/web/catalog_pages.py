@@ -11,8 +11,8 @@ import datetime as dt
 from fastapi import APIRouter, Query
 
 from guahao.booking import router as booking_api
-from guahao.catalog import router as catalog_api
 from guahao.catalog import photos as catalog_photos
+from guahao.catalog import router as catalog_api
 from guahao.catalog import rules as hospital_rules
 from guahao.catalog import search as catalog_search
 from guahao.catalog import service as catalog_service

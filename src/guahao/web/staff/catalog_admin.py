@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from guahao.catalog import photos
+from guahao.catalog import photos, staff_actions
 from guahao.catalog import service as catalog_service
-from guahao.catalog import staff_actions
 from guahao.catalog.schemas import DepartmentCreate, DepartmentUpdate, DoctorCreate, DoctorUpdate
 from guahao.core.errors import GuahaoError, NotFound
 from guahao.web.staff import forms
