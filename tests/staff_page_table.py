@@ -104,6 +104,7 @@ ADMIN_PAGES: dict[tuple[str, str], Spec] = {
     ("POST", "/staff/operator/jobs/{message_id}/retry"): Spec(OPERATOR_ONLY, lambda w: {}),
     ("GET", "/staff/audit"): Spec(ADMIN),  # an admin sees their own hospital's entries (see the test below)
     ("GET", "/staff/operator/reconciliation"): Spec(OPERATOR_ONLY),
+    ("POST", "/staff/hospitals/{hospital_id}/doctors/{doctor_id}/photo"): Spec(ADMIN, lambda w: {"remove": "1"}),
     ("POST", "/staff/hospitals/{hospital_id}/bookings/{booking_id}/visit-reason"): Spec(WINDOW, lambda w: {}),
     ("GET", "/staff/hospitals/{hospital_id}/his-drift"): Spec(ADMIN),
 }

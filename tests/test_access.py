@@ -79,6 +79,15 @@ QUERIES: dict[tuple[str, str], dict[str, str]] = {
 }
 
 
+@dataclass(frozen=True)
+class Multipart:
+    """A body sent as multipart/form-data (file uploads) instead of JSON."""
+    files: dict
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32  # the magic bytes are what the upload check reads
+
+
 def _rules_body(_ids: dict) -> dict:
     return HospitalRulesUpdate(**hospital_rules.default_values()).model_dump(mode="json")
 
@@ -94,6 +103,7 @@ BODIES: dict[tuple[str, str], Callable[[dict], Any]] = {
     ("POST", "/api/v1/staff/hospitals/{hospital_id}/doctors"):
         lambda w: {"department_id": w["department_id"], "name": "新来医生", "title": "attending"},
     ("PATCH", "/api/v1/staff/doctors/{doctor_id}"): lambda w: {"specialty": "高血压"},
+    ("PUT", "/api/v1/staff/doctors/{doctor_id}/photo"): lambda w: Multipart({"photo": ("d.png", PNG, "image/png")}),
     ("PUT", "/api/v1/staff/hospitals/{hospital_id}/fees"):
         lambda w: [{"registration_level": level, "title": title, "registration_fee": 500, "consultation_fee": fee}
                    for level, title, fee in (("general", "none", 0), ("expert", "chief", 5000))],
@@ -307,7 +317,9 @@ async def send(client, call: Call, token: str | None):
     if token:
         headers.update(auth(token))
     kwargs = {"params": call.params, "headers": headers}
-    if call.body is not None:
+    if isinstance(call.body, Multipart):
+        kwargs["files"] = call.body.files
+    elif call.body is not None:
         kwargs["json"] = call.body
     return await client.request(call.endpoint.method, call.url, **kwargs)
 
@@ -448,6 +460,8 @@ ROLE_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/staff/hospitals/{hospital_id}/notices"): ADMIN_ONLY,
     ("PATCH", "/api/v1/staff/notices/{notice_id}"): ADMIN_ONLY,
     ("DELETE", "/api/v1/staff/notices/{notice_id}"): ADMIN_ONLY,
+    ("PUT", "/api/v1/staff/doctors/{doctor_id}/photo"): ADMIN_ONLY,
+    ("DELETE", "/api/v1/staff/doctors/{doctor_id}/photo"): ADMIN_ONLY,
 }
 
 

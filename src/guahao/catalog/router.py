@@ -4,11 +4,11 @@ The staff's catalog management is `staff_router`, mounted by the app like every 
 """
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
 
+from guahao.catalog import photos, service, views
 from guahao.catalog import rules as hospital_rules
 from guahao.catalog import search as catalog_search
-from guahao.catalog import service, views
 from guahao.catalog.schemas import (
     DepartmentNode,
     DepartmentRead,
@@ -19,7 +19,7 @@ from guahao.catalog.schemas import (
     SearchResult,
 )
 from guahao.core.deps import Db, Locale
-from guahao.core.errors import InvalidRequest
+from guahao.core.errors import InvalidRequest, NotFound
 
 router = APIRouter(tags=["catalog"])
 
@@ -126,3 +126,19 @@ async def get_doctor(doctor_id: int, db: Db, locale: Locale) -> DoctorDetail:
         fees = await service.fee_table(session, hospital.id)
     return views.doctor_detail(doctor, department.name, hospital.name,
                                fees.get((doctor.registration_level, doctor.title)), locale)
+
+
+@router.get("/media/doctors/{doctor_id}", include_in_schema=False)
+async def doctor_photo(doctor_id: int, request: Request, db: Db) -> Response:
+    """A doctor's photo (public, like the rest of the catalog); 404 when there is none. The
+    ETag is the content's sha256, so a browser revalidating gets 304 without the bytes."""
+    async with db.read() as session:
+        photo = await photos.get_photo(session, doctor_id)
+    if photo is None:
+        raise NotFound("resource")
+    etag = f'"{photo.etag}"'
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
+    wanted = [t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")]
+    if etag in wanted or "*" in wanted:
+        return Response(status_code=304, headers=headers)
+    return Response(photo.content, media_type=photo.media_type, headers=headers)

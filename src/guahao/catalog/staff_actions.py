@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.catalog import service
+from guahao.catalog import photos, service
 from guahao.catalog.models import (  # the codes the back-office forms offer
     ENTRANCES,
     HIS_MODES,
@@ -107,6 +107,30 @@ async def do_update_doctor(session: AsyncSession, doctor_id: int, data: DoctorUp
     await _audit(session, now=now, staff_id=staff_id, action="doctor.update", object_type="doctor",
                  object_id=doctor.id, hospital_id=doctor.hospital_id, detail=data.changes())
     return doctor
+
+
+async def do_set_doctor_photo(session: AsyncSession, doctor_id: int, content: bytes, *, scope: int | None,
+                              staff_id: int, now: dt.datetime) -> str:
+    """Checks the upload (photos.check) and stores it in place of any earlier one; the etag."""
+    doctor = await service.get_doctor_or_raise(session, doctor_id, include_inactive=True)
+    _own(scope, doctor.hospital_id, "doctor")
+    media_type = photos.check(content)
+    photo = await photos.do_store(session, doctor.id, content, media_type, now=now)
+    await _audit(session, now=now, staff_id=staff_id, action="doctor.photo_set", object_type="doctor",
+                 object_id=doctor.id, hospital_id=doctor.hospital_id,
+                 detail={"media_type": media_type, "bytes": len(content), "sha256": photo.etag})
+    return photo.etag
+
+
+async def do_delete_doctor_photo(session: AsyncSession, doctor_id: int, *, scope: int | None, staff_id: int,
+                                 now: dt.datetime) -> bool:
+    doctor = await service.get_doctor_or_raise(session, doctor_id, include_inactive=True)
+    _own(scope, doctor.hospital_id, "doctor")
+    removed = await photos.do_remove(session, doctor.id)
+    if removed:
+        await _audit(session, now=now, staff_id=staff_id, action="doctor.photo_delete", object_type="doctor",
+                     object_id=doctor.id, hospital_id=doctor.hospital_id, detail={})
+    return removed
 
 
 async def do_set_fees(session: AsyncSession, hospital_id: int, rows: Iterable[FeeRuleIn], *, staff_id: int,

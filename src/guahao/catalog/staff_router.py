@@ -6,9 +6,10 @@ another hospital get 404 for its objects, the same answer as for a missing id (I
 """
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, File, Request, Response, UploadFile, status
+from pydantic import BaseModel
 
-from guahao.catalog import service, staff_actions, views
+from guahao.catalog import photos, service, staff_actions, views
 from guahao.catalog.models import Department, Doctor, Hospital
 from guahao.catalog.schemas import (
     DepartmentCreate,
@@ -146,6 +147,34 @@ async def update_doctor(doctor_id: int, data: DoctorUpdate, staff: CurrentStaff,
                                                       staff_id=staff.staff_id, now=clock.now())
         body = await _doctor_detail(session, doctor, locale)
     return body
+
+
+class PhotoStored(BaseModel):
+    doctor_id: int
+    url: str
+    etag: str
+
+
+@router.put("/doctors/{doctor_id}/photo", response_model=PhotoStored)
+async def put_doctor_photo(doctor_id: int, staff: CurrentStaff, db: Db, clock: ClockDep,
+                           photo: UploadFile = File(...)) -> PhotoStored:
+    """Sets or replaces the doctor's photo (multipart field `photo`: JPEG, PNG or WebP, at most
+    2 MB, checked by its content)."""
+    staff.require(ADMIN)
+    content = await photos.read_limited(photo)  # read before the transaction: no I/O inside it
+    async with db.begin() as session:
+        etag = await staff_actions.do_set_doctor_photo(session, doctor_id, content, scope=_scope(staff),
+                                                       staff_id=staff.staff_id, now=clock.now())
+    return PhotoStored(doctor_id=doctor_id, url=f"/media/doctors/{doctor_id}", etag=etag)
+
+
+@router.delete("/doctors/{doctor_id}/photo", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_doctor_photo(doctor_id: int, staff: CurrentStaff, db: Db, clock: ClockDep) -> Response:
+    staff.require(ADMIN)
+    async with db.begin() as session:
+        await staff_actions.do_delete_doctor_photo(session, doctor_id, scope=_scope(staff),
+                                                   staff_id=staff.staff_id, now=clock.now())
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 # --- fees -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query
 from guahao.booking import router as booking_api
 from guahao.catalog import notice_router as notices_api
 from guahao.catalog import notices as hospital_notices
+from guahao.catalog import photos as catalog_photos
 from guahao.catalog import router as catalog_api
 from guahao.catalog import rules as hospital_rules
 from guahao.catalog import search as catalog_search
@@ -165,7 +166,9 @@ async def department(page: PageDep, department_id: int, day: dt.date | None = No
         doctors = [d for d in doctors if d.registration_level == level]
     hospital = await catalog_api.get_hospital(info.hospital_id, db, page.locale)
     titles = {d.id: d for d in doctors}
-    return render(page, "catalog/department.html", department=info, doctors=doctors, titles=titles,
+    async with db.read() as session:
+        photos = await catalog_photos.photo_tags(session, titles)
+    return render(page, "catalog/department.html", department=info, doctors=doctors, titles=titles, photos=photos,
                   hospital=hospital, base_url=f"/departments/{department_id}",
                   **_calendar(page, availability, day, level))
 
@@ -177,5 +180,7 @@ async def doctor(page: PageDep, doctor_id: int, day: dt.date | None = None):
     availability = await scheduling_api.doctor_availability(doctor_id, db, clock, from_date=None, days=CALENDAR_DAYS,
                                                             his=scheduling_api.his_availability(page.request))
     hospital = await catalog_api.get_hospital(info.hospital_id, db, page.locale)
-    return render(page, "catalog/doctor.html", doctor=info, hospital=hospital, titles={info.id: info},
+    async with db.read() as session:
+        photos = await catalog_photos.photo_tags(session, [doctor_id])
+    return render(page, "catalog/doctor.html", doctor=info, hospital=hospital, titles={info.id: info}, photos=photos,
                   base_url=f"/doctors/{doctor_id}", **_calendar(page, availability, day, None))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from guahao.catalog import photos, staff_actions
 from guahao.catalog import service as catalog_service
-from guahao.catalog import staff_actions
 from guahao.catalog.schemas import DepartmentCreate, DepartmentUpdate, DoctorCreate, DoctorUpdate
 from guahao.core.errors import GuahaoError, NotFound
 from guahao.web.staff import forms
@@ -150,15 +150,17 @@ async def _doctor_page(page, hospital_id: int, doctor_id: int, *, status: int = 
     async with page.request.app.state.db.read() as session:
         doctor = await catalog_service.get_doctor_or_raise(session, doctor_id, hospital_id=hospital_id,
                                                            include_inactive=True)
+        photo_tag = (await photos.photo_tags(session, [doctor.id])).get(doctor.id)
     departments = await _departments(page, hospital_id)
     return render(page, "staff/admin/doctor.html", status=status, doctor=doctor, departments=departments,
-                  titles=staff_actions.TITLES, levels=staff_actions.REGISTRATION_LEVELS, **extra)
+                  titles=staff_actions.TITLES, levels=staff_actions.REGISTRATION_LEVELS, photo_tag=photo_tag,
+                  max_mb=photos.MAX_BYTES // (1024 * 1024), **extra)
 
 
 @router.get("/hospitals/{hospital_id}/doctors/{doctor_id}")
-async def doctor_form(hospital_id: int, doctor_id: int, page: StaffPageDep):
+async def doctor_form(hospital_id: int, doctor_id: int, page: StaffPageDep, saved: int = 0):
     page.need(*ADMINS, hospital_id=hospital_id)
-    return await _doctor_page(page, hospital_id, doctor_id)
+    return await _doctor_page(page, hospital_id, doctor_id, notice=page._("Saved.") if saved else None)
 
 
 @router.post("/hospitals/{hospital_id}/doctors/{doctor_id}")
@@ -176,3 +178,27 @@ async def doctor_save(hospital_id: int, doctor_id: int, page: StaffPageDep):
     except GuahaoError as exc:
         return await _doctor_page(page, hospital_id, doctor_id, status=exc.status, error=exc.message(page.locale))
     return redirect(page, f"/staff/hospitals/{hospital_id}/doctors?saved=1")
+
+
+@router.post("/hospitals/{hospital_id}/doctors/{doctor_id}/photo")
+async def doctor_photo_save(hospital_id: int, doctor_id: int, page: StaffPageDep):
+    """Upload (multipart, field `photo`) or, with `remove`, delete the doctor's photo."""
+    staff = page.need(*ADMINS, hospital_id=hospital_id)
+    form = await form_of(page)  # the CSRF check; the file part is read below from the same parsed form
+    state = page.request.app.state
+    async with state.db.read() as session:  # another hospital's doctor: 404 before anything
+        await catalog_service.get_doctor_or_raise(session, doctor_id, hospital_id=hospital_id, include_inactive=True)
+    upload = (await page.request.form()).get("photo")
+    try:
+        if forms.checked(form, "remove"):
+            async with state.db.begin() as session:
+                await staff_actions.do_delete_doctor_photo(session, doctor_id, scope=hospital_id,
+                                                           staff_id=staff.staff_id, now=state.clock.now())
+        else:
+            content = await photos.read_limited(upload) if hasattr(upload, "read") else b""
+            async with state.db.begin() as session:
+                await staff_actions.do_set_doctor_photo(session, doctor_id, content, scope=hospital_id,
+                                                        staff_id=staff.staff_id, now=state.clock.now())
+    except GuahaoError as exc:
+        return await _doctor_page(page, hospital_id, doctor_id, status=exc.status, error=exc.message(page.locale))
+    return redirect(page, f"/staff/hospitals/{hospital_id}/doctors/{doctor_id}?saved=1")
