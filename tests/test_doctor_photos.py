@@ -8,6 +8,9 @@ text, or a placeholder. The JSON API (PUT/DELETE .../photo) does the same for ot
 from __future__ import annotations
 
 import hashlib
+import io
+
+from PIL import Image
 
 from sqlalchemy import select
 
@@ -17,9 +20,23 @@ from tests.builders import auth, make_department, make_doctor, make_hospital, ma
 from tests.staff_web_support import login, make_staff_user, page_client, text_of, token_of
 from tests.web_support import csrf_of
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x01" * 40
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x02" * 40
-WEBP = b"RIFF\x20\x00\x00\x00WEBPVP8 " + b"\x03" * 40
+def _image(fmt: str, size=(64, 64), mode="RGB", **save) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, (200, 80, 40, 128)[:len(mode)]).save(out, fmt, **save)
+    return out.getvalue()
+
+
+def _with_gps() -> bytes:
+    """A phone photo: 1200x900 with EXIF naming where it was taken."""
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (39.0, 54.0, 27.0), 3: "E", 4: (116.0, 23.0, 50.0)}  # GPSInfo
+    exif[0x010F] = "PhoneMaker"
+    return _image("JPEG", (1200, 900), exif=exif)
+
+
+PNG = _image("PNG", mode="RGBA")  # transparency: kept as PNG
+JPEG = _with_gps()
+WEBP = _image("WEBP")
 
 
 async def _world(app, db, clock):
@@ -59,9 +76,10 @@ async def test_upload_replace_serve_and_remove(app, client, db, clock):
     r = await _upload(w["admin"], _page(w), PNG)
     assert r.status_code == 303, r.text
     r = await client.get(f"/media/doctors/{w['doc']}")
-    assert r.status_code == 200 and r.content == PNG
+    assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (64, 64)
     assert r.headers["content-type"] == "image/png"
-    assert r.headers["etag"] == f'"{hashlib.sha256(PNG).hexdigest()}"'
+    first_etag = f'"{hashlib.sha256(r.content).hexdigest()}"'
+    assert r.headers["etag"] == first_etag
     assert r.headers["cache-control"] == "public, max-age=86400"
     again = await client.get(f"/media/doctors/{w['doc']}", headers={"If-None-Match": r.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
@@ -70,9 +88,13 @@ async def test_upload_replace_serve_and_remove(app, client, db, clock):
     r = await _upload(w["admin"], _page(w), JPEG, name="x.png", media_type="image/png")
     assert r.status_code == 303
     r = await client.get(f"/media/doctors/{w['doc']}")
-    assert r.content == JPEG and r.headers["content-type"] == "image/jpeg"
-    stale = await client.get(f"/media/doctors/{w['doc']}", headers={"If-None-Match": f'"{hashlib.sha256(PNG).hexdigest()}"'})
-    assert stale.status_code == 200 and stale.content == JPEG
+    assert r.headers["content-type"] == "image/jpeg"
+    served = Image.open(io.BytesIO(r.content))
+    assert served.size == (480, 360)  # scaled down to 480 px on the long side
+    assert not served.getexif() and b"PhoneMaker" not in r.content  # no EXIF, no location
+    assert b"PhoneMaker" in JPEG  # (the upload had it)
+    stale = await client.get(f"/media/doctors/{w['doc']}", headers={"If-None-Match": first_etag})
+    assert stale.status_code == 200 and stale.content == r.content
     assert len(await _audit(db, "doctor.photo_set")) == 2
 
     page = await w["admin"].get(_page(w))
@@ -93,7 +115,8 @@ async def test_a_non_image_and_a_too_big_file_are_refused_on_the_page(app, clien
     r = await _upload(w["admin"], _page(w), WEBP, name="ok.webp", media_type="image/webp")
     assert r.status_code == 303  # WebP passes, after the two refusals stored nothing
     served = await client.get(f"/media/doctors/{w['doc']}")
-    assert served.content == WEBP and served.headers["content-type"] == "image/webp"
+    assert served.headers["content-type"] == "image/jpeg"  # re-encoded
+    assert Image.open(io.BytesIO(served.content)).size == (64, 64)
     assert len(await _audit(db, "doctor.photo_set")) == 1
 
 
@@ -132,11 +155,14 @@ async def test_the_api_sets_and_deletes_a_photo(app, client, db, clock):
     r = await client.put(url, files={"photo": ("a.txt", b"hello", "text/plain")}, headers=auth(admin))
     assert r.status_code == 422 and r.json()["code"] == "photo_invalid"
     r = await client.put(url, files={"photo": ("a.png", PNG, "image/png")}, headers=auth(admin))
-    assert r.status_code == 200 and r.json()["etag"] == hashlib.sha256(PNG).hexdigest()
-    assert (await client.get(r.json()["url"])).content == PNG
+    assert r.status_code == 200
+    served = (await client.get(r.json()["url"])).content
+    assert r.json()["etag"] == hashlib.sha256(served).hexdigest()  # the tag names the stored bytes
+    assert Image.open(io.BytesIO(served)).format == "PNG"
     r = await client.put(url, files={"photo": ("b.jpg", JPEG, "image/jpeg")}, headers=auth(operator))
     assert r.status_code == 200
-    assert (await client.get(f"/media/doctors/{w['doc']}")).content == JPEG
+    served = (await client.get(f"/media/doctors/{w['doc']}")).content
+    assert Image.open(io.BytesIO(served)).format == "JPEG" and served != JPEG  # re-encoded, EXIF gone
     assert (await client.delete(url, headers=auth(outsider))).status_code == 404
     assert (await client.delete(url, headers=auth(admin))).status_code == 204
     assert (await client.get(f"/media/doctors/{w['doc']}")).status_code == 404

@@ -1,16 +1,20 @@
 """Doctors' photos: checking an upload, storing it in `doctor_photos`, reading it back.
 
-Pillow is not a dependency, so an upload is not decoded or re-encoded here: it is accepted
-only when its first bytes are those of a JPEG, PNG or WebP file and it is at most 2 MB. That
-means metadata (a JPEG's EXIF, which can hold where the picture was taken) is kept as sent;
-the back-office page asks the admin to upload a plain portrait. The file is served with
-`nosniff` (the security headers middleware) under the media type found here, never the one
-the browser claimed, so a file passed off as an image cannot be run as HTML or script.
+An upload is accepted when its first bytes are those of a JPEG, PNG or WebP file, it is at
+most 2 MB, and Pillow decodes it (at most 40 megapixels: a small file that inflates to a huge
+bitmap is refused). It is then re-encoded (turned upright by its EXIF orientation, at most
+480 px on a side, JPEG, or PNG when it has transparency): the stored photo carries no
+metadata, since a phone's EXIF can hold where the picture was taken, and the doctor's home is
+nobody's business. It is served with `nosniff` (the security headers middleware) under the
+media type of what we encoded, never the one the browser claimed.
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from io import BytesIO
+
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +24,8 @@ from guahao.catalog.models import DoctorPhoto
 
 MAX_BYTES = 2 * 1024 * 1024
 MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp")
+MAX_SIDE = 480
+MAX_PIXELS = 40_000_000
 
 
 def sniff(content: bytes) -> str | None:
@@ -33,14 +39,28 @@ def sniff(content: bytes) -> str | None:
     return None
 
 
-def check(content: bytes) -> str:
-    """The upload's media type; refuses an empty, too large or non-image file."""
+def prepare(content: bytes) -> tuple[bytes, str]:
+    """The photo as stored (re-encoded, no metadata) and its media type; refuses an empty, too
+    large, undecodable or non-image file."""
     if len(content) > MAX_BYTES:
         raise PhotoTooLarge(limit_mb=MAX_BYTES // (1024 * 1024))
-    media_type = sniff(content)
-    if media_type is None:
+    if sniff(content) is None:
         raise PhotoInvalid()
-    return media_type
+    try:
+        with Image.open(BytesIO(content)) as probe:
+            if probe.width * probe.height > MAX_PIXELS:
+                raise PhotoInvalid()
+            image = ImageOps.exif_transpose(probe)  # a new image: the file's metadata stays behind
+            image.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise PhotoInvalid() from None
+    image.thumbnail((MAX_SIDE, MAX_SIDE))
+    out = BytesIO()
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image.save(out, "PNG", optimize=True)
+        return out.getvalue(), "image/png"
+    image.convert("RGB").save(out, "JPEG", quality=85, optimize=True)
+    return out.getvalue(), "image/jpeg"
 
 
 async def read_limited(upload) -> bytes:

@@ -111,14 +111,15 @@ async def do_update_doctor(session: AsyncSession, doctor_id: int, data: DoctorUp
 
 async def do_set_doctor_photo(session: AsyncSession, doctor_id: int, content: bytes, *, scope: int | None,
                               staff_id: int, now: dt.datetime) -> str:
-    """Checks the upload (photos.check) and stores it in place of any earlier one; the etag."""
+    """Checks and re-encodes the upload (photos.prepare) and stores it in place of any earlier
+    one; the etag."""
     doctor = await service.get_doctor_or_raise(session, doctor_id, include_inactive=True)
     _own(scope, doctor.hospital_id, "doctor")
-    media_type = photos.check(content)
-    photo = await photos.do_store(session, doctor.id, content, media_type, now=now)
+    stored, media_type = photos.prepare(content)
+    photo = await photos.do_store(session, doctor.id, stored, media_type, now=now)
     await _audit(session, now=now, staff_id=staff_id, action="doctor.photo_set", object_type="doctor",
                  object_id=doctor.id, hospital_id=doctor.hospital_id,
-                 detail={"media_type": media_type, "bytes": len(content), "sha256": photo.etag})
+                 detail={"media_type": media_type, "bytes": len(stored), "sha256": photo.etag})
     return photo.etag
 
 

@@ -170,6 +170,7 @@ async def put_doctor_photo(doctor_id: int, staff: CurrentStaff, db: Db, clock: C
 
 @router.delete("/doctors/{doctor_id}/photo", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_doctor_photo(doctor_id: int, staff: CurrentStaff, db: Db, clock: ClockDep) -> Response:
+    """Removes the doctor's photo; the patient pages fall back to the placeholder."""
     staff.require(ADMIN)
     async with db.begin() as session:
         await staff_actions.do_delete_doctor_photo(session, doctor_id, scope=_scope(staff),
