@@ -11,7 +11,6 @@ import hashlib
 import io
 
 from PIL import Image
-
 from sqlalchemy import select
 
 from guahao.catalog.photos import MAX_BYTES
@@ -19,6 +18,7 @@ from guahao.core.audit import AuditEntry
 from tests.builders import auth, make_department, make_doctor, make_hospital, make_staff
 from tests.staff_web_support import login, make_staff_user, page_client, text_of, token_of
 from tests.web_support import csrf_of
+
 
 def _image(fmt: str, size=(64, 64), mode="RGB", **save) -> bytes:
     out = io.BytesIO()

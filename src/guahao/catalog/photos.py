@@ -15,7 +15,6 @@ import hashlib
 from io import BytesIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
-
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
