@@ -87,7 +87,7 @@ class Service:
     def serve(self, *extra: str) -> subprocess.Popen:
         return self.start("serve", "--port", str(self.port), *extra)
 
-    def wait_healthy(self, port: int | None = None, path: str = "/healthz", timeout: float = 60) -> None:
+    def wait_healthy(self, port: int | None = None, path: str = "/healthz", timeout: float = 120) -> None:
         url = f"http://127.0.0.1:{port or self.port}{path}"
 
         def ok() -> bool:

@@ -116,7 +116,7 @@ async def test_lane_lets_at_most_the_limit_in_per_slot(limit):
     await asyncio.gather(*tasks)
     assert peak == {a: limit, b: limit}
     assert inside == {a: 0, b: 0}
-    assert gate._sems == {}  # no per-slot bookkeeping outlives its users
+    assert gate._slots == {}  # no per-slot bookkeeping outlives its users
 
 
 async def test_an_error_inside_the_lane_gives_the_place_back():
@@ -125,7 +125,7 @@ async def test_an_error_inside_the_lane_gives_the_place_back():
     with pytest.raises(RuntimeError):
         async with gate.slot_lane(slot):
             raise RuntimeError("claim failed")
-    assert gate._sems == {}
+    assert gate._slots == {}
     await asyncio.wait_for(_enter_and_leave(gate, slot), timeout=5)
 
 
@@ -142,7 +142,7 @@ async def _assert_lane_still_admits(gate: SoldOutGate, slot: int, limit: int) ->
     assert inside.get(slot, 0) == limit, "a place in the lane leaked"
     release.set()
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
-    assert gate._sems == {}
+    assert gate._slots == {}
 
 
 async def test_cancelled_waiters_do_not_leak_places_or_counters():
@@ -160,7 +160,7 @@ async def test_cancelled_waiters_do_not_leak_places_or_counters():
     assert all(w.cancelled() for w in waiters)
     release.set()
     await asyncio.gather(*holders)
-    assert gate._sems == {}
+    assert gate._slots == {}
     await _assert_lane_still_admits(gate, slot, 2)
 
 
@@ -186,8 +186,99 @@ async def test_waiter_cancelled_just_as_it_is_woken_does_not_lose_the_place():
     woken.cancel()
     await asyncio.wait_for(asyncio.gather(h, behind), timeout=5)
     await asyncio.gather(woken, return_exceptions=True)
-    assert gate._sems == {}
+    assert gate._slots == {}
     await _assert_lane_still_admits(gate, slot, 1)
+
+
+# --- tickets: only as many claimants as seats may be left ----------------------------------
+
+async def _try_enter(gate: SoldOutGate, slot: int, outcome: list, release: asyncio.Event) -> None:
+    from guahao.booking.gate import NoTicket
+
+    try:
+        async with gate.slot_lane(slot):
+            outcome.append("in")
+            await release.wait()
+    except NoTicket:
+        outcome.append("sold out")
+
+
+async def test_without_an_estimate_everyone_queues_for_the_lane(mono):
+    gate = SoldOutGate(per_slot_concurrency=2)
+    slot, outcome, release = _slot(), [], asyncio.Event()
+    tasks = [asyncio.create_task(_try_enter(gate, slot, outcome, release)) for _ in range(10)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert outcome == ["in", "in"] and len(gate._slots[slot].waiting) == 8
+    release.set()
+    await asyncio.gather(*tasks)
+    assert outcome == ["in"] * 10 and gate._slots == {}
+
+
+async def test_an_estimate_turns_away_the_claimants_past_the_seats_left(mono):
+    """Three seats may be left: two claims run, one waits, and the others are answered at
+    once instead of queueing behind the sell-out; the waiters past a smaller estimate are
+    answered too, the latest arrivals first."""
+    gate = SoldOutGate(per_slot_concurrency=2)
+    slot, outcome, release = _slot(), [], asyncio.Event()
+    queued = [asyncio.create_task(_try_enter(gate, slot, outcome, release)) for _ in range(6)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert outcome == ["in", "in"]  # no estimate yet: four wait
+    gate.note_remaining(slot, 3)  # a claim won: at most 3 seats left
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert outcome == ["in", "in", "sold out", "sold out", "sold out"]
+    assert len(gate._slots[slot].waiting) == 1  # the earliest waiter keeps its turn
+    late = asyncio.create_task(_try_enter(gate, slot, outcome, release))
+    await asyncio.sleep(0)
+    assert outcome[-1] == "sold out"  # arriving now: no ticket left
+    release.set()
+    await asyncio.gather(*queued, late)
+    assert outcome.count("in") == 3
+
+
+async def test_the_estimate_lasts_a_second_and_forget_drops_it(mono):
+    gate = SoldOutGate(per_slot_concurrency=2)
+    slot, outcome, release = _slot(), [], asyncio.Event()
+    release.set()
+    gate.note_remaining(slot, 0)
+    await _try_enter(gate, slot, outcome, release)
+    assert outcome == ["sold out"]
+    mono.now += FULL_TTL_SECONDS  # a hold may have lapsed since: ask the database again
+    await _try_enter(gate, slot, outcome, release)
+    assert outcome == ["sold out", "in"]
+    gate.note_remaining(slot, 0)
+    await gate.forget(slot)  # a cancellation here: the seat is claimable at once
+    await _try_enter(gate, slot, outcome, release)
+    assert outcome == ["sold out", "in", "in"]
+
+
+async def test_worker_processes_split_the_seats_left(mono):
+    gate = SoldOutGate(per_slot_concurrency=1, processes=2)
+    slot, outcome, release = _slot(), [], asyncio.Event()
+    gate.note_remaining(slot, 5)  # this process's share: 3 (rounded up; the database decides)
+    tasks = [asyncio.create_task(_try_enter(gate, slot, outcome, release)) for _ in range(6)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert outcome == ["in", "sold out", "sold out", "sold out"]
+    release.set()
+    await asyncio.gather(*tasks)
+    assert outcome.count("in") == 3
+
+
+async def test_marking_full_answers_every_waiter(mono):
+    gate = SoldOutGate(per_slot_concurrency=1)
+    slot, outcome, release = _slot(), [], asyncio.Event()
+    tasks = [asyncio.create_task(_try_enter(gate, slot, outcome, release)) for _ in range(4)]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    await gate.mark_full(slot)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert outcome == ["in", "sold out", "sold out", "sold out"]
+    release.set()
+    await asyncio.gather(*tasks)
 
 
 # --- shared through Redis -------------------------------------------------------------------

@@ -179,3 +179,29 @@ async def test_staff_login_is_limited_per_username_and_client(app, db, clock):
         # the per-address limit does not shut the owner out (the lockout, five failures, would:
         # test_staff_lockout.py)
         assert (await attempt(owner, "correct horse battery")).status_code == 200
+
+
+def test_local_windows_move_and_forget_keys_whose_window_passed():
+    """The in-process windows are exact moving windows, and keys that went quiet are dropped
+    (a release rush makes a key per token, account and patient)."""
+    from limits import parse
+
+    from guahao.core.ratelimit import LocalWindows
+
+    moment = [100.0]
+    windows = LocalWindows(monotonic=lambda: moment[0])
+    rule = parse("2/minute")
+    assert windows.hit(rule, ("a",)) is None
+    moment[0] += 30
+    assert windows.hit(rule, ("a",)) is None
+    assert windows.hit(rule, ("a",)) == 30  # the first hit leaves the window 30 s from now
+    moment[0] += 30.5  # the first hit has left, the second has not
+    assert windows.hit(rule, ("a",)) is None
+    assert windows.hit(rule, ("a",)) == 30
+    for i in range(LocalWindows.SWEEP_EVERY):
+        windows.hit(rule, (f"patient-{i}",))
+    assert len(windows) == LocalWindows.SWEEP_EVERY + 1
+    moment[0] += 61
+    for i in range(LocalWindows.SWEEP_EVERY):  # a new wave: the sweep drops every quiet key
+        windows.hit(rule, (f"later-{i}",))
+    assert len(windows) <= LocalWindows.SWEEP_EVERY

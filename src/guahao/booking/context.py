@@ -31,6 +31,7 @@ class SlotContext:
     slot_starts_at: dt.datetime
     slot_ends_at: dt.datetime
     his_band_id: str | None  # the HIS time band the slot mirrors (realtime holds lock it there)
+    last_visit_no: int  # the slot's seats are visit numbers first_visit_no .. last_visit_no
     schedule_id: int
     schedule_status: str
     visit_date: dt.date
@@ -97,7 +98,7 @@ async def load_slot_context(session: AsyncSession, slot_id: int, *, lock_schedul
     slot, schedule, hospital_name, tz, his_mode, department, doctor_name, rules_row = row
     return SlotContext(
         slot_id=slot.id, pool=slot.pool, slot_starts_at=slot.starts_at, slot_ends_at=slot.ends_at,
-        his_band_id=slot.his_band_id,
+        his_band_id=slot.his_band_id, last_visit_no=slot.first_visit_no + slot.capacity - 1,
         schedule_id=schedule.id, schedule_status=schedule.status, visit_date=schedule.date, period=schedule.period,
         starts_at=schedule.starts_at, ends_at=schedule.ends_at, release_at=schedule.release_at,
         registration_fee=schedule.registration_fee, consultation_fee=schedule.consultation_fee,

@@ -17,6 +17,7 @@ import structlog
 from fastapi import Request
 
 from guahao.booking import actions, errors, his_hold, records_step
+from guahao.booking.gate import NoTicket
 from guahao.booking.models import Booking
 from guahao.booking.schemas import BookingCreate
 from guahao.booking.views import booking_read
@@ -88,17 +89,30 @@ async def hold_once(request: Request, db, clock, account_id: int, key: str, req_
     if await gate.known_full(body.slot_id):
         return await refuse(errors.SlotSoldOut(), arrived_at)
 
+    seats_after: list[int] = []  # what a won claim says about the seats left (gate tickets)
+    ran_claim = False
+
     async def claim(*, record_looked_up: bool) -> tuple[int, dict]:
+        try:
+            return await claim_in_lane(record_looked_up=record_looked_up)
+        except NoTicket:  # every seat that may still be free has a claimant already
+            return await refuse(errors.SlotSoldOut(), arrived_at)
+
+    async def claim_in_lane(*, record_looked_up: bool) -> tuple[int, dict]:
         async with gate.slot_lane(body.slot_id):
             if await gate.known_full(body.slot_id):
                 return await refuse(errors.SlotSoldOut(), arrived_at)
             now = clock.now()  # after the lane wait: the rules are checked at the time of the claim
+            nonlocal ran_claim
+            ran_claim = True
 
             async def work(session) -> Any:
                 booking, ctx, patient = await actions.do_hold(
                     session, account_id=account_id, patient_id=body.patient_id, slot_id=body.slot_id, now=now,
                     with_context=True, records=records, record_looked_up=record_looked_up,
                     visit_reason=body.visit_reason, health_consent=body.health_consent)
+                if booking.visit_no is not None:
+                    seats_after[:] = [ctx.last_visit_no - booking.visit_no]
                 if booking.his_state == "pending":
                     if his is None:  # a process without the HIS port cannot take realtime holds
                         raise errors.HisUnavailable()
@@ -129,8 +143,12 @@ async def hold_once(request: Request, db, clock, account_id: int, key: str, req_
     if status == idempotency.IN_FLIGHT:
         status, payload = await ask_his(request, db, clock, his, account_id=account_id, key=key, attempt=payload,
                                         locale=locale)
-    if payload.get("code") == "slot_sold_out":
+    if payload.get("code") == "slot_sold_out" and ran_claim:
+        # only a claim that found no seat marks the slot: a gate answer re-marking it would
+        # keep a busy slot "full" for ever, past a hold that lapsed meanwhile
         await gate.mark_full(body.slot_id)
+    elif status == 201 and seats_after:
+        gate.note_remaining(body.slot_id, seats_after[0])
     return status, payload
 
 
