@@ -77,7 +77,7 @@ def rush(
     for note in guahao.notes + outcome.notes:
         typer.echo(f"note: {note}")
     typer.echo("")
-    typer.echo("targets of issue 3 (goals at 5,000 patients / 100 slots / 256 connections / PostgreSQL / 2 workers):")
+    typer.echo("targets of issue 11 (goals at 5,000 patients / 100 slots / 256 connections / PostgreSQL / 2 workers):")
     lines = target_lines(guahao, bare)
     for line in lines:
         typer.echo("  " + line)

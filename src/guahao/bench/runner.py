@@ -166,9 +166,13 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
         await seed.publish(db, schedule_id, release_at, now)
         echo(f"published schedule {schedule_id}: {opts.slots} seats released at {release_at:%H:%M:%S.%f} UTC; "
              f"firing {len(requests)} holds through {opts.connections} connections")
+        cpu_before = server.cpu_seconds() if server is not None else None
         result = await loadgen.fire(split.hostname, split.port or 80, requests, connections=opts.connections,
                                     start_wall=release_at.timestamp(), warmup=warm)
         fig = figures("guahao", result.answers, result.t0, opts.slots)
+        if server is not None and cpu_before is not None:  # warm-up included: a few dozen answers
+            fig.server_cpu_ms_per_answer = round(
+                1000 * (server.cpu_seconds() - cpu_before) / max(1, len(result.answers) + len(warm)), 3)
         check = await seed.check_slot(db, slot_id, dt.datetime.now(UTC))
         fig.winners_in_db = check.live_bookings
         visit_nos = {a.json().get("visit_no") for a in result.answers if a.status == 201}
@@ -240,9 +244,12 @@ async def _reference_phases(opts: RushOptions, echo, log_dir: Path) -> list[Rush
             conns = f"asyncpg pool {opts.bare_pool_size}" if pg else "one aiosqlite connection"
             echo(f"bare endpoint: uvicorn with {opts.workers} worker(s), {conns} each; "
                  f"firing {len(requests)} claims through {opts.connections} connections")
+            cpu_before = server.cpu_seconds()
             result = await loadgen.fire("127.0.0.1", server.port, requests, connections=opts.connections,
                                         start_wall=time.time() + 1.5, warmup=warm)
+            cpu_used = server.cpu_seconds() - cpu_before
         fig = figures("bare endpoint", result.answers, result.t0, opts.slots)
+        fig.server_cpu_ms_per_answer = round(1000 * cpu_used / max(1, len(result.answers) + len(warm)), 3)
         fig.winners_in_db = await refs.taken_pg(dsn, bare_seat) if pg else refs.taken_sqlite(dsn, bare_seat)
         out.append(fig)
         for i, pool in enumerate(pools):
