@@ -165,3 +165,64 @@ def _schedule_view(schedule: Schedule, slots: list[Slot], counts: dict[int, int]
         total_fee=schedule.registration_fee + schedule.consultation_fee, state=state,
         release_at=schedule.release_at.astimezone(tz) if state == "not_yet_released" else None,
         closes_at=closes.astimezone(tz), remaining=sum(v.remaining for v in views), slots=views)
+
+
+@dataclass(frozen=True)
+class ReleasedSchedule:
+    """A released schedule as the public sees it (the FHIR facade and its bulk files): the same
+    view as availability's (`_schedule_view`, so the remaining counts cannot disagree) plus the
+    schedule's own window, which the availability tree carries in its day and period."""
+
+    hospital_id: int
+    date: dt.date
+    period: str
+    starts_at: dt.datetime  # in the hospital's zone
+    ends_at: dt.datetime
+    release_at: dt.datetime
+    view: AvailableSchedule
+
+
+async def released_schedules(session: AsyncSession, *, now: dt.datetime, first: dt.date, last: dt.date,
+                             hospital_id: int | None = None, department_id: int | None = None,
+                             doctor_id: int | None = None, schedule_ids: list[int] | None = None,
+                             registration_level: str | None = None) -> list[ReleasedSchedule]:
+    """Published or suspended schedules whose numbers are released (`release_at <= now`), dated
+    `first`..`last`, in date order. Never drafts, never unreleased ones; the caller leaves out
+    inactive hospitals."""
+    where = [Schedule.date >= first, Schedule.date <= last, Schedule.status.in_(PUBLIC_STATUSES),
+             Schedule.release_at <= now]
+    if hospital_id is not None:
+        where.append(Schedule.hospital_id == hospital_id)
+    if department_id is not None:
+        where.append(or_(Schedule.department_id == department_id,
+                         Schedule.department_id.in_(catalog_service.sub_department_ids(department_id))))
+    if doctor_id is not None:
+        where.append(Schedule.doctor_id == doctor_id)
+    if schedule_ids is not None:
+        where.append(Schedule.id.in_(schedule_ids))
+    if registration_level is not None:
+        where.append(Schedule.registration_level == registration_level)
+    schedules = list((await session.scalars(
+        select(Schedule).where(*where).order_by(Schedule.date, Schedule.starts_at, Schedule.id))).all())
+    ids = [s.id for s in schedules]
+    slots_by_schedule: dict[int, list[Slot]] = {i: [] for i in ids}
+    if ids:
+        for slot in (await session.scalars(
+                select(Slot).where(Slot.schedule_id.in_(ids), Slot.pool == "platform", Slot.capacity > 0)
+                .order_by(Slot.starts_at, Slot.id))).all():
+            slots_by_schedule[slot.schedule_id].append(slot)
+    counts = await service.live_counts(session, [s.id for v in slots_by_schedule.values() for s in v], now)
+    doctors = await catalog_service.doctors_by_id(session, (s.doctor_id for s in schedules if s.doctor_id is not None))
+    rules_of: dict[int, hospital_rules.Rules] = {}
+    result = []
+    for schedule in schedules:
+        if schedule.hospital_id not in rules_of:
+            rules_of[schedule.hospital_id] = await hospital_rules.get_rules(session, schedule.hospital_id)
+        rules = rules_of[schedule.hospital_id]
+        tz = rules.tz
+        result.append(ReleasedSchedule(
+            hospital_id=schedule.hospital_id, date=schedule.date, period=schedule.period,
+            starts_at=schedule.starts_at.astimezone(tz), ends_at=schedule.ends_at.astimezone(tz),
+            release_at=schedule.release_at.astimezone(tz),
+            view=_schedule_view(schedule, slots_by_schedule[schedule.id], counts, doctors, rules, now)))
+    return result
