@@ -65,8 +65,13 @@ def _ele1(value: Any, path: str) -> None:
 def check_resource(resource: dict[str, Any]) -> None:
     """The resource validates against its R4 definition and holds its invariants."""
     kind = resource["resourceType"]
+    checked = resource
+    if kind == "CapabilityStatement" and resource.get("fhirVersion") == "4.0.1":
+        # the published R4 schema's FHIRVersion enum ends at 4.0.0: it was generated before the
+        # 4.0.1 technical correction, whose servers rightly say 4.0.1. The one value let through.
+        checked = {**resource, "fhirVersion": "4.0.0"}
     errors = [f"{'/'.join(map(str, e.instance_path))}: {e.message}"[:300]
-              for e in validator(kind).iter_errors(resource)]
+              for e in validator(kind).iter_errors(checked)]
     assert not errors, f"{kind} fails the R4 schema: {errors[:5]}"
     _ele1(resource, kind)
     for name, expression in {**DOM, **INVARIANTS.get(kind, {})}.items():

@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from authlib.oauth2.rfc6749 import AuthorizationServer, ClientMixin, OAuth2Payload, OAuth2Request, grants
+from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from fastapi import Depends, Request
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -90,6 +91,13 @@ class _Client(ClientMixin):
 class _Grant(grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
+    def validate_token_request(self) -> None:
+        """Authlib's checks, then: a scope the partner was not granted is refused, not dropped."""
+        super().validate_token_request()
+        asked = set((self.request.payload.scope or "").split())
+        if not asked <= set(self.request.client.row.scopes.split()):
+            raise InvalidScopeError()
+
 
 class _Payload(OAuth2Payload):
     def __init__(self, form: dict[str, str], datalist: dict[str, list[str]]):
@@ -102,6 +110,26 @@ class _Payload(OAuth2Payload):
     @property
     def datalist(self):
         return self._datalist
+
+
+class _Request(OAuth2Request):
+    """A token request: its form is all it has (no query, no JSON)."""
+
+    def __init__(self, uri: str, headers, pairs: list[tuple[str, str]]):
+        super().__init__("POST", uri, headers=headers)
+        datalist: dict[str, list[str]] = {}
+        for key, value in pairs:
+            datalist.setdefault(key, []).append(value)
+        self._form = dict(pairs)
+        self.payload = _Payload(self._form, datalist)
+
+    @property
+    def args(self) -> dict[str, str]:
+        return {}
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self._form
 
 
 class _Server(AuthorizationServer):
@@ -122,14 +150,12 @@ class _Server(AuthorizationServer):
     def save_token(self, token: dict, request: OAuth2Request) -> None:
         return None  # self-contained tokens: nothing stored
 
+    def send_signal(self, name: str, *args, **kwargs) -> None:
+        return None  # Authlib's framework signals: nothing listens here
+
     def create_oauth2_request(self, request: tuple[str, dict[str, str], dict[str, Any]]) -> OAuth2Request:
         uri, headers, form = request
-        made = OAuth2Request("POST", uri, headers=headers)
-        datalist: dict[str, list[str]] = {}
-        for key, value in form["pairs"]:
-            datalist.setdefault(key, []).append(value)
-        made.payload = _Payload(dict(form["pairs"]), datalist)
-        return made
+        return _Request(uri, headers, form["pairs"])
 
     def handle_response(self, status: int, body: Any, headers: list) -> tuple[int, Any, list]:
         return status, body, headers
@@ -169,7 +195,7 @@ async def token_response(request: Request, db, now: dt.datetime, audience: str) 
     # transport security is the deployment's (TLS at the proxy, HSTS); Authlib refuses an
     # http:// URI, so it is shown the https one the client reached
     uri = str(request.url.replace(scheme="https"))
-    return server.create_token_response((uri, dict(request.headers), {"pairs": pairs}))
+    return server.create_token_response((uri, request.headers, {"pairs": pairs}))
 
 
 async def do_create_client(session: AsyncSession, *, name: str, scopes: str, now: dt.datetime) -> tuple[str, str]:
