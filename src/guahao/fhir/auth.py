@@ -210,6 +210,19 @@ async def do_create_client(session: AsyncSession, *, name: str, scopes: str, now
     return client_id, secret
 
 
+async def create_client_cli(settings, *, name: str, scopes: str) -> tuple[str, str]:
+    """`guahao create-fhir-client`: its own database connection, one transaction."""
+    from guahao.core.clock import SystemClock
+    from guahao.core.db import create_database
+
+    db = create_database(settings.database_url, pool_size=1)
+    try:
+        async with db.begin() as session:
+            return await do_create_client(session, name=name, scopes=scopes, now=SystemClock().now())
+    finally:
+        await db.dispose()
+
+
 async def _partner(request: Request, db, token: str, now: dt.datetime) -> Caller | None:
     """The partner behind a JWT access token, or None when the token is not one of ours."""
     if token.count(".") != 2:

@@ -23,11 +23,11 @@ from guahao.booking import router as booking_api
 from guahao.booking.schemas import BookingCreate
 from guahao.core import idempotency, metrics
 from guahao.core.deps import CurrentAccount, CurrentAccountWithKey
-from guahao.core.errors import GuahaoError, InvalidRequest, NotFound
+from guahao.core.errors import InvalidRequest, NotFound
 from guahao.core.i18n import request_language
 from guahao.fhir import mapping, params
 from guahao.fhir.auth import FhirCaller, need_scope
-from guahao.fhir.outcome import FhirJSON, FhirRoute, information, issue_for, only_outcome
+from guahao.fhir.outcome import FhirJSON, FhirRoute, information, issue, only_outcome
 from guahao.fhir.resources import base_of, mapping_zone, released, searchset
 from guahao.patients import lookup as patient_lookup
 from guahao.patients import service as patients_service
@@ -36,6 +36,8 @@ from guahao.scheduling.domain import local_today
 router = APIRouter(route_class=FhirRoute)
 HOLD_PATH = "/api/v1/bookings"  # the key's request is the API's hold: one answer for both faces
 PROPOSED = "proposed-"
+PAY_NOTICE = {"zh-CN": "号源已为您锁定,请在锁号截止前完成支付,逾期自动释放。",
+              "en": "The seat is held for you; pay before the hold ends or it is released."}
 
 
 async def _parameters(request: Request) -> dict[str, list[dict[str, Any]]]:
@@ -168,12 +170,10 @@ async def _hold(request: Request, caller, slot_id: int, patient_id: int) -> tupl
 
 
 def _refused(status: int, problem: dict) -> FhirJSON:
-    """A stored problem+json answer of the hold as the operations' OperationOutcome."""
-    error = GuahaoError()
-    error.code, error.status = problem.get("code", "error"), status  # type: ignore[misc]
-    issue = issue_for(error, "zh-CN")
-    issue["details"]["text"] = problem.get("detail", "")
-    return FhirJSON(only_outcome({"resourceType": "OperationOutcome", "issue": [issue]}), status_code=status)
+    """A stored problem+json answer of the hold (its message already in the caller's language)
+    as the operations' OperationOutcome."""
+    found = issue(problem.get("code", "error"), status, problem.get("detail", ""))
+    return FhirJSON(only_outcome({"resourceType": "OperationOutcome", "issue": [found]}), status_code=status)
 
 
 def _appointment_answer(request: Request, booking: dict, *, status: int = 200) -> FhirJSON:
@@ -187,7 +187,7 @@ def _appointment_answer(request: Request, booking: dict, *, status: int = 200) -
         headers["Expires"] = format_datetime(expires, usegmt=True)
         if "pay" in booking.get("allowed_actions", []):
             pay = f"{request.app.state.settings.base_url.rstrip('/')}/bookings/{booking['id']}/pay"
-            entries.append(information("pending payment", diagnostics=pay))
+            entries.append(information(PAY_NOTICE["en" if _locale(request) == "en" else "zh-CN"], diagnostics=pay))
     found = mapping.bundle("collection", entries, base=base_of(request))
     return FhirJSON(found, status_code=status, headers=headers)
 

@@ -39,10 +39,15 @@ class FhirJSON(JSONResponse):
     media_type = FHIR_JSON
 
 
+def issue(code: str, status: int, text: str) -> dict[str, Any]:
+    """One issue for our refusal `code` (HTTP `status`), with its message `text`."""
+    severity, kind = _BY_CODE.get(code) or _BY_STATUS.get(status, ("error", "processing"))
+    return {"severity": severity, "code": kind,
+            "details": {"coding": [{"system": PROBLEMS, "code": code}], "text": text}}
+
+
 def issue_for(exc: GuahaoError, locale: str) -> dict[str, Any]:
-    severity, code = _BY_CODE.get(exc.code) or _BY_STATUS.get(exc.status, ("error", "processing"))
-    return {"severity": severity, "code": code,
-            "details": {"coding": [{"system": PROBLEMS, "code": exc.code}], "text": exc.message(locale)}}
+    return issue(exc.code, exc.status, exc.message(locale))
 
 
 def operation_outcome(exc: GuahaoError, locale: str) -> dict[str, Any]:
