@@ -213,3 +213,12 @@ async def test_the_capability_statement_lists_exactly_what_is_served(app, client
     assert listed == served == capability.served_interactions()
     assert body["fhirVersion"] == "4.0.1"
     assert rest["security"]["extension"][0]["extension"][0]["valueUri"].endswith("/fhir/R4/auth/token")
+
+
+def test_fhir_holds_count_as_holds_in_admission_control():
+    from guahao.core.admission import route_class
+
+    assert route_class("POST", f"{BASE}/Appointment/$hold") == "hold"
+    assert route_class("POST", f"{BASE}/Appointment/$book") == "hold"
+    assert route_class("GET", f"{BASE}/Slot") == "api"
+    assert route_class("POST", "/api/v1/bookings") == "hold"
