@@ -64,7 +64,7 @@ async def _patch(client, w):
     return [await client.patch(f"{BASE}/Appointment/{w['held']}", json={"status": "cancelled"},
                                headers=auth(w["token"])),
             await client.patch(f"{BASE}/Appointment/{w['held']}", json={"status": "cancelled"},
-                               headers=auth(w["token"]))]  # the second: invalid_state
+                               headers=auth(w["token"]))]  # a repeat: the cancelled one
 
 
 def _read_and_search(kind: str, query: dict | str):
