@@ -221,3 +221,29 @@ async def test_suspension_makes_slots_busy_unavailable_and_appointments_cancelle
     appointment = check_body(await client.get(f"{BASE}/Appointment/{held['id']}", headers=auth(w["token"])))
     assert appointment["status"] == "cancelled"
     assert appointment["cancelationReason"]["coding"][0]["code"] == "hospital-suspended"
+
+
+async def test_realtime_hospital_shows_the_his_counts(app, client, db, clock):
+    """At a realtime hospital the HIS decides: Slot and $find show the smaller of its count and
+    our free seats, as the API's availability does (scheduling.availability.with_his)."""
+    from sqlalchemy import update
+
+    from guahao.catalog.models import Hospital
+    from guahao.scheduling.availability import HisCounts
+    from guahao.scheduling.models import Slot
+
+    w = await world(db, clock.now(), capacity=3, bands=3)
+    async with db.begin() as session:
+        await session.execute(update(Hospital).where(Hospital.id == w["hospital"]).values(his_mode="realtime"))
+        for i, slot in enumerate(w["slots"]):
+            await session.execute(update(Slot).where(Slot.id == slot).values(his_band_id=f"B{i}"))
+
+    class FakeHis:
+        async def remaining(self, db, *, hospital_id, first, last, now):
+            return HisCounts(by_band={"B0": 1, "B1": 0}, as_of=now)  # B2 unknown to the HIS
+
+    app.state.providers["his_availability"] = FakeHis()
+    slots = entries(check_body(await client.get(f"{BASE}/Slot", params={"schedule": f"Schedule/{w['schedule']}"})))
+    assert [s["status"] for s in sorted(slots, key=lambda s: int(s["id"]))] == ["free", "busy", "busy"]
+    found = await _find(client, w["token"])
+    assert [a["slot"][0]["reference"] for a in entries(found)] == [f"Slot/{w['slots'][0]}"]

@@ -72,22 +72,23 @@ async def bulk_file(name: str, request: Request):
     """`locations`, `schedules` or `slots-<date>`: one minified resource per line."""
     now = request.app.state.clock.now()
     days = _days(now)
-    async with request.app.state.db.read() as session:
-        if name == "locations":
+    if name == "locations":
+        async with request.app.state.db.read() as session:
             resources = [mapping.location(h) for h in await _hospitals(session)]
-        elif name == "schedules":
-            found = await released(session, now, first=days[0], last=days[-1])
-            resources = [mapping.schedule(s) for s in found]
-        elif name.startswith("slots-"):
-            try:
-                day = dt.date.fromisoformat(name.removeprefix("slots-"))
-            except ValueError:
-                raise NotFound("resource") from None
-            if day not in days:
-                raise NotFound("resource")
-            found = await released(session, now, first=day, last=day)
-            phones = {h.id: h.phone for h in await _hospitals(session)}
-            resources = slots_of(found, request.app.state.settings.base_url, phones)
-        else:
+    elif name == "schedules":
+        found = await released(request, now, first=days[0], last=days[-1])
+        resources = [mapping.schedule(s) for s in found]
+    elif name.startswith("slots-"):
+        try:
+            day = dt.date.fromisoformat(name.removeprefix("slots-"))
+        except ValueError:
+            raise NotFound("resource") from None
+        if day not in days:
             raise NotFound("resource")
+        found = await released(request, now, first=day, last=day)
+        async with request.app.state.db.read() as session:
+            phones = {h.id: h.phone for h in await _hospitals(session)}
+        resources = slots_of(found, request.app.state.settings.base_url, phones)
+    else:
+        raise NotFound("resource")
     return _cached(request, _ndjson(resources), NDJSON)

@@ -88,8 +88,7 @@ async def find(request: Request, caller: FhirCaller):
         where["registration_level"] = code
     count_value = request.query_params.get("_count") or params.first_of(found, "_count")
     count = params.count(None if count_value is None else str(count_value))
-    async with request.app.state.db.read() as session:
-        schedules = await released(session, now, first=first, last=last, **where)
+    schedules = await released(request, now, first=first, last=last, **where)
     proposals = [mapping.proposed_appointment(s, item) for s in schedules for item in s.view.slots
                  if item.state == "bookable" and item.remaining > 0]
     return searchset(request, proposals, count=count, offset=0)

@@ -190,14 +190,19 @@ async def read_role(resource_id: str, request: Request):
 
 # --- Schedule and Slot ------------------------------------------------------------------
 
-async def released(session, now: dt.datetime, *, first: dt.date, last: dt.date, **where) -> list:
-    """Released schedules of active hospitals (scheduling.availability's view)."""
-    found = await availability.released_schedules(session, now=now, first=first, last=last, **where)
-    active: dict[int, bool] = {}
-    for item in found:
-        if item.hospital_id not in active:
-            active[item.hospital_id] = await _exists(_hospital, session, item.hospital_id) is not None
-    return [item for item in found if active[item.hospital_id]]
+async def released(request: Request, now: dt.datetime, *, first: dt.date, last: dt.date, **where) -> list:
+    """Released schedules of active hospitals, as the availability routes count them: one read
+    transaction, then (realtime hospitals) the HIS's counts with nothing open."""
+    db = request.app.state.db
+    async with db.read() as session:
+        found = await availability.released_schedules(session, now=now, first=first, last=last, **where)
+        active: dict[int, bool] = {}
+        for item in found:
+            if item.hospital_id not in active:
+                active[item.hospital_id] = await _exists(_hospital, session, item.hospital_id) is not None
+    found = [item for item in found if active[item.hospital_id]]
+    return await availability.with_his_released(db, found, request.app.state.providers.get("his_availability"),
+                                                now=now)
 
 
 def actor_filter(value: str | None) -> dict[str, int]:
@@ -227,8 +232,7 @@ async def search_schedules(request: Request):
         first, last = EVER
     if q.get("service-type"):
         where["registration_level"] = params.token(q.get("service-type"))
-    async with request.app.state.db.read() as session:
-        found = await released(session, now, first=first, last=last, **where)
+    found = await released(request, now, first=first, last=last, **where)
     resources = [mapping.schedule(s) for s in found]
     if q.get("active") in ("true", "false"):
         resources = [r for r in resources if r["active"] == (q.get("active") == "true")]
@@ -239,9 +243,7 @@ async def search_schedules(request: Request):
 async def read_schedule(resource_id: str, request: Request):
     """One released schedule."""
     now = request.app.state.clock.now()
-    async with request.app.state.db.read() as session:
-        found = await released(session, now, first=EVER[0], last=EVER[1],
-                               schedule_ids=[_int_id(resource_id, "schedule")])
+    found = await released(request, now, first=EVER[0], last=EVER[1], schedule_ids=[_int_id(resource_id, "schedule")])
     if not found:
         raise NotFound("schedule")
     return FhirJSON(mapping.schedule(found[0]))
@@ -278,8 +280,7 @@ async def search_slots(request: Request):
     wanted = params.ids(q.get("_id"))
     if wanted is not None:
         first, last = EVER
-    async with request.app.state.db.read() as session:
-        found = await released(session, now, first=first, last=last, **where)
+    found = await released(request, now, first=first, last=last, **where)
     resources = slots_of(found, request.app.state.settings.base_url)
     if wanted is not None:
         resources = [r for r in resources if int(r["id"]) in wanted]
@@ -297,8 +298,8 @@ async def read_slot(resource_id: str, request: Request):
     now = request.app.state.clock.now()
     async with request.app.state.db.read() as session:
         ctx = await booking_queries.slot_context(session, slot_id)
-        found = [] if ctx is None else await released(session, now, first=EVER[0], last=EVER[1],
-                                                      schedule_ids=[ctx.schedule_id])
+    found = [] if ctx is None else await released(request, now, first=EVER[0], last=EVER[1],
+                                                  schedule_ids=[ctx.schedule_id])
     resources = [r for r in slots_of(found, request.app.state.settings.base_url) if r["id"] == str(slot_id)]
     if not resources:
         raise NotFound("slot")
