@@ -123,6 +123,11 @@ async def _token(client, w):
                               auth=("nobody", "wrong"))]
 
 
+async def _not_served(client, w):
+    return [await client.get(f"{BASE}/Patient/1"), await client.post(f"{BASE}/Slot", json={}),
+            await client.delete(f"{BASE}/Appointment/1")]
+
+
 # (method, path) → the case; the order is the order they run in (hold before book and PATCH)
 CASES = {("GET", "/metadata"): _metadata, ("GET", "/.well-known/smart-configuration"): _smart,
          ("POST", "/auth/token"): _token, ("POST", "/Appointment/$find"): _find,
@@ -133,6 +138,9 @@ CASES = {("GET", "/metadata"): _metadata, ("GET", "/.well-known/smart-configurat
 for _kind, _query in QUERIES.items():
     CASES[("GET", f"/{_kind}")] = _search(_kind, _query)
     CASES[("GET", f"/{_kind}/{{resource_id}}")] = _read(_kind, _query)
+# the catch-all: anything not served is a not-found OperationOutcome
+NOT_SERVED = {(m, "/{rest:path}") for m in ("GET", "POST", "PUT", "PATCH", "DELETE")}
+CASES.update(dict.fromkeys(NOT_SERVED, _not_served))
 # routes that are not FHIR REST (OAuth2 and SMART discovery answer plain JSON)
 PLAIN_JSON = {("GET", "/.well-known/smart-configuration"), ("POST", "/auth/token"), ("GET", "/$bulk-publish")}
 NDJSON = {"locations": "Location", "schedules": "Schedule", "slots": "Slot"}
@@ -197,7 +205,7 @@ async def test_the_capability_statement_lists_exactly_what_is_served(app, client
         listed |= {(resource["type"], i["code"]) for i in resource["interaction"]}
         listed |= {(resource["type"], f"${o['name']}") for o in resource.get("operation", [])}
     served = set()
-    for method, path in fhir_routes(app) - PLAIN_JSON - {("GET", "/bulk/{name}.ndjson")}:
+    for method, path in fhir_routes(app) - PLAIN_JSON - NOT_SERVED - {("GET", "/bulk/{name}.ndjson")}:
         parts = path.strip("/").split("/")
         if parts == ["metadata"]:
             served.add(("system", "capabilities"))
@@ -222,3 +230,10 @@ def test_fhir_holds_count_as_holds_in_admission_control():
     assert route_class("POST", f"{BASE}/Appointment/$book") == "hold"
     assert route_class("GET", f"{BASE}/Slot") == "api"
     assert route_class("POST", "/api/v1/bookings") == "hold"
+
+
+async def test_what_is_not_served_is_a_not_found_outcome(client):
+    for method, path in (("GET", "/Patient/1"), ("POST", "/Slot"), ("PUT", "/Appointment/1"), ("GET", "/Slot/x")):
+        response = await client.request(method, BASE + path, json={})
+        assert response.status_code == 404, (method, path)
+        assert check_body(response)["issue"][0]["code"] == "not-found"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from guahao.core.errors import NotFound
 from guahao.fhir import auth, bulk, capability, operations, resources
 from guahao.fhir.outcome import FhirJSON, FhirRoute
 
@@ -41,3 +42,19 @@ async def token(request: Request):
 router.include_router(operations.router)  # the $operations before the reads of Appointment/{id}
 router.include_router(bulk.router)
 router.include_router(resources.router)
+
+ANY = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@router.api_route("/{rest:path}", methods=ANY)
+async def not_served(rest: str):
+    """Anything else under /fhir/R4 (another resource type, interaction or operation): a
+    not-found OperationOutcome, not the JSON API's problem+json. Registered last."""
+    raise NotServed()
+
+
+class NotServed(NotFound):
+    code, status = "not_found", 404
+
+    def __init__(self) -> None:
+        super().__init__("resource")
