@@ -247,3 +247,27 @@ async def test_realtime_hospital_shows_the_his_counts(app, client, db, clock):
     assert [s["status"] for s in sorted(slots, key=lambda s: int(s["id"]))] == ["free", "busy", "busy"]
     found = await _find(client, w["token"])
     assert [a["slot"][0]["reference"] for a in entries(found)] == [f"Slot/{w['slots'][0]}"]
+
+
+async def test_book_in_one_call_replays_for_its_key_and_books_once(client, db, clock):
+    from sqlalchemy import func, select
+
+    from guahao.booking.models import Booking
+
+    w = await world(db, clock.now(), fee=False)
+    headers = _key(w["token"])
+    body = parameters(appointment_reference=f"Appointment/proposed-{w['slots'][0]}",
+                      patient_reference=f"Patient/{w['patient']}")
+    first = await client.post(f"{BASE}/Appointment/$book", json=body, headers=headers)
+    again = await client.post(f"{BASE}/Appointment/$book", json=body, headers=headers)
+    assert first.status_code == again.status_code == 200 and first.json() == again.json()
+    async with db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Booking)) == 1
+
+
+async def test_another_accounts_patient_cannot_be_held_for(client, db, clock):
+    w = await world(db, clock.now())
+    _other, other_token = await make_account(db, clock.now())
+    response = await _hold(client, other_token, w["slots"][0], w["patient"], _key(other_token))
+    assert response.status_code == 404
+    assert entries(check_body(response))[0]["issue"][0]["code"] == "not-found"
