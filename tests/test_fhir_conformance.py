@@ -237,3 +237,26 @@ async def test_what_is_not_served_is_a_not_found_outcome(client):
         response = await client.request(method, BASE + path, json={})
         assert response.status_code == 404, (method, path)
         assert check_body(response)["issue"][0]["code"] == "not-found"
+
+
+# Who may call each route: public (anyone), caller (a partner token or a patient's session),
+# patient (a patient's session only). A new route must be placed here, like in CASES.
+ACCESS = {key: "public" for key in CASES}
+ACCESS.update({("POST", "/Appointment/$find"): "caller", ("POST", "/Appointment/$hold"): "patient",
+               ("POST", "/Appointment/$book"): "patient", ("GET", "/Appointment"): "patient",
+               ("GET", "/Appointment/{resource_id}"): "patient", ("PATCH", "/Appointment/{resource_id}"): "patient"})
+SAMPLE = {"{resource_id}": "1", "{name}": "locations", "{rest:path}": "Patient"}
+
+
+async def test_every_route_answers_anonymous_callers_as_its_access_class_says(app, client):
+    assert set(ACCESS) == fhir_routes(app)
+    for (method, path), access in ACCESS.items():
+        url = BASE + path
+        for placeholder, value in SAMPLE.items():
+            url = url.replace(placeholder, value)
+        kwargs = {"json": parameters()} if method in ("POST", "PATCH") and "$" in path else {}
+        response = await client.request(method, url, **kwargs)
+        if access == "public":
+            assert response.status_code != 401, (method, path)
+        else:
+            assert response.status_code == 401, (method, path, response.status_code)
