@@ -21,7 +21,7 @@ from guahao.catalog import service as catalog_service
 from guahao.core.errors import NotFound
 from guahao.fhir import mapping
 from guahao.fhir.outcome import FhirRoute
-from guahao.fhir.resources import base_of, mapping_zone, released, slots_of
+from guahao.fhir.resources import PLATFORM_ZONE, base_of, released, slots_of
 from guahao.scheduling.domain import local_today
 
 router = APIRouter(route_class=FhirRoute)
@@ -44,7 +44,7 @@ def _ndjson(resources: list[dict[str, Any]]) -> bytes:
 
 
 def _days(now: dt.datetime) -> list[dt.date]:
-    today = local_today(now, mapping_zone())
+    today = local_today(now, PLATFORM_ZONE)
     return [today + dt.timedelta(days=i) for i in range(DAYS)]
 
 
@@ -52,7 +52,7 @@ def _days(now: dt.datetime) -> list[dt.date]:
 async def manifest(request: Request):
     """The SMART Scheduling Links manifest: Location, Schedule and one Slot file per date."""
     now = request.app.state.clock.now()
-    minute = now.astimezone(mapping_zone()).replace(second=0, microsecond=0)
+    minute = now.astimezone(PLATFORM_ZONE).replace(second=0, microsecond=0)
     base = base_of(request)
     output = [{"type": "Location", "url": f"{base}/bulk/locations.ndjson"},
               {"type": "Schedule", "url": f"{base}/bulk/schedules.ndjson"}]

@@ -28,7 +28,7 @@ from guahao.core.i18n import request_language
 from guahao.fhir import mapping, params
 from guahao.fhir.auth import FhirCaller, need_scope
 from guahao.fhir.outcome import FhirJSON, FhirRoute, information, issue, only_outcome
-from guahao.fhir.resources import base_of, mapping_zone, released, searchset
+from guahao.fhir.resources import PLATFORM_ZONE, base_of, released, searchset
 from guahao.patients import lookup as patient_lookup
 from guahao.patients import service as patients_service
 from guahao.scheduling.domain import local_today
@@ -63,7 +63,7 @@ async def find(request: Request, caller: FhirCaller):
     need_scope(caller, "system/Slot.read")
     found = await _parameters(request)
     now = request.app.state.clock.now()
-    today = local_today(now, mapping_zone())
+    today = local_today(now, PLATFORM_ZONE)
     bounds = [f"ge{v}" for v in params.all_of(found, "start")] + [f"le{v}" for v in params.all_of(found, "end")]
     first, last = params.date_range(bounds, today, "start")
     where: dict[str, Any] = {}
@@ -141,7 +141,7 @@ async def _patient_id(request: Request, account_id: int, found: dict[str, list[d
             now = request.app.state.clock.now()
             async with request.app.state.db.read() as session:
                 persons = set(await patient_lookup.person_ids_by_id_number(
-                    session, str(numbers[0]), today=local_today(now, mapping_zone())))
+                    session, str(numbers[0]), today=local_today(now, PLATFORM_ZONE)))
                 mine = [p.id for p in await patients_service.list_for_account(session, account_id)
                         if p.person_id in persons]
             if not mine:
@@ -278,7 +278,7 @@ async def search_appointments(request: Request, account: CurrentAccount):
     patient_id = params.reference(q.get("patient"), "Patient", "patient")
     dates = q.getlist("date")
     now = request.app.state.clock.now()
-    first, last = params.date_range(dates, local_today(now, mapping_zone()), "date") if dates else (None, None)
+    first, last = params.date_range(dates, local_today(now, PLATFORM_ZONE), "date") if dates else (None, None)
     statuses = set(q.get("status").split(",")) if q.get("status") else None
     items, offset = [], 0
     while True:

@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from guahao.catalog import service as catalog_service
-from guahao.core.errors import GuahaoError, NotFound
+from guahao.core.clock import SHANGHAI
+from guahao.core.errors import GuahaoError, InvalidRequest, NotFound
 from guahao.fhir import mapping, params
 from guahao.fhir.outcome import FhirJSON, FhirRoute
 from guahao.scheduling import availability
@@ -17,6 +18,8 @@ from guahao.scheduling.domain import local_today
 
 router = APIRouter(route_class=FhirRoute)
 EVER = (dt.date(2000, 1, 1), dt.date(2999, 12, 31))
+# the platform's default zone: "today" for searches across hospitals
+PLATFORM_ZONE = SHANGHAI
 
 
 def base_of(request: Request) -> str:
@@ -48,6 +51,11 @@ async def _exists(getter, *args) -> Any:
         return await getter(*args)
     except GuahaoError:
         return None
+
+
+def search_too_wide(field: str) -> InvalidRequest:
+    """A search that would list a whole country (every department, every doctor) must name a place."""
+    return InvalidRequest(field=field)
 
 
 def _int_id(resource_id: str, what: str) -> int:
@@ -92,7 +100,7 @@ async def search_services(request: Request):
     hospital_id = params.reference(q.get("location"), "Location", "location")
     wanted = params.ids(q.get("_id"))
     if hospital_id is None and wanted is None:
-        raise_search_too_wide("location")
+        raise search_too_wide("location")
     async with request.app.state.db.read() as session:
         if wanted is not None:
             departments = [d for d in [await _exists(catalog_service.get_department_or_raise, session, i)
@@ -117,12 +125,6 @@ async def read_service(resource_id: str, request: Request):
 
 # --- Practitioner and PractitionerRole: a doctor ----------------------------------------
 
-def raise_search_too_wide(field: str):
-    from guahao.core.errors import InvalidRequest
-
-    raise InvalidRequest(field=field)
-
-
 async def _doctors(session, q, *, role: bool) -> list:
     wanted = params.ids(q.get("_id"))
     hospital_id = params.reference(q.get("location"), "Location", "location") if role else None
@@ -146,11 +148,11 @@ async def _doctors(session, q, *, role: bool) -> list:
                         seen.add(d.id)
                         doctors.append(d)
     else:
-        raise_search_too_wide("location" if role else "_id")
+        raise search_too_wide("location" if role else "_id")
     if hospital_id is not None:
         doctors = [d for d in doctors if d.hospital_id == hospital_id]
-    if service_id is not None:
-        doctors = [d for d in doctors if d.department_id == service_id or wanted is None]
+    if service_id is not None and wanted is not None:  # ids asked for within one department
+        doctors = [d for d in doctors if d.department_id == service_id]
     return doctors
 
 
@@ -213,8 +215,6 @@ def actor_filter(value: str | None) -> dict[str, int]:
         found = mapping.ref_id(value, kind)
         if found is not None and value.rstrip("/").split("/")[-2:-1] == [kind]:
             return {key: found}
-    from guahao.core.errors import InvalidRequest
-
     raise InvalidRequest(field="actor")
 
 
@@ -225,7 +225,7 @@ async def search_schedules(request: Request):
     q = request.query_params
     page = _page(request)
     now = request.app.state.clock.now()
-    first, last = params.date_range(q.getlist("date"), local_today(now, mapping_zone()), "date")
+    first, last = params.date_range(q.getlist("date"), local_today(now, PLATFORM_ZONE), "date")
     where: dict[str, Any] = actor_filter(q.get("actor"))
     if q.get("_id") is not None:
         where["schedule_ids"] = params.ids(q.get("_id"))
@@ -249,12 +249,6 @@ async def read_schedule(resource_id: str, request: Request):
     return FhirJSON(mapping.schedule(found[0]))
 
 
-def mapping_zone():
-    from guahao.core.clock import SHANGHAI
-
-    return SHANGHAI  # the platform's default zone: "today" for searches across hospitals
-
-
 def slots_of(found: list, base_url: str, phones: dict[int, str] | None = None) -> list[dict[str, Any]]:
     return [mapping.slot(s, item, base_url=base_url, booking_phone=(phones or {}).get(s.hospital_id))
             for s in found for item in s.view.slots]
@@ -268,7 +262,7 @@ async def search_slots(request: Request):
     q = request.query_params
     page = _page(request)
     now = request.app.state.clock.now()
-    first, last = params.date_range(q.getlist("start"), local_today(now, mapping_zone()), "start")
+    first, last = params.date_range(q.getlist("start"), local_today(now, PLATFORM_ZONE), "start")
     where: dict[str, Any] = {}
     schedule_id = params.reference(q.get("schedule"), "Schedule", "schedule")
     if schedule_id is not None:

@@ -50,11 +50,4 @@ ANY = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 async def not_served(rest: str):
     """Anything else under /fhir/R4 (another resource type, interaction or operation): a
     not-found OperationOutcome, not the JSON API's problem+json. Registered last."""
-    raise NotServed()
-
-
-class NotServed(NotFound):
-    code, status = "not_found", 404
-
-    def __init__(self) -> None:
-        super().__init__("resource")
+    raise NotFound("resource")
