@@ -260,3 +260,17 @@ async def test_every_route_answers_anonymous_callers_as_its_access_class_says(ap
             assert response.status_code != 401, (method, path)
         else:
             assert response.status_code == 401, (method, path, response.status_code)
+
+
+async def test_a_waitlist_entry_maps_to_a_valid_waitlist_appointment(db, clock):
+    """候补 has no feature yet; its mapping is ready and valid (app-3: no times for waitlist)."""
+    from guahao.fhir import mapping
+    from guahao.scheduling import availability
+    from tests.fhir_support import check_resource
+
+    w = await world(db, clock.now())
+    async with db.read() as session:
+        [released] = await availability.released_schedules(session, now=clock.now(), first=DAY, last=DAY)
+    resource = mapping.waitlist_appointment(7, released, w["patient"])
+    check_resource(resource)
+    assert resource["status"] == "waitlist" and "start" not in resource and "slot" not in resource

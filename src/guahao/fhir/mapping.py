@@ -279,6 +279,23 @@ def appointment(booking: dict[str, Any], *, registration_level: str | None = Non
     return resource
 
 
+def waitlist_appointment(entry_id: int, released: ReleasedSchedule, patient_id: int) -> dict[str, Any]:
+    """A 候补 (waitlist) entry for a full schedule: status `waitlist`, no start, end or slot (R4
+    app-3 allows that for waitlist), the schedule's window as `requestedPeriod`. The waitlist
+    feature does not exist yet; this is its mapping, tested, for when it does."""
+    view = released.view
+    return {
+        "resourceType": "Appointment", "id": f"waitlist-{entry_id}", "status": "waitlist",
+        "serviceType": [level_concept(view.registration_level)],
+        "specialty": [department_concept(view.department_id)],
+        "requestedPeriod": [{"start": instant(released.starts_at), "end": instant(released.ends_at)}],
+        "participant": [{"actor": ref("Patient", patient_id), "required": "required", "status": "tentative"},
+                        {"actor": clinic_actor(view), "required": "required", "status": "needs-action"},
+                        {"actor": ref("Location", released.hospital_id), "required": "required",
+                         "status": "needs-action"}],
+    }
+
+
 def bundle(kind: str, entries: list[dict[str, Any]], *, base: str, total: int | None = None,
            link: str | None = None) -> dict[str, Any]:
     """A Bundle: `searchset` (with total and search modes) or `collection` (operation output)."""
