@@ -274,3 +274,16 @@ async def test_a_waitlist_entry_maps_to_a_valid_waitlist_appointment(db, clock):
     resource = mapping.waitlist_appointment(7, released, w["patient"])
     check_resource(resource)
     assert resource["status"] == "waitlist" and "start" not in resource and "slot" not in resource
+
+
+async def test_a_bug_is_a_fatal_exception_outcome_not_a_problem(client, monkeypatch):
+    from guahao.fhir import capability as fhir_capability
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(fhir_capability, "capability_statement", broken)
+    response = await client.get(f"{BASE}/metadata")
+    assert response.status_code == 500
+    issue = check_body(response)["issue"][0]
+    assert (issue["severity"], issue["code"]) == ("fatal", "exception")

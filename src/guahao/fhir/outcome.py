@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
-from guahao.core.errors import GuahaoError, InvalidRequest, database_unavailable
+from guahao.core.errors import DatabaseUnavailable, GuahaoError, InvalidRequest, database_unavailable
 from guahao.core.i18n import request_language
 
 FHIR_JSON = "application/fhir+json"
@@ -32,7 +32,14 @@ _BY_CODE = {"slot_sold_out": ("fatal", "not-found"), "idempotency_key_required":
 _BY_STATUS = {400: ("error", "invalid"), 401: ("error", "login"), 403: ("error", "forbidden"),
               404: ("error", "not-found"), 409: ("error", "business-rule"), 410: ("error", "deleted"),
               412: ("error", "conflict"), 415: ("error", "not-supported"), 422: ("error", "invalid"),
-              429: ("error", "throttled"), 503: ("error", "transient")}
+              429: ("error", "throttled"), 500: ("fatal", "exception"), 503: ("error", "transient")}
+
+
+class InternalError(GuahaoError):
+    """A bug: the same answer as the API's internal_error, as an OperationOutcome."""
+    code, status = "internal_error", 500
+    zh = "服务暂时不可用,请稍后重试。"
+    en = "Something went wrong on our side; please retry shortly."
 
 
 class FhirJSON(JSONResponse):
@@ -95,11 +102,10 @@ class FhirRoute(APIRoute):
                 return refusal(request, InvalidRequest())
             except Exception as exc:
                 if database_unavailable(exc):
-                    from guahao.core.errors import DatabaseUnavailable
-
                     response = refusal(request, DatabaseUnavailable())
                     response.headers["Retry-After"] = "5"
                     return response
-                raise
+                log.exception("unhandled_error", error_type=type(exc).__name__)
+                return refusal(request, InternalError())
 
         return fhir_handler
