@@ -241,7 +241,7 @@ def proposed_appointment(released: ReleasedSchedule, item: AvailableSlot) -> dic
 
 # --- bookings --------------------------------------------------------------------------
 
-def appointment(booking: dict[str, Any], *, registration_level: str | None = None) -> dict[str, Any]:
+def appointment(booking: dict[str, Any]) -> dict[str, Any]:
     """A booking (挂号单), from the JSON API's BookingRead (as JSON), for its own account.
 
     Status through booking.lifecycle.FHIR_STATUS (the view's `fhir_status`); visit number and
@@ -271,8 +271,6 @@ def appointment(booking: dict[str, Any], *, registration_level: str | None = Non
             {"actor": ref("Location", booking["hospital_id"]), "required": "required", "status": "accepted"},
         ],
     }
-    if registration_level:
-        resource["serviceType"] = [level_concept(registration_level)]
     if status == "cancelled" and booking["state"] in CANCEL_REASONS:
         code, text = CANCEL_REASONS[booking["state"]]
         resource["cancelationReason"] = {"coding": [{"system": CS_CANCEL, "code": code}], "text": text}
