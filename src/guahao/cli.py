@@ -279,6 +279,20 @@ def create_staff(username: str, role: str, password: str = typer.Option(..., pro
     typer.echo(f"created staff user {username} (id {staff_id})")
 
 
+@app.command("create-fhir-client")
+def create_fhir_client(name: str, scopes: str = "system/Slot.read system/Schedule.read") -> None:
+    """Register a partner system of the FHIR facade (docs/FHIR.md); prints its client id and
+    secret once (only the secret's hash is kept)."""
+    from guahao.fhir.auth import create_client_cli
+
+    try:
+        client_id, secret = asyncio.run(create_client_cli(get_settings(), name=name, scopes=scopes))
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"client_id={client_id}\nclient_secret={secret}")
+
+
 @app.command()
 def openapi() -> None:
     """Print the OpenAPI document."""

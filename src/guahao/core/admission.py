@@ -27,6 +27,9 @@ REFUSED = Counter("guahao_admission_refused_total", "Requests refused because th
                   ["route_class"])
 NEVER_LIMITED = ("/healthz", "/readyz", "/metrics", "/static/", "/api/v1/payments/notify/")
 RETRY_AFTER_SECONDS = 2
+# the hold of the JSON API and of the FHIR facade ($book may hold too): one rush, one class
+HOLD_PATHS = ("/api/v1/bookings", "/fhir/R4/Appointment/$hold", "/fhir/R4/Appointment/$book")
+MACHINE_PREFIXES = ("/api/", "/fhir/")  # answered with problem+json, not a page
 
 
 class Overloaded(GuahaoError):
@@ -40,11 +43,11 @@ def route_class(method: str, path: str) -> str | None:
     """Which limit a request counts against; None for the ones never limited."""
     if path.startswith(NEVER_LIMITED):
         return None
-    if method == "POST" and (path == "/api/v1/bookings" or path.startswith("/book/")):
+    if method == "POST" and (path in HOLD_PATHS or path.startswith("/book/")):
         return "hold"
     if path.startswith(("/api/v1/staff", "/staff")):
         return "staff"
-    if path.startswith("/api/"):
+    if path.startswith(MACHINE_PREFIXES):
         return "api"
     return "page"
 
@@ -64,7 +67,7 @@ def refusal(request: Request, exc: GuahaoError, retry_after: int) -> Response:
     """503 with Retry-After: problem+json for the API, a plain page for a browser (also used
     by core/maintenance.py)."""
     locale = negotiate(request.headers.get("accept-language"))
-    if not request.url.path.startswith("/api/"):
+    if not request.url.path.startswith(MACHINE_PREFIXES):
         title = "请稍后再试" if locale != "en" else "Please try again shortly"
         body = (f'<!doctype html><html lang="{locale}"><head><meta charset="utf-8">'
                 '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -165,3 +165,98 @@ def _schedule_view(schedule: Schedule, slots: list[Slot], counts: dict[int, int]
         total_fee=schedule.registration_fee + schedule.consultation_fee, state=state,
         release_at=schedule.release_at.astimezone(tz) if state == "not_yet_released" else None,
         closes_at=closes.astimezone(tz), remaining=sum(v.remaining for v in views), slots=views)
+
+
+@dataclass(frozen=True)
+class ReleasedSchedule:
+    """A released schedule as the public sees it (the FHIR facade and its bulk files): the same
+    view as availability's (`_schedule_view`, so the remaining counts cannot disagree) plus the
+    schedule's own window, which the availability tree carries in its day and period."""
+
+    hospital_id: int
+    date: dt.date
+    period: str
+    starts_at: dt.datetime  # in the hospital's zone
+    ends_at: dt.datetime
+    release_at: dt.datetime
+    view: AvailableSchedule
+    his_bands: dict[int, str] | None = None  # realtime hospitals: slot id -> HIS band (see with_his_released)
+
+
+async def released_schedules(session: AsyncSession, *, now: dt.datetime, first: dt.date, last: dt.date,
+                             hospital_id: int | None = None, department_id: int | None = None,
+                             doctor_id: int | None = None, schedule_ids: list[int] | None = None,
+                             registration_level: str | None = None) -> list[ReleasedSchedule]:
+    """Published or suspended schedules whose numbers are released (`release_at <= now`), dated
+    `first`..`last`, in date order. Never drafts, never unreleased ones; the caller leaves out
+    inactive hospitals."""
+    where = [Schedule.date >= first, Schedule.date <= last, Schedule.status.in_(PUBLIC_STATUSES),
+             Schedule.release_at <= now]
+    if hospital_id is not None:
+        where.append(Schedule.hospital_id == hospital_id)
+    if department_id is not None:
+        where.append(or_(Schedule.department_id == department_id,
+                         Schedule.department_id.in_(catalog_service.sub_department_ids(department_id))))
+    if doctor_id is not None:
+        where.append(Schedule.doctor_id == doctor_id)
+    if schedule_ids is not None:
+        where.append(Schedule.id.in_(schedule_ids))
+    if registration_level is not None:
+        where.append(Schedule.registration_level == registration_level)
+    schedules = list((await session.scalars(
+        select(Schedule).where(*where).order_by(Schedule.date, Schedule.starts_at, Schedule.id))).all())
+    ids = [s.id for s in schedules]
+    slots_by_schedule: dict[int, list[Slot]] = {i: [] for i in ids}
+    if ids:
+        for slot in (await session.scalars(
+                select(Slot).where(Slot.schedule_id.in_(ids), Slot.pool == "platform", Slot.capacity > 0)
+                .order_by(Slot.starts_at, Slot.id))).all():
+            slots_by_schedule[slot.schedule_id].append(slot)
+    counts = await service.live_counts(session, [s.id for v in slots_by_schedule.values() for s in v], now)
+    doctors = await catalog_service.doctors_by_id(session, (s.doctor_id for s in schedules if s.doctor_id is not None))
+    rules_of: dict[int, hospital_rules.Rules] = {}
+    realtime: dict[int, bool] = {}
+    result = []
+    for schedule in schedules:
+        if schedule.hospital_id not in rules_of:
+            rules_of[schedule.hospital_id] = await hospital_rules.get_rules(session, schedule.hospital_id)
+            realtime[schedule.hospital_id] = await catalog_service.his_mode_of(session, schedule.hospital_id) == REALTIME
+        rules = rules_of[schedule.hospital_id]
+        tz = rules.tz
+        slots = slots_by_schedule[schedule.id]
+        result.append(ReleasedSchedule(
+            hospital_id=schedule.hospital_id, date=schedule.date, period=schedule.period,
+            starts_at=schedule.starts_at.astimezone(tz), ends_at=schedule.ends_at.astimezone(tz),
+            release_at=schedule.release_at.astimezone(tz),
+            view=_schedule_view(schedule, slots, counts, doctors, rules, now),
+            his_bands={s.id: s.his_band_id for s in slots if s.his_band_id is not None}
+            if realtime[schedule.hospital_id] else None))
+    return result
+
+
+async def with_his_released(db: Database, items: list[ReleasedSchedule], his: HisAvailability | None, *,
+                            now: dt.datetime) -> list[ReleasedSchedule]:
+    """`with_his` for `released_schedules`: at a realtime hospital a slot shows the smaller of
+    the HIS's count and our free seats. Called after the read transaction (no network call
+    inside one). The HIS down or no port: our own counts, as the API's `his_unavailable` shows
+    them (a hold is then refused with his_unavailable, nothing is oversold)."""
+    by_hospital: dict[int, list[ReleasedSchedule]] = {}
+    for item in items:
+        if item.his_bands is not None:
+            by_hospital.setdefault(item.hospital_id, []).append(item)
+    for hospital_id, group in by_hospital.items():
+        counts = await his.remaining(db, hospital_id=hospital_id, first=min(i.date for i in group),
+                                     last=max(i.date for i in group), now=now) if his is not None else None
+        if counts is None:
+            continue
+        for item in group:
+            schedule = item.view
+            for slot in schedule.slots:
+                band = item.his_bands.get(slot.slot_id)
+                slot.remaining = min(slot.remaining, counts.by_band.get(band, 0)) if band else 0
+                if slot.state in ("bookable", "full"):
+                    slot.state = "bookable" if slot.remaining > 0 else "full"
+            if schedule.slots:
+                schedule.remaining = sum(s.remaining for s in schedule.slots)
+                schedule.state = domain.schedule_state([s.state for s in schedule.slots])
+    return items
