@@ -140,3 +140,49 @@ def overload(
     if bad:
         typer.echo("FAILED: " + ", ".join(r.label for r in bad))
         raise typer.Exit(1)
+
+
+@bench_app.command("bots")
+def bots(
+    database: Backend = typer.Option(Backend.postgresql, help="database of the service"),
+    workers: int = typer.Option(2, min=1, help="uvicorn worker processes"),
+    patients: int = typer.Option(500, min=1, help="P: patients per release, one hold each"),
+    connections: int = typer.Option(64, min=1, help="K: the patients' connections"),
+    bot_holds: int = typer.Option(10_000, min=1, help="B: the bot's holds, one account"),
+    bot_connections: int = typer.Option(128, min=1, help="the bot's connections"),
+    keep_logs: bool = typer.Option(False, help="keep the server's log"),
+    json_out: Path | None = typer.Option(None, help="also write the figures as JSON here"),
+) -> None:
+    """A bot's burst of B holds from one account at release time: refused cheaply (429), and
+    the other patients' p50/p99 with the burst against without it, in the same run."""
+    import shutil
+    import tempfile
+
+    from guahao.bench import bots as bots_bench
+    from guahao.bench.runner import machine
+
+    opts = bots_bench.BotsOptions(database=database.value, workers=workers, patients=patients,
+                                  connections=connections, bot_holds=bot_holds, bot_connections=bot_connections,
+                                  keep_logs=keep_logs)
+    info = machine()
+    typer.echo(f"guahao bench bots: {opts.database}, {workers} worker(s), {patients} patients per release on "
+               f"{connections} connections, bot {bot_holds} holds on {bot_connections} connections")
+    typer.echo(f"machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory']}; {info['date']}")
+    log_dir = Path(tempfile.mkdtemp(prefix="guahao-bench-"))
+    try:
+        figures = _run_async(bots_bench.run(opts, lambda line: typer.echo(f"  . {line}", err=True), log_dir))
+    finally:
+        if not keep_logs:
+            shutil.rmtree(log_dir, ignore_errors=True)
+    typer.echo("")
+    typer.echo(bots_bench.table(figures))
+    typer.echo(f"acknowledged holds = live bookings: {'yes' if figures.acknowledged_in_db else 'NO'}; "
+               f"bookings the bot got: {figures.bot_bookings}")
+    for note in figures.notes:
+        typer.echo(f"note: {note}")
+    if json_out:
+        json_out.write_text(json.dumps({"options": opts.__dict__, "machine": info, "results": figures.as_dict()},
+                                       ensure_ascii=False, indent=2))
+    crowd_codes = {c.split()[0] for c in figures.with_burst.codes}
+    if not figures.acknowledged_in_db or not crowd_codes <= {"201", "409"} or figures.bot.transport_errors:
+        raise typer.Exit(1)
