@@ -10,6 +10,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util import CommandError
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,8 +60,29 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
-async def current_revision_matches_head(session: AsyncSession) -> bool:
+async def schema_state(session: AsyncSession) -> str:
+    """Where the database's schema stands for this version of the code:
+
+    - "current": at this version's head;
+    - "ahead": at a revision this version does not know, i.e. a newer release has run its
+      migrations (deploys run `guahao db upgrade` before rolling the processes). Those are
+      expand migrations, written so that this version keeps working (docs/OPERATIONS.md), so
+      the process stays ready: taking every old process out of the load balancer at the
+      moment the new schema lands would turn each deploy into an outage;
+    - "behind": an older revision (or none): tables this version needs may be missing.
+    """
+
     def _current(sync_session) -> str | None:
         return MigrationContext.configure(sync_session.connection()).get_current_revision()
 
-    return await session.run_sync(_current) == head_revision()
+    current = await session.run_sync(_current)
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    if current == script.get_current_head():
+        return "current"
+    if current is None:
+        return "behind"
+    try:
+        known = script.get_revision(current) is not None
+    except (CommandError, ResolutionError):  # alembic wraps the one in the other
+        known = False
+    return "behind" if known else "ahead"
