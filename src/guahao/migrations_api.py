@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,9 +38,15 @@ def _one_migrator(database_url: str) -> Iterator[None]:
         yield
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "head", *, on_step: Callable[[str], None] | None = None) -> None:
+    """Migrate up to `revision`. `on_step` is told each step this call applied ("0016_ops ->
+    0017_photo"); a migrator that waited for another and found nothing to do applies none."""
+    cfg = alembic_config(database_url)
+    if on_step is not None:
+        cfg.attributes["on_step"] = lambda step: on_step(
+            f"{','.join(step.source_revision_ids) or 'base'} -> {','.join(step.destination_revision_ids)}")
     with _one_migrator(database_url):
-        command.upgrade(alembic_config(database_url), revision)
+        command.upgrade(cfg, revision)
 
 
 def downgrade(database_url: str, revision: str = "-1") -> None:
