@@ -15,7 +15,7 @@ from guahao import migrations_api
 from tests.conftest import _pg_admin, _pg_reachable, pg_url_for
 from tests.serve_support import Service
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -46,7 +46,7 @@ def test_two_serve_instances_starting_at_once_migrate_once(empty_url, tmp_path):
         for svc in services:
             svc.serve("--workers", "2")
         for svc in services:
-            svc.wait_healthy(path="/readyz", timeout=120)
+            svc.wait_healthy(path="/readyz", timeout=240)  # four uvicorn workers booting on a busy machine
         # `serve` runs `db upgrade`, which says each step it applied, or that there was none
         outputs = [svc.output() for svc in services]
         steps = [m for out in outputs for m in re.findall(r"^migrated (.+ -> .+)$", out, re.M)]
