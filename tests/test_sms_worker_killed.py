@@ -20,10 +20,10 @@ from sqlalchemy import select
 from guahao.core.clock import SHANGHAI
 from guahao.notifications.models import SentMessage
 from guahao.outbox.models import OutboxMessage
-from tests.paysim_fixture import free_port, python_server
-from tests.test_jobs_processes import Workers
 from tests.booking_builders import make_schedule
 from tests.builders import make_department, make_doctor, make_hospital
+from tests.paysim_fixture import free_port, python_server
+from tests.test_jobs_processes import Workers
 from tests.test_notifications import book, new_account
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
