@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from guahao import __version__
 from guahao.accounts import service as accounts_service
 from guahao.accounts.router import router as accounts_router
+from guahao.booking.budget import HoldBudgetMiddleware
 from guahao.booking.gate import SoldOutGate
 from guahao.booking.router import router as booking_router
 from guahao.booking.staff_router import router as booking_staff_router
@@ -105,6 +106,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.maintenance = MaintenanceSwitch(app.state.db, file=settings.maintenance_file)
     app.add_middleware(MaintenanceMiddleware, current=app.state.maintenance.current, clock=app.state.clock)
     app.add_middleware(AdmissionMiddleware, limits=parse_limits(settings.admission_limits))
+    # outside admission: a bot's refused holds take no admission slot
+    app.add_middleware(HoldBudgetMiddleware)
     app.add_middleware(SecurityHeadersMiddleware, https=settings.env == "production")
     app.add_middleware(RequestContextMiddleware)
     if settings.trusted_proxies:

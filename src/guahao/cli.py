@@ -27,10 +27,18 @@ __import__("guahao.ops.cli", fromlist=["register"]).register(app)  # backup, res
 
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
-    """Apply migrations up to REVISION (default head)."""
+    """Apply migrations up to REVISION (default head); says each step it applied."""
     from guahao import migrations_api
 
-    migrations_api.upgrade(get_settings().database_url, revision)
+    applied: list[str] = []
+
+    def report(step: str) -> None:
+        applied.append(step)
+        typer.echo(f"migrated {step}", err=True)
+
+    migrations_api.upgrade(get_settings().database_url, revision, on_step=report)
+    if not applied:
+        typer.echo("database schema already up to date", err=True)
 
 
 @db_app.command("downgrade")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,6 +10,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util import CommandError
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,9 +38,15 @@ def _one_migrator(database_url: str) -> Iterator[None]:
         yield
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "head", *, on_step: Callable[[str], None] | None = None) -> None:
+    """Migrate up to `revision`. `on_step` is told each step this call applied ("0016_ops ->
+    0017_photo"); a migrator that waited for another and found nothing to do applies none."""
+    cfg = alembic_config(database_url)
+    if on_step is not None:
+        cfg.attributes["on_step"] = lambda step: on_step(
+            f"{','.join(step.source_revision_ids) or 'base'} -> {','.join(step.destination_revision_ids)}")
     with _one_migrator(database_url):
-        command.upgrade(alembic_config(database_url), revision)
+        command.upgrade(cfg, revision)
 
 
 def downgrade(database_url: str, revision: str = "-1") -> None:
@@ -58,8 +66,29 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
-async def current_revision_matches_head(session: AsyncSession) -> bool:
+async def schema_state(session: AsyncSession) -> str:
+    """Where the database's schema stands for this version of the code:
+
+    - "current": at this version's head;
+    - "ahead": at a revision this version does not know, i.e. a newer release has run its
+      migrations (deploys run `guahao db upgrade` before rolling the processes). Those are
+      expand migrations, written so that this version keeps working (docs/OPERATIONS.md), so
+      the process stays ready: taking every old process out of the load balancer at the
+      moment the new schema lands would turn each deploy into an outage;
+    - "behind": an older revision (or none): tables this version needs may be missing.
+    """
+
     def _current(sync_session) -> str | None:
         return MigrationContext.configure(sync_session.connection()).get_current_revision()
 
-    return await session.run_sync(_current) == head_revision()
+    current = await session.run_sync(_current)
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    if current == script.get_current_head():
+        return "current"
+    if current is None:
+        return "behind"
+    try:
+        known = script.get_revision(current) is not None
+    except (CommandError, ResolutionError):  # alembic wraps the one in the other
+        known = False
+    return "behind" if known else "ahead"

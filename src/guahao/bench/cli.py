@@ -89,3 +89,100 @@ def rush(
                                        ensure_ascii=False, indent=2))
     if not guahao.oversell_ok or guahao.http_5xx:
         raise typer.Exit(1)
+
+
+@bench_app.command("overload")
+def overload(
+    database: Backend = typer.Option(Backend.postgresql, help="database of the service"),
+    workers: int = typer.Option(1, min=1, help="uvicorn worker processes"),
+    admission: str = typer.Option("hold=64", help="the server's GUAHAO_ADMISSION_LIMITS"),
+    db_pool_size: int | None = typer.Option(None, help="the server's GUAHAO_DB_POOL_SIZE (default: product default)"),
+    probe: int = typer.Option(1500, min=10, help="holds of the closed-loop capacity phase"),
+    connections: int = typer.Option(64, min=1, help="connections of the capacity phase"),
+    seconds: float = typer.Option(5.0, min=0.5, help="length of each open-loop phase"),
+    factor: float = typer.Option(3.0, min=1.0, help="the overload phase offers this many times the capacity"),
+    timeout: float = typer.Option(10.0, help="client timeout: slower answers count as timeouts"),
+    keep_logs: bool = typer.Option(False, help="keep the server's log"),
+    json_out: Path | None = typer.Option(None, help="also write the figures as JSON here"),
+) -> None:
+    """Holds offered at 1x and at FACTORx the measured capacity (open loop): admission control
+    must answer every request in time (a hold or an immediate 503 with Retry-After) and lose
+    no booking."""
+    import shutil
+    import tempfile
+
+    from guahao.bench import overload as ov
+    from guahao.bench.runner import machine
+
+    opts = ov.OverloadOptions(database=database.value, workers=workers, admission=admission,
+                              db_pool_size=db_pool_size, probe=probe, connections=connections, seconds=seconds,
+                              factor=factor, timeout=timeout, keep_logs=keep_logs)
+    info = machine()
+    typer.echo(f"guahao bench overload: {opts.database}, {workers} worker(s), admission {admission}, "
+               f"{factor:g}x for {seconds:g} s, client timeout {timeout:g} s")
+    typer.echo(f"machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory']}; {info['date']}")
+    log_dir = Path(tempfile.mkdtemp(prefix="guahao-bench-"))
+    try:
+        results = _run_async(ov.run(opts, lambda line: typer.echo(f"  . {line}", err=True), log_dir))
+    finally:
+        if not keep_logs:
+            shutil.rmtree(log_dir, ignore_errors=True)
+    typer.echo("")
+    typer.echo(ov.table(results))
+    for r in results:
+        for note in r.notes:
+            typer.echo(f"note ({r.label}): {note}")
+    if json_out:
+        json_out.write_text(json.dumps({"options": opts.__dict__, "machine": info,
+                                        "results": [r.as_dict() for r in results]}, ensure_ascii=False, indent=2))
+    bad = [r for r in results if r.timeouts or r.other or r.overloaded_without_retry_after
+           or r.acknowledged_in_db is False]
+    if bad:
+        typer.echo("FAILED: " + ", ".join(r.label for r in bad))
+        raise typer.Exit(1)
+
+
+@bench_app.command("bots")
+def bots(
+    database: Backend = typer.Option(Backend.postgresql, help="database of the service"),
+    workers: int = typer.Option(2, min=1, help="uvicorn worker processes"),
+    patients: int = typer.Option(500, min=1, help="P: patients per release, one hold each"),
+    connections: int = typer.Option(64, min=1, help="K: the patients' connections"),
+    bot_holds: int = typer.Option(10_000, min=1, help="B: the bot's holds, one account"),
+    bot_connections: int = typer.Option(128, min=1, help="the bot's connections"),
+    keep_logs: bool = typer.Option(False, help="keep the server's log"),
+    json_out: Path | None = typer.Option(None, help="also write the figures as JSON here"),
+) -> None:
+    """A bot's burst of B holds from one account at release time: refused cheaply (429), and
+    the other patients' p50/p99 with the burst against without it, in the same run."""
+    import shutil
+    import tempfile
+
+    from guahao.bench import bots as bots_bench
+    from guahao.bench.runner import machine
+
+    opts = bots_bench.BotsOptions(database=database.value, workers=workers, patients=patients,
+                                  connections=connections, bot_holds=bot_holds, bot_connections=bot_connections,
+                                  keep_logs=keep_logs)
+    info = machine()
+    typer.echo(f"guahao bench bots: {opts.database}, {workers} worker(s), {patients} patients per release on "
+               f"{connections} connections, bot {bot_holds} holds on {bot_connections} connections")
+    typer.echo(f"machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory']}; {info['date']}")
+    log_dir = Path(tempfile.mkdtemp(prefix="guahao-bench-"))
+    try:
+        figures = _run_async(bots_bench.run(opts, lambda line: typer.echo(f"  . {line}", err=True), log_dir))
+    finally:
+        if not keep_logs:
+            shutil.rmtree(log_dir, ignore_errors=True)
+    typer.echo("")
+    typer.echo(bots_bench.table(figures))
+    typer.echo(f"acknowledged holds = live bookings: {'yes' if figures.acknowledged_in_db else 'NO'}; "
+               f"bookings the bot got: {figures.bot_bookings}")
+    for note in figures.notes:
+        typer.echo(f"note: {note}")
+    if json_out:
+        json_out.write_text(json.dumps({"options": opts.__dict__, "machine": info, "results": figures.as_dict()},
+                                       ensure_ascii=False, indent=2))
+    crowd_codes = {c.split()[0] for c in figures.with_burst.codes}
+    if not figures.acknowledged_in_db or not crowd_codes <= {"201", "409"} or figures.bot.transport_errors:
+        raise typer.Exit(1)

@@ -56,6 +56,7 @@ class Connection:
         self.host, self.port = host, port
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self.head = b""  # the raw header block of the last answer (for Retry-After and the like)
 
     async def connect(self) -> None:
         self._reader, self._writer = await asyncio.open_connection(self.host, self.port, limit=1 << 20)
@@ -70,7 +71,7 @@ class Connection:
             await self.connect()
         reader, writer = self._reader, self._writer
         writer.write(request)
-        head = await reader.readuntil(b"\r\n\r\n")
+        head = self.head = await reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
         length, chunked, close = 0, False, False
         for line in head.split(b"\r\n")[1:]:

@@ -1,14 +1,13 @@
 """Patient-side booking routes."""
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select
 
-from guahao.booking import actions, hold_flow, reasons
+from guahao.booking import actions, budget, hold_flow, reasons
 from guahao.booking.models import Booking, BookingEvent
 from guahao.booking.schemas import (
     BookingCancel,
@@ -21,35 +20,16 @@ from guahao.booking.schemas import (
 from guahao.booking.views import booking_read
 from guahao.catalog import service as catalog_service
 from guahao.core import idempotency, metrics
-from guahao.core.deps import ClockDep, CurrentAccount, CurrentAccountWithKey, Db, Locale, bearer_or_cookie
-from guahao.core.errors import PROBLEM_JSON, GuahaoError
+from guahao.core.deps import ClockDep, CurrentAccount, CurrentAccountWithKey, Db, Locale
+from guahao.core.errors import PROBLEM_JSON
 from guahao.core.localtime import localize
 
 router = APIRouter(prefix="/api/v1/bookings", tags=["bookings"])
 
 
-async def _limit(request: Request, rules: str, kind: str, key: str) -> None:
-    try:
-        await request.app.state.limiter.hit(rules, kind, key)
-    except GuahaoError as exc:
-        metrics.hold_answered(exc.status, {"code": exc.code})
-        raise
-
-
-async def hold_budget(request: Request) -> None:
-    """Bots at release time, first line: new hold requests per session token and per client
-    address are counted before the token is even looked up, so a burst is refused for the cost
-    of a counter (memory, or Redis when configured), with 429 + Retry-After, and never queues
-    for the database in front of other patients. The address limit is loose: carrier NAT puts
-    many phones behind one address. A route dependency, so it runs before the caller's
-    session is resolved; the hold page calls it itself."""
-    settings = request.app.state.settings
-    token = bearer_or_cookie(request)
-    if token:  # a hash, so the limiter's store (Redis) never holds a usable token
-        await _limit(request, settings.hold_limit_per_account, "hold-token",
-                     hashlib.sha256(token.encode()).hexdigest()[:32])
-    await _limit(request, settings.hold_limit_per_address, "hold-address",
-                 request.client.host if request.client else "unknown")
+# the first line against bots (booking/budget.py): also run by HoldBudgetMiddleware, in front
+# of FastAPI; a no-op here when the middleware already counted this request
+hold_budget = budget.spend
 
 
 async def limit_holds(request: Request, account_id: int, patient_id: int) -> None:
@@ -58,8 +38,8 @@ async def limit_holds(request: Request, account_id: int, patient_id: int) -> Non
     this), and a refusal is not the key's answer: after Retry-After the same request goes
     through."""
     rules = request.app.state.settings.hold_limit_per_account
-    await _limit(request, rules, "hold-account", str(account_id))
-    await _limit(request, rules, "hold-patient", str(patient_id))
+    await budget.limit(request, rules, "hold-account", str(account_id))
+    await budget.limit(request, rules, "hold-patient", str(patient_id))
 
 
 @router.post("", status_code=201, response_model=BookingRead, dependencies=[Depends(hold_budget)],

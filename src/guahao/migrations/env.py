@@ -20,11 +20,13 @@ MIGRATION_LOCK_KEY = 0x67756168616F  # "guahao"
 
 
 def _configure(connection) -> None:
+    on_step = config.attributes.get("on_step")  # migrations_api.upgrade(..., on_step=...)
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        on_version_apply=(lambda *, step, **_: on_step(step)) if on_step else None,
     )
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from guahao.core import metrics as core_metrics
 from guahao.core.deps import ClockDep, Db
 from guahao.core.errors import GuahaoError
-from guahao.migrations_api import current_revision_matches_head
+from guahao.migrations_api import schema_state
 from guahao.outbox import service as outbox
 from guahao.payments import reports as payment_reports
 
@@ -42,20 +42,21 @@ async def healthz() -> dict:
 
 @router.get("/readyz")
 async def readyz(request: Request, db: Db, clock: ClockDep) -> dict:
-    """Readiness: the database answers and its schema is at the version this process expects; says whether
+    """Readiness: the database answers and its schema is the one this process expects, or a newer
+    release's (expand migrations keep the previous version working during a deploy); says whether
     maintenance mode is on."""
     try:
         async with db.read() as session:
             await session.execute(text("SELECT 1"))
-            at_head = await current_revision_matches_head(session)
+            schema = await schema_state(session)
     except Exception as exc:  # the database being down is exactly what this reports
         raise NotReady(reason=type(exc).__name__) from exc
-    if not at_head:
+    if schema == "behind":
         raise NotReady(reason="migrations not at head")
     # ready either way: in maintenance the process still serves staff, callbacks and jobs,
     # so a load balancer must keep sending it traffic (patients get the maintenance answer)
     state = await request.app.state.maintenance.current(clock.now(), time.monotonic())
-    return {"status": "ready", "maintenance": state is not None}
+    return {"status": "ready", "maintenance": state is not None, "schema": schema}
 
 
 @router.get("/metrics", include_in_schema=False)  # Prometheus text format; docs/OPERATIONS.md
