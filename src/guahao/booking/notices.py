@@ -44,3 +44,15 @@ async def after_transition(session: AsyncSession, booking: Booking, *, now: dt.d
         # already lapsed there is fine). Decided by the booking's own his_state, not by the
         # hospital's mode now: a booking lives in the mode it was taken in.
         await put(LOCK_RELEASE)
+
+
+SEAT_FREED = "booking.seat_freed"
+
+
+async def seat_freed(session: AsyncSession, booking: Booking, *, now: dt.datetime) -> None:
+    """A seat of a schedule with a 候补 queue came free (a patient's cancellation): the waitlist
+    consumes this topic and offers the seat to its head (DESIGN.md 7a: consequences flow up
+    through the outbox, booking never imports the waitlist)."""
+    await outbox.enqueue(session, topic=SEAT_FREED, dedupe_key=f"{SEAT_FREED}:{booking.id}",
+                         payload={"schedule_id": booking.schedule_id, "booking_id": booking.id,
+                                  "hospital_id": booking.hospital_id}, now=now, hospital_id=booking.hospital_id)
