@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.booking.models import Booking
 from guahao.outbox import service as outbox
+from guahao.scheduling import seats
 
 LOCK_RELEASE = "his.lock_release"
 # his_state of a realtime hold that has (or may have) a lock at the HIS
@@ -46,13 +47,9 @@ async def after_transition(session: AsyncSession, booking: Booking, *, now: dt.d
         await put(LOCK_RELEASE)
 
 
-SEAT_FREED = "booking.seat_freed"
-
 
 async def seat_freed(session: AsyncSession, booking: Booking, *, now: dt.datetime) -> None:
-    """A seat of a schedule with a 候补 queue came free (a patient's cancellation): the waitlist
-    consumes this topic and offers the seat to its head (DESIGN.md 7a: consequences flow up
-    through the outbox, booking never imports the waitlist)."""
-    await outbox.enqueue(session, topic=SEAT_FREED, dedupe_key=f"{SEAT_FREED}:{booking.id}",
-                         payload={"schedule_id": booking.schedule_id, "booking_id": booking.id,
-                                  "hospital_id": booking.hospital_id}, now=now, hospital_id=booking.hospital_id)
+    """A patient's cancellation freed a seat of a schedule with a 候补 queue (see
+    scheduling.seats.announce_freed)."""
+    await seats.announce_freed(session, schedule_id=booking.schedule_id, hospital_id=booking.hospital_id,
+                               key=f"booking:{booking.id}", now=now)

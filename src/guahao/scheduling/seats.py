@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guahao.outbox import service as outbox
 from guahao.scheduling.models import Schedule, Slot, SlotPosition
 
 
@@ -176,3 +177,17 @@ async def hold_deadlines(session: AsyncSession, schedule_id: int, now: dt.dateti
                                                    SlotPosition.hold_expires_at > now)
         .distinct())
     return sorted(rows)
+
+
+FREED_TOPIC = "seats.freed"
+
+
+async def announce_freed(session: AsyncSession, *, schedule_id: int, hospital_id: int, key: str,
+                         now: dt.datetime) -> None:
+    """Seats of a schedule with a 候补 queue came free (a cancellation, more capacity, a 停诊
+    lifted): the waitlist consumes this topic and offers them to its head. Consequences flow
+    up through the outbox (DESIGN.md 7a): scheduling and booking never import the waitlist.
+    Callers write it only when the schedule's `waitlist_waiting` flag is set; `key` makes
+    each cause count once."""
+    await outbox.enqueue(session, topic=FREED_TOPIC, dedupe_key=f"{FREED_TOPIC}:{key}",
+                         payload={"schedule_id": schedule_id}, now=now, hospital_id=hospital_id)
