@@ -240,3 +240,33 @@ async def test_leaving_with_a_running_offer_passes_it_on_without_a_strike(db, cl
     declined = await booking(db, rows[0].offer_booking_id)
     assert (declined.state, declined.strike_at) == ("cancelled", None)
     await check(db, clock)
+
+
+async def test_offer_skip_and_cutoff_are_told_by_sms_once_each(app, db, clock, ctx):
+    import guahao.notifications.jobs  # noqa: F401  (registers the notify.* handlers)
+    from guahao.notifications.port import from_providers
+
+    world = await make_world(db, clock, capacity=1)
+    sold = await sell_out(db, clock, world)
+    queue = await waiters(db, clock, world, 3)
+    async with db.begin() as s:  # the head is restricted by the time its turn comes
+        from guahao.booking.models import Restriction
+        s.add(Restriction(person_id=(await entries(db, world["schedule"]))[0].person_id,
+                          hospital_id=world["hospital"], starts_at=clock.now(),
+                          until=clock.now() + dt.timedelta(days=30), reason="test", strikes=3))
+    async with db.begin() as s:
+        await booking_actions.do_cancel(s, account_id=sold[0][0], booking_id=sold[0][3], now=clock.now())
+    await run_jobs(ctx)
+    notify = ("notify.waitlist_offer", "notify.waitlist_skipped", "notify.waitlist_closed")
+    await run_jobs(ctx, topics=notify)
+    clock.set(dt.datetime(2026, 11, 20, 15, 0, tzinfo=dt.UTC))  # the cutoff: the third is told
+    async with db.begin() as s:
+        await promote.do_promote(s, schedule_id=world["schedule"], now=clock.now())
+    await run_jobs(ctx, topics=notify)
+    await run_jobs(ctx, topics=notify)  # nothing twice
+    sent = from_providers(ctx.providers).sent
+    waitlist_sms = [m.template for m in sent if m.template.startswith("waitlist_")]
+    assert sorted(waitlist_sms) == ["waitlist_closed", "waitlist_offer", "waitlist_skipped"]
+    assert [(e.state, e.reason) for e in await entries(db, world["schedule"])] == [
+        ("skipped", "restricted_until"), ("lapsed", "offer_lapsed"), ("closed", "cutoff")]
+    assert len(queue) == 3
