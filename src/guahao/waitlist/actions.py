@@ -118,6 +118,8 @@ async def _after_joins(session: AsyncSession, queue: Queue, *, was_waiting: bool
 async def do_join(session: AsyncSession, *, account_id: int, patient_id: int, schedule_id: int,
                   now: dt.datetime) -> WaitlistEntry:
     """加入候补: a verified patient joins a sold-out schedule's queue, at its end."""
+    if await patients_service.get_for_account(session, account_id, patient_id) is None:
+        raise NotFound("patient")  # first: another account's patient learns nothing of the schedule (I8)
     queue = await _open_queue(session, schedule_id, now, need_full=True)
     was_waiting = bool(queue.schedule.waitlist_waiting)
     entry = await _add(session, queue, account_id=account_id, patient_id=patient_id, now=now)
