@@ -1,7 +1,9 @@
 """Waitlist (候补) routes: patients join, look and leave; staff see each schedule's queue."""
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
 
 from guahao.catalog import service as catalog_service
 from guahao.core.deps import ClockDep, CurrentAccount, CurrentStaff, Db
@@ -15,6 +17,8 @@ staff_router = APIRouter(prefix="/api/v1/staff", tags=["staff waitlist"])
 # joining is rare and deliberate: a burst is a bot (answered 429 before any database work)
 JOIN_LIMIT = "10/minute;60/hour"
 HOSPITAL_ROLES = ("hospital_admin", "scheduler", "front_desk")
+EntryId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+ScheduleId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 async def limit_joins(request: Request, account_id: int) -> None:
@@ -48,14 +52,15 @@ async def my_waitlist(account: CurrentAccount, db: Db, clock: ClockDep) -> Waitl
 
 
 @router.get("/{entry_id}", response_model=WaitlistEntryRead)
-async def get_entry(entry_id: int, account: CurrentAccount, db: Db, clock: ClockDep) -> WaitlistEntryRead:
+async def get_entry(entry_id: EntryId, account: CurrentAccount, db: Db, clock: ClockDep) -> WaitlistEntryRead:
+    """One of your waitlist entries: its state, position (前面还有 N 人) and running offer."""
     async with db.read() as session:
         read = await queries.get_read_for_account(session, account.account_id, entry_id, clock.now())
         return localize(read, await catalog_service.zone_of(session, read.hospital_id))
 
 
 @router.post("/{entry_id}/leave", response_model=WaitlistEntryRead)
-async def leave_waitlist(entry_id: int, account: CurrentAccount, db: Db, clock: ClockDep) -> WaitlistEntryRead:
+async def leave_waitlist(entry_id: EntryId, account: CurrentAccount, db: Db, clock: ClockDep) -> WaitlistEntryRead:
     """退出候补 (free): a running offer is given up too, and goes to the next in line."""
     now = clock.now()
     async with db.begin() as session:
@@ -66,7 +71,7 @@ async def leave_waitlist(entry_id: int, account: CurrentAccount, db: Db, clock: 
 
 
 @staff_router.get("/schedules/{schedule_id}/waitlist", response_model=list[QueueRow])
-async def schedule_queue(schedule_id: int, staff: CurrentStaff, db: Db) -> list[QueueRow]:
+async def schedule_queue(schedule_id: ScheduleId, staff: CurrentStaff, db: Db) -> list[QueueRow]:
     """A schedule's 候补 queue in order, patients masked (any staff role of the hospital)."""
     staff.require(*HOSPITAL_ROLES)
     async with db.read() as session:

@@ -7,8 +7,8 @@ from pydantic import BaseModel, Field
 
 
 class WaitlistEntryCreate(BaseModel):
-    schedule_id: int
-    patient_id: int
+    schedule_id: int = Field(gt=0, le=2**63 - 1)
+    patient_id: int = Field(gt=0, le=2**63 - 1)
 
 
 class WaitlistEntryRead(BaseModel):
