@@ -96,6 +96,7 @@ def _rules_body(_ids: dict) -> dict:
 
 # A valid body per route (a function of the world's ids): the request must reach the handler.
 BODIES: dict[tuple[str, str], Callable[[dict], Any]] = {
+    ("PUT", "/api/v1/staff/hospitals/{hospital_id}/waitlist-rules"): lambda w: {"offer_minutes": 20},
     ("POST", "/api/v1/waitlist"): lambda w: {"schedule_id": w["schedule_id"], "patient_id": w["patient_id"]},
     ("PUT", "/api/v1/staff/maintenance"): lambda w: {"active": False},
     ("PATCH", "/api/v1/staff/hospitals/{hospital_id}"): lambda w: {"phone": "010-87654321"},
@@ -468,6 +469,7 @@ ROLE_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/staff/hospitals/{hospital_id}/reports/money.csv"): ADMIN_ONLY,
     ("GET", "/api/v1/staff/hospitals/{hospital_id}/restrictions"): {"hospital_admin", "front_desk"},
     ("POST", "/api/v1/staff/restrictions/{restriction_id}/lift"): ADMIN_ONLY,
+    ("PUT", "/api/v1/staff/hospitals/{hospital_id}/waitlist-rules"): ADMIN_ONLY,
     ("POST", "/api/v1/staff/users/{staff_id}/totp/reset"): ADMIN_ONLY,
     ("GET", "/api/v1/staff/bookings/{booking_id}"): WINDOW_ROLES,
     ("POST", "/api/v1/staff/hospitals/{hospital_id}/notices"): ADMIN_ONLY,

@@ -270,3 +270,28 @@ async def test_offer_skip_and_cutoff_are_told_by_sms_once_each(app, db, clock, c
     assert [(e.state, e.reason) for e in await entries(db, world["schedule"])] == [
         ("skipped", "restricted_until"), ("lapsed", "offer_lapsed"), ("closed", "cutoff")]
     assert len(queue) == 3
+
+
+async def test_a_hospital_admin_sets_the_waitlist_rules_and_joins_follow_them(client, db, clock):
+    from tests.builders import auth, make_staff
+
+    world = await make_world(db, clock, capacity=1)
+    await sell_out(db, clock, world)
+    _, admin = await make_staff(db, clock.now(), role="hospital_admin", hospital_id=world["hospital"])
+    _, desk = await make_staff(db, clock.now(), role="front_desk", hospital_id=world["hospital"])
+    path = f"/api/v1/staff/hospitals/{world['hospital']}/waitlist-rules"
+    assert (await client.get(path, headers=auth(desk))).json()["max_entries_per_person"] == 3
+    assert (await client.put(path, json={"offer_minutes": 20}, headers=auth(desk))).status_code == 403
+    answer = await client.put(path, json={"offer_minutes": 20, "cutoff_minutes_before_visit_day": 600},
+                              headers=auth(admin))
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["offer_minutes"], answer.json()["max_entries_per_person"]) == (20, 3)
+    account, token, patient = await new_patient(db, clock)
+    joined = await client.post("/api/v1/waitlist", json={"schedule_id": world["schedule"], "patient_id": patient},
+                               headers=auth(token))
+    assert joined.status_code == 201, joined.text
+    assert joined.json()["cutoff_at"] == "2026-11-20T14:00:00+08:00"  # 10 hours before the visit day
+    assert joined.json()["ahead"] == 0
+    queue = await client.get(f"/api/v1/staff/schedules/{world['schedule']}/waitlist", headers=auth(desk))
+    assert [(r["position"], r["state"], r["patient_name"]) for r in queue.json()] == [(1, "waiting", "王*")]
+    del account

@@ -1,16 +1,26 @@
 """Waitlist (候补) routes: patients join, look and leave; staff see each schedule's queue."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 
 from guahao.catalog import service as catalog_service
+from guahao.core import audit
 from guahao.core.deps import ClockDep, CurrentAccount, CurrentStaff, Db
 from guahao.core.localtime import localize
 from guahao.scheduling import service as scheduling_service
 from guahao.waitlist import actions, queries
-from guahao.waitlist.schemas import QueueRow, WaitlistEntryCreate, WaitlistEntryRead, WaitlistPage
+from guahao.waitlist import rules as waitlist_rules
+from guahao.waitlist.schemas import (
+    QueueRow,
+    WaitlistEntryCreate,
+    WaitlistEntryRead,
+    WaitlistPage,
+    WaitlistRulesRead,
+    WaitlistRulesUpdate,
+)
 
 router = APIRouter(prefix="/api/v1/waitlist", tags=["waitlist"])
 staff_router = APIRouter(prefix="/api/v1/staff", tags=["staff waitlist"])
@@ -79,3 +89,28 @@ async def schedule_queue(schedule_id: ScheduleId, staff: CurrentStaff, db: Db) -
             session, schedule_id, hospital_id=None if staff.is_operator else staff.hospital_id)
         rows = await queries.queue_for_staff(session, schedule.id)
         return localize(rows, await catalog_service.zone_of(session, schedule.hospital_id))
+
+
+@staff_router.get("/hospitals/{hospital_id}/waitlist-rules", response_model=WaitlistRulesRead)
+async def get_waitlist_rules(hospital_id: int, staff: CurrentStaff, db: Db) -> WaitlistRulesRead:
+    """The hospital's 候补 rules (defaults until an admin sets them)."""
+    staff.require(*HOSPITAL_ROLES)
+    staff.ensure_hospital(hospital_id)
+    async with db.read() as session:
+        return WaitlistRulesRead(**dataclasses.asdict(await waitlist_rules.get_rules(session, hospital_id)))
+
+
+@staff_router.put("/hospitals/{hospital_id}/waitlist-rules", response_model=WaitlistRulesRead)
+async def set_waitlist_rules(hospital_id: int, body: WaitlistRulesUpdate, staff: CurrentStaff, db: Db,
+                             clock: ClockDep) -> WaitlistRulesRead:
+    """Change the hospital's 候补 rules (hospital admin), audited. Entries keep the cutoff they joined under."""
+    staff.require("hospital_admin")
+    staff.ensure_hospital(hospital_id)
+    values = body.model_dump(exclude_none=True)
+    now = clock.now()
+    async with db.begin() as session:
+        rules = await waitlist_rules.do_set_rules(session, hospital_id, now=now, **values)
+        await audit.do_record(session, now=now, action="waitlist_rules.update", object_type="hospital",
+                              object_id=hospital_id, hospital_id=hospital_id, staff_id=staff.staff_id,
+                              detail={k: str(v) for k, v in values.items()})
+    return WaitlistRulesRead(**dataclasses.asdict(rules))

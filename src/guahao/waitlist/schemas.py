@@ -41,12 +41,26 @@ class WaitlistPage(BaseModel):
 
 
 class WaitlistRulesRead(BaseModel):
-    max_entries_per_person: int
-    offer_minutes: int
-    cutoff_at: dt.datetime | None = None
-    quiet_from: dt.time
+    enabled: bool
+    max_entries_per_person: int = Field(description="live entries per person at the hospital (K)")
+    offer_minutes: int = Field(description="the pay window of an offer")
+    cutoff_minutes_before_visit_day: int = Field(description="the queue closes this long before the visit day "
+                                                             "begins (60: 23:00 the day before)")
+    lapse_counts_as_strike: bool = Field(description="an unpaid offer counts toward the restriction")
+    quiet_from: dt.time = Field(description="an offer made in the quiet hours runs from their end")
     quiet_until: dt.time
-    lapse_counts_as_strike: bool
+
+
+class WaitlistRulesUpdate(BaseModel):
+    """Only the fields sent change."""
+
+    enabled: bool | None = None
+    max_entries_per_person: int | None = Field(default=None, ge=1, le=10)
+    offer_minutes: int | None = Field(default=None, ge=5, le=1440)
+    cutoff_minutes_before_visit_day: int | None = Field(default=None, ge=-720, le=2880)
+    lapse_counts_as_strike: bool | None = None
+    quiet_from: dt.time | None = None
+    quiet_until: dt.time | None = None
 
 
 class QueueRow(BaseModel):
