@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import uuid
@@ -85,15 +86,19 @@ async def test_20_concurrent_cancels_with_50_waiting_give_20_offers_to_positions
     await _audit(db, clock)
 
 
+def _proc_env(settings, **extra) -> dict:
+    return {**os.environ, "GUAHAO_ENV": "test", "GUAHAO_DATABASE_URL": settings.database_url,
+            "GUAHAO_DATA_KEY": TEST_DATA_KEY, "GUAHAO_INDEX_KEY": TEST_INDEX_KEY,
+            "GUAHAO_SECRET_KEY": secrets.token_urlsafe(32), "GUAHAO_LOG_FILE": str(LOG_FILE),
+            "GUAHAO_SMS_PROVIDER": "recording",
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), **extra}
+
+
 async def test_a_promoter_stampede_from_four_processes_equals_a_serial_run(db, clock, settings, tmp_path):
     world = await make_world(db, clock, capacity=5)
     sold = await sell_out(db, clock, world)
     queue = await waiters(db, clock, world, 10)
-    env = {**os.environ, "GUAHAO_ENV": "test", "GUAHAO_DATABASE_URL": settings.database_url,
-           "GUAHAO_DATA_KEY": TEST_DATA_KEY, "GUAHAO_INDEX_KEY": TEST_INDEX_KEY,
-           "GUAHAO_SECRET_KEY": secrets.token_urlsafe(32), "GUAHAO_LOG_FILE": str(LOG_FILE),
-           "GUAHAO_SMS_PROVIDER": "recording",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = _proc_env(settings)
     procs = [subprocess.Popen([sys.executable, "-m", "tests.waitlist_promoter_proc", str(world["schedule"]),
                                clock.now().isoformat(), "40"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE) for _ in range(4)]
@@ -210,4 +215,35 @@ async def test_promoter_and_a_hold_of_the_head_in_a_tight_loop_never_deadlock(db
             asyncio.gather(promote_s1(), head_holds_elsewhere(), open_hold_on_s1()), timeout=20)
         assert offered == 1
         assert opened == "SlotSoldOut"
+    await _audit(db, clock)
+
+
+async def test_a_promoter_killed_mid_offer_leaves_nothing_and_the_rerun_offers_once(db, clock, settings, ctx):
+    world = await make_world(db, clock, capacity=1)
+    sold = await sell_out(db, clock, world)
+    queue = await waiters(db, clock, world, 3)
+    async with db.begin() as s:
+        await booking_actions.do_cancel(s, account_id=sold[0][0], booking_id=sold[0][3], now=clock.now())
+    proc = subprocess.Popen([sys.executable, "-m", "tests.waitlist_promoter_proc", str(world["schedule"]),
+                             clock.now().isoformat(), "1"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=_proc_env(settings, WAITLIST_PAUSE_BEFORE_COMMIT="1"))
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=60)
+        assert line.decode().strip() == "offered 1", line or proc.stderr.read().decode()[-2000:]
+        proc.send_signal(signal.SIGKILL)  # the offer's hold, entry update and SMS row were not committed
+        await asyncio.to_thread(proc.wait, 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert await states(db, world["schedule"]) == ["waiting"] * 3
+    async with db.read() as s:
+        assert await s.scalar(select(Booking.id).where(Booking.schedule_id == world["schedule"],
+                                                       Booking.state == "held")) is None
+    assert await outbox_topics(db, "notify.waitlist_offer") == []
+    await run_jobs(ctx)  # the seats.freed message is still there: the worker's job runs again
+    await run_jobs(ctx)
+    rows = await entries(db, world["schedule"])
+    assert [e.state for e in rows] == ["offered", "waiting", "waiting"]
+    assert rows[0].id == queue[0][3]
+    assert len(await outbox_topics(db, "notify.waitlist_offer")) == 1
     await _audit(db, clock)

@@ -2,11 +2,15 @@
 each in its own transaction, at a fixed instant, and prints how many offers it made.
 
     python -m tests.waitlist_promoter_proc <schedule id> <now iso> <rounds>
-(database and keys from GUAHAO_* variables, as `guahao worker` reads them)."""
+(database and keys from GUAHAO_* variables, as `guahao worker` reads them).
+
+With WAITLIST_PAUSE_BEFORE_COMMIT=1 it makes its offers, prints "offered <n>" and then sleeps
+inside the open transaction: the crash test SIGKILLs it there."""
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import sys
 
 from guahao.config import Settings
@@ -24,6 +28,9 @@ async def main(schedule_id: int, now: dt.datetime, rounds: int) -> int:
         for _ in range(rounds):
             async with db.begin() as session:
                 made += len(await promote.do_promote(session, schedule_id=schedule_id, now=now))
+                if os.environ.get("WAITLIST_PAUSE_BEFORE_COMMIT") == "1":
+                    print(f"offered {made}", flush=True)
+                    await asyncio.sleep(600)  # killed here, before the commit
             await asyncio.sleep(0.005)
     finally:
         await db.dispose()
