@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -37,6 +38,8 @@ from tests.waitlist_support import DAY
 
 START = dt.datetime(2026, 11, 19, 2, 0, tzinfo=dt.UTC)
 PEOPLE = 6
+# entry states the runs reached: the test asserts the machine gets past the easy ones
+REACHED: Counter[str] = Counter()
 
 
 def build_machine(database_url: str, app_settings):
@@ -100,10 +103,16 @@ def build_machine(database_url: str, app_settings):
                 self.run(self._tx(lambda s: waitlist_actions.do_leave(s, account_id=entry.account_id,
                                                                       entry_id=entry.id, now=self.clock.now())))
 
-        @rule(i=st.integers(0, PEOPLE - 1), give_up=st.booleans())
-        def answer_offer(self, i, give_up):
-            entry = self.run(self._entry(i))
-            if entry is None or entry.state != "offered":
+        async def _offered(self) -> WaitlistEntry | None:
+            async with self.db.read() as s:
+                return await s.scalar(select(WaitlistEntry).where(WaitlistEntry.state == "offered")
+                                      .order_by(WaitlistEntry.position).limit(1))
+
+        @rule(give_up=st.booleans())
+        def answer_offer(self, give_up):
+            """The first patient holding an offer pays it, or cancels the offered hold."""
+            entry = self.run(self._offered())
+            if entry is None:
                 return
             if give_up:  # cancels the offered hold itself, on the bookings page
                 self.run(self._tx(lambda s: booking_actions.do_cancel(
@@ -185,6 +194,7 @@ def build_machine(database_url: str, app_settings):
         def invariants_hold(self):
             async def audit():
                 async with self.db.read() as s:
+                    REACHED.update(set(await s.scalars(select(WaitlistEntry.state))))
                     return (await waitlist_invariants.check(s, now=self.clock.now())
                             + await booking_invariants.check(s, now=self.clock.now()))
             assert self.run(audit()) == []
@@ -198,10 +208,54 @@ def build_machine(database_url: str, app_settings):
 
 @pytest.mark.slow
 def test_waitlist_state_machine(database_url, settings):
+    REACHED.clear()
     machine = build_machine(database_url, settings)
     machine.TestCase.settings = settings_for_run()
     machine.TestCase().runTest()
+    assert "waiting" in REACHED, REACHED  # the tour below is what guarantees the rest is reached
+
+
+def test_waitlist_machine_tour_reaches_every_entry_state(database_url, settings):
+    """A fixed walk through the same machine, so every run reaches every entry state and the
+    time rules (pay window, 停诊 and its lifting, added seats, the cutoff), whatever
+    hypothesis draws above."""
+    REACHED.clear()
+    m = build_machine(database_url, settings)()
+    try:
+        def step(action, **kw):
+            action(**kw)
+            m.invariants_hold()
+
+        for i in range(5):
+            step(m.join, i=i)
+        step(m.outsider_tries_to_book)
+        step(m.cancel_a_sold_seat)
+        step(m.jobs_run, twice=True)  # offer to the first
+        step(m.answer_offer, give_up=False)  # paid
+        step(m.jobs_run, twice=False)  # fulfilled
+        step(m.cancel_a_sold_seat)
+        step(m.jobs_run, twice=False)  # offer to the second
+        step(m.clock_jumps, minutes=31)
+        step(m.jobs_run, twice=True)  # lapsed; offer to the third
+        step(m.leave, i=4)
+        step(m.suspend)  # the third's offer is revoked: back to waiting at its place
+        step(m.jobs_run, twice=False)
+        step(m.lift_suspension)
+        step(m.add_a_seat)
+        step(m.jobs_run, twice=False)
+        step(m.answer_offer, give_up=True)  # the offered hold cancelled on the bookings page
+        step(m.jobs_run, twice=False)
+        step(m.outsider_tries_to_book)  # nobody waits: a free seat is open to anyone
+        step(m.outsider_tries_to_book)
+        step(m.join, i=5)
+        for _ in range(3):
+            step(m.clock_jumps, minutes=16 * 60)  # past the cutoff
+        step(m.jobs_run, twice=False)
+        step(m.outsider_tries_to_book)
+    finally:
+        m.teardown()
+    assert {"waiting", "offered", "fulfilled", "lapsed", "left", "closed"} <= set(REACHED), REACHED
 
 
 def settings_for_run():
-    return settings(max_examples=12, stateful_step_count=30, deadline=None, suppress_health_check=list(HealthCheck))
+    return settings(max_examples=15, stateful_step_count=40, deadline=None, suppress_health_check=list(HealthCheck))
