@@ -107,6 +107,7 @@ ADMIN_PAGES: dict[tuple[str, str], Spec] = {
     ("POST", "/staff/hospitals/{hospital_id}/doctors/{doctor_id}/photo"): Spec(ADMIN, lambda w: {"remove": "1"}),
     ("POST", "/staff/hospitals/{hospital_id}/bookings/{booking_id}/visit-reason"): Spec(WINDOW, lambda w: {}),
     ("GET", "/staff/hospitals/{hospital_id}/his-drift"): Spec(ADMIN),
+    ("GET", f"{_H}/schedules/{{schedule_id}}/waitlist"): Spec(ANY),  # the session's 候补 queue (read only)
 }
 
 PAGES: dict[tuple[str, str], Spec] = {

@@ -32,6 +32,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from guahao.booking import actions as booking_actions
 from guahao.booking.models import Restriction
 from guahao.catalog import notices as hospital_notices
 from guahao.catalog import rules as hospital_rules
@@ -44,6 +45,7 @@ from guahao.patients.models import Patient
 from guahao.payments.models import Payment
 from guahao.scheduling import templates
 from guahao.scheduling.schemas import TemplateCreate
+from guahao.waitlist import actions as waitlist_actions
 from tests.booking_builders import make_patient, make_schedule
 from tests.builders import auth, make_account, make_department, make_doctor, make_hospital, make_staff
 
@@ -94,6 +96,8 @@ def _rules_body(_ids: dict) -> dict:
 
 # A valid body per route (a function of the world's ids): the request must reach the handler.
 BODIES: dict[tuple[str, str], Callable[[dict], Any]] = {
+    ("PUT", "/api/v1/staff/hospitals/{hospital_id}/waitlist-rules"): lambda w: {"offer_minutes": 20},
+    ("POST", "/api/v1/waitlist"): lambda w: {"schedule_id": w["schedule_id"], "patient_id": w["patient_id"]},
     ("PUT", "/api/v1/staff/maintenance"): lambda w: {"active": False},
     ("PATCH", "/api/v1/staff/hospitals/{hospital_id}"): lambda w: {"phone": "010-87654321"},
     ("PUT", "/api/v1/staff/hospitals/{hospital_id}/his-connection"):
@@ -254,6 +258,16 @@ async def world(client, db, clock):
                           headers={**auth(token_a), "Idempotency-Key": uuid.uuid4().hex})
     assert r.status_code == 201, r.text
     booking = r.json()
+    # a 候补 entry of A's patient on a sold-out session of X
+    full, full_slots = await make_schedule(db, now, hospital_id=x, department_id=department, doctor_id=doctor,
+                                           day=DAY + dt.timedelta(days=1), capacity=1)
+    other_account, _ = await make_account(db, now)
+    other_patient = await make_patient(db, now, other_account, name="孙七")
+    async with db.begin() as s:
+        await booking_actions.do_hold(s, account_id=other_account, patient_id=other_patient, slot_id=full_slots[0],
+                                      now=now)
+        entry_id = (await waitlist_actions.do_join(s, account_id=account_a, patient_id=patient, schedule_id=full,
+                                                   now=now)).id
     async with db.begin() as s:  # after the booking: a restriction would have refused it
         person_id = await s.scalar(select(Patient.person_id).where(Patient.id == patient))
         restriction = Restriction(person_id=person_id, hospital_id=x, starts_at=now, until=now + dt.timedelta(days=30),
@@ -282,7 +296,7 @@ async def world(client, db, clock):
     ids = {"hospital_id": x, "department_id": department, "doctor_id": doctor, "template_id": template,
            "schedule_id": schedule, "slot_id": slots[0], "patient_id": patient, "booking_id": booking["id"],
            "restriction_id": restriction_id, "message_id": message_id, "payment_id": payment_id,
-           "staff_id": target_staff_id, "notice_id": notice_id}
+           "staff_id": target_staff_id, "notice_id": notice_id, "entry_id": entry_id}
     return {"ids": ids, "booking_code": booking["booking_code"], "token_a": token_a, "token_b": token_b,
             "staff": staff}
 
@@ -342,7 +356,8 @@ def test_every_route_with_an_object_id_is_classified(app):
         "routes that name an object id but neither require an account or staff session nor are "
         f"allow-listed in PUBLIC: {unclassified}")
     known = {"hospital_id", "department_id", "doctor_id", "template_id", "schedule_id", "slot_id", "patient_id",
-             "booking_id", "restriction_id", "message_id", "payment_id", "staff_id", "notice_id", *ID_ALIASES}
+             "booking_id", "restriction_id", "message_id", "payment_id", "staff_id", "notice_id", "entry_id",
+             *ID_ALIASES}
     unknown = sorted({f"{n} ({e})" for e in id_endpoints(app) for n in e.id_params if n not in known})
     assert unknown == [], f"new id parameters: build the object in the `world` fixture and map its id: {unknown}"
     other = sorted({f"{n} ({e})" for e in endpoints(app) for n in e.path_params
@@ -454,6 +469,7 @@ ROLE_TABLE: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/staff/hospitals/{hospital_id}/reports/money.csv"): ADMIN_ONLY,
     ("GET", "/api/v1/staff/hospitals/{hospital_id}/restrictions"): {"hospital_admin", "front_desk"},
     ("POST", "/api/v1/staff/restrictions/{restriction_id}/lift"): ADMIN_ONLY,
+    ("PUT", "/api/v1/staff/hospitals/{hospital_id}/waitlist-rules"): ADMIN_ONLY,
     ("POST", "/api/v1/staff/users/{staff_id}/totp/reset"): ADMIN_ONLY,
     ("GET", "/api/v1/staff/bookings/{booking_id}"): WINDOW_ROLES,
     ("POST", "/api/v1/staff/hospitals/{hospital_id}/notices"): ADMIN_ONLY,

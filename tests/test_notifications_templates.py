@@ -14,7 +14,7 @@ SAMPLE = {
     "patient": "王*", "hospital": "北京协和医院", "department": "心内科", "doctor": "张伟",
     "time": "11月21日 上午 08:00-08:30", "visit_no": "7", "code": "12345678", "location": "门诊楼2层B区",
     "deadline": "10:15", "refund": "费用（挂号费 ¥5.00 + 诊查费 ¥20.00，合计 ¥25.00）将原路退回",
-    "until": "2026年12月19日 10:00", "fees": "挂号费 ¥5.00 + 诊查费 ¥20.00，合计 ¥25.00",
+    "until": "2026年12月19日 10:00", "fees": "挂号费 ¥5.00 + 诊查费 ¥20.00，合计 ¥25.00", "reason": "重复预约",
 }
 EXPECTED = {
     "booking_confirmed": ("预约成功", "Booking confirmed"),
@@ -26,6 +26,9 @@ EXPECTED = {
     "reminder": ("明天", "tomorrow"),
     "restriction_applied": ("暂停至", "suspended until"),
     "payment_late_refunded": ("原路退回", "refunded"),
+    "waitlist_offer": ("候补成功", "Waitlist success"),
+    "waitlist_skipped": ("未能分配号源", "no slot could be given"),
+    "waitlist_closed": ("候补已截止", "has closed without a slot"),
 }
 
 

@@ -48,6 +48,8 @@ from guahao.staff.maintenance import Switch as MaintenanceSwitch
 from guahao.staff.maintenance_router import router as maintenance_router
 from guahao.staff.router import router as staff_router
 from guahao.staff.rules_router import router as staff_rules_router
+from guahao.waitlist.router import router as waitlist_router
+from guahao.waitlist.router import staff_router as waitlist_staff_router
 from guahao.web import install as install_web
 
 # Routes match in this order; the booking routes take the release rush, so they come first.
@@ -55,7 +57,8 @@ from guahao.web import install as install_web
 ROUTERS = (booking_router, ops_router, accounts_router, catalog_router, catalog_staff_router, scheduling_router,
            patients_router, staff_router, staff_account_router, staff_rules_router, booking_window_router,
            booking_staff_router, payments_router, payments_staff_router, reports_router, jobs_router,
-           his_admin_router, his_drift_router, maintenance_router, catalog_notice_router, fhir_router)
+           his_admin_router, his_drift_router, maintenance_router, catalog_notice_router, waitlist_router,
+           waitlist_staff_router, fhir_router)
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:

@@ -15,3 +15,4 @@ from guahao.outbox.models import OutboxMessage  # noqa: F401
 from guahao.patients.models import Patient, Person, VisitCard  # noqa: F401
 from guahao.scheduling.models import Schedule, ScheduleTemplate, Slot, SlotPosition  # noqa: F401
 from guahao.staff.models import StaffLoginThrottle, StaffUser  # noqa: F401
+from guahao.waitlist.models import WaitlistEntry, WaitlistRules  # noqa: F401

@@ -8,17 +8,18 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.booking import errors, lifecycle, notices, reasons, records_step, restrictions
 from guahao.booking.context import SlotContext, load_slot_context
 from guahao.booking.lifecycle import Actor
-from guahao.booking.models import ACTIVE_STATES, I3_INDEX, Booking
+from guahao.booking.models import ACTIVE_STATES, I3_INDEX, Booking, BookingEvent
 from guahao.booking.queries import BookingFacts
 from guahao.booking.records_step import MedicalRecords
 from guahao.booking.schemas import CancelPreview
+from guahao.catalog import rules as hospital_rules
 from guahao.core import metrics
 from guahao.core.errors import NotFound
 from guahao.patients import service as patients_service
@@ -104,7 +105,8 @@ async def lock_person(session: AsyncSession, person_id: int, *, hospital_id: int
 
 async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, slot_id: int,
                   now: dt.datetime, with_context: bool = False, records: MedicalRecords | None = None,
-                  record_looked_up: bool = False, visit_reason: str | None = None, health_consent: bool = False):
+                  record_looked_up: bool = False, visit_reason: str | None = None, health_consent: bool = False,
+                  offer_until: dt.datetime | None = None):
     """Take a hold (锁号) on `slot_id` for one of the account's patients, with the patient's
     optional 病情描述 (`visit_reason`, booking/reasons.py: needs the health-data consent).
 
@@ -112,11 +114,18 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
     its share lock so a 停诊 cannot interleave (it takes the row exclusively); the person lock
     makes the per-person checks exact; the seat claim is last so that its row lock is held
     only for the final statements before commit.
+
+    `offer_until`: the hold is the waitlist's offer (候补) to its queue head, with that pay
+    deadline; every rule applies as to any hold, but a waiting queue does not refuse it. An
+    open hold finds the schedule sold out while anyone waits (here, and in the seat claim
+    itself, which the database evaluates under the schedule's share lock).
     """
     ctx = await load_slot_context(session, slot_id, lock_schedule=True)
     if ctx is None:
         raise NotFound("slot")
     check_schedule_open(ctx, now)
+    if ctx.waitlist_waiting and offer_until is None:
+        raise errors.SlotSoldOut()  # freed seats belong to the 候补 queue
     patient = await patients_service.get_for_account(session, account_id, patient_id)
     if patient is None:
         raise NotFound("patient")
@@ -154,6 +163,8 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
     if realtime and ctx.his_band_id is None:
         raise errors.SlotNotBookable()  # a slot the HIS does not know cannot be locked there
     hold_until = now + dt.timedelta(minutes=ctx.rules.hold_minutes) if amount > 0 or realtime else None
+    if offer_until is not None and hold_until is not None:
+        hold_until = offer_until
     booking = Booking(
         hospital_id=ctx.hospital_id, department_id=ctx.department_id, doctor_id=ctx.doctor_id,
         schedule_id=ctx.schedule_id, slot_id=ctx.slot_id, account_id=account_id, patient_id=patient.id,
@@ -178,7 +189,8 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
         await reasons.attach(session, booking_id=booking.id, hospital_id=ctx.hospital_id, account_id=account_id,
                              text=visit_reason, consent_given_now=health_consent, now=now)
 
-    claimed = await seats.claim(session, slot_id=ctx.slot_id, booking_id=booking.id, hold_until=hold_until, now=now)
+    claimed = await seats.claim(session, slot_id=ctx.slot_id, booking_id=booking.id, hold_until=hold_until, now=now,
+                                respect_waitlist=offer_until is None)
     if claimed is None:
         raise errors.SlotSoldOut()
     visit_no, lapsed_id = claimed
@@ -249,7 +261,7 @@ async def do_confirm(session: AsyncSession, booking_id: int, *, now: dt.datetime
 
 
 async def do_cancel(session: AsyncSession, *, account_id: int, booking_id: int, now: dt.datetime,
-                    reason: str | None = None) -> Booking:
+                    reason: str | None = None, count_strike: bool = True) -> Booking:
     """Patient cancellation: a hold any time; a confirmed booking until its deadline (the one
     it was made under). Whether it is a strike follows the hospital's strike_cancellations.
 
@@ -266,12 +278,15 @@ async def do_cancel(session: AsyncSession, *, account_id: int, booking_id: int, 
     deadline = ctx.deadline_of(booking)
     if was_paid and now >= deadline:
         raise errors.CancelDeadlinePassed(deadline=ctx.iso(deadline), deadline_local=ctx.local(deadline))
-    strike = booking.state in ACTIVE_STATES and ctx.rules.cancellation_strikes(was_paid=was_paid,
+    # count_strike False: the waitlist's offer declined by leaving the queue (leaving is free)
+    strike = count_strike and booking.state in ACTIVE_STATES and ctx.rules.cancellation_strikes(was_paid=was_paid,
                                                                                       kept=booking.strike_cancellations)
     await lifecycle.apply(session, booking, "cancel", actor=Actor("account", account_id), now=now,
                           reason=reason or "patient_cancelled", **({"strike_at": now} if strike else {}))
     await seats.release(session, [booking.id])
     await notices.after_transition(session, booking, now=now, his_mode=ctx.his_mode, was_paid=was_paid)
+    if ctx.waitlist_waiting:
+        await notices.seat_freed(session, booking, now=now)
     if strike:
         await restrictions.after_strike(session, person_id=booking.person_id, hospital_id=booking.hospital_id,
                                         rules=ctx.rules, now=now)
@@ -310,3 +325,24 @@ async def do_expire_due(session: AsyncSession, *, now: dt.datetime, limit: int =
     await settle_lapsed_holds(session, due, now)
     return sum(1 for b in due if b.state == "expired")
 
+
+
+async def do_record_strike(session: AsyncSession, *, booking_id: int, now: dt.datetime, reason: str) -> bool:
+    """Count an ended booking as a strike toward the restriction (the waitlist's rule that a
+    lapsed offer counts). Locks the person (the caller holds the schedule first, if at all);
+    a booking already counted is left alone. Returns whether it was counted now."""
+    found = await session.get(Booking, booking_id)
+    if found is None:
+        raise NotFound("booking")
+    await lock_person(session, found.person_id, hospital_id=found.hospital_id, now=now)
+    counted = await session.execute(
+        update(Booking).where(Booking.id == booking_id, Booking.strike_at.is_(None))
+        .values(strike_at=now, updated_at=now).execution_options(synchronize_session=False))
+    if counted.rowcount != 1:
+        return False
+    session.add(BookingEvent(booking_id=found.id, hospital_id=found.hospital_id, from_state=found.state,
+                             to_state=found.state, actor_type="system", reason=reason, at=now))
+    rules = await hospital_rules.get_rules(session, found.hospital_id)
+    await restrictions.after_strike(session, person_id=found.person_id, hospital_id=found.hospital_id,
+                                    rules=rules, now=now)
+    return True

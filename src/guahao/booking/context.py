@@ -54,6 +54,7 @@ class SlotContext:
     doctor_id: int | None
     doctor_name: str | None
     rules: Rules
+    waitlist_waiting: bool = False  # someone waits on the schedule's 候补 queue (read under the share lock)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -106,5 +107,5 @@ async def load_slot_context(session: AsyncSession, slot_id: int, *, lock_schedul
         department_id=department.id, department_name=department.name, department_location=department.location,
         min_age=department.min_age, max_age=department.max_age, allowed_sex=department.allowed_sex,
         doctor_id=schedule.doctor_id, doctor_name=doctor_name,
-        rules=rules_from_row(rules_row, schedule.hospital_id, tz),
+        rules=rules_from_row(rules_row, schedule.hospital_id, tz), waitlist_waiting=bool(schedule.waitlist_waiting),
     )

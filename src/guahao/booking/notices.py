@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.booking.models import Booking
 from guahao.outbox import service as outbox
+from guahao.scheduling import seats
 
 LOCK_RELEASE = "his.lock_release"
 # his_state of a realtime hold that has (or may have) a lock at the HIS
@@ -44,3 +45,11 @@ async def after_transition(session: AsyncSession, booking: Booking, *, now: dt.d
         # already lapsed there is fine). Decided by the booking's own his_state, not by the
         # hospital's mode now: a booking lives in the mode it was taken in.
         await put(LOCK_RELEASE)
+
+
+
+async def seat_freed(session: AsyncSession, booking: Booking, *, now: dt.datetime) -> None:
+    """A patient's cancellation freed a seat of a schedule with a 候补 queue (see
+    scheduling.seats.announce_freed)."""
+    await seats.announce_freed(session, schedule_id=booking.schedule_id, hospital_id=booking.hospital_id,
+                               key=f"booking:{booking.id}", now=now)

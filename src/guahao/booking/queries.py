@@ -175,3 +175,13 @@ async def strike_bookers(session: AsyncSession, *, person_id: int, hospital_id: 
                Booking.strike_at > after, Booking.strike_at <= until)
         .order_by(Booking.strike_at.desc(), Booking.id.desc()))
     return [(account_id, patient_id) for account_id, patient_id in rows.all()]
+
+
+async def person_has_active_on_schedule(session: AsyncSession, person_id: int, schedule_id: int,
+                                        now: dt.datetime) -> bool:
+    """Whether the person holds a running hold or a confirmed booking on the schedule (the
+    waitlist refuses to queue them for a seat they already have)."""
+    return bool(await session.scalar(select(exists().where(
+        Booking.person_id == person_id, Booking.schedule_id == schedule_id,
+        or_(Booking.state == "confirmed", and_(Booking.state == "held", or_(Booking.hold_expires_at.is_(None),
+                                                                             Booking.hold_expires_at > now)))))))

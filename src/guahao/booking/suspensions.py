@@ -23,6 +23,7 @@ from guahao.booking.models import ACTIVE_STATES, Booking
 from guahao.catalog import service as catalog_service
 from guahao.core import audit
 from guahao.core.errors import NotFound
+from guahao.scheduling import seats
 from guahao.scheduling import service as scheduling_service
 
 MAX_LEAVE_DAYS = 62
@@ -159,5 +160,8 @@ async def do_resume(session: AsyncSession, *, schedule_id: int, hospital_id: int
     if revoked:
         raise staff_errors.ResumeRefused(revoked=revoked)
     await scheduling_service.mark_resumed(session, schedule_id, now=now)
+    if schedule.waitlist_waiting:  # its 候补 queue resumes, in its old order
+        await seats.announce_freed(session, schedule_id=schedule_id, hospital_id=schedule.hospital_id,
+                                   key=f"resume:{schedule_id}:{now.isoformat()}", now=now)
     await audit.do_record(session, now=now, action="schedule.resume", object_type="schedule", object_id=schedule_id,
                           hospital_id=schedule.hospital_id, staff_id=staff_id, detail={})

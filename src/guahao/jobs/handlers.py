@@ -10,7 +10,8 @@ import importlib
 import os
 
 import guahao.booking.jobs
-import guahao.ops.retention  # noqa: F401  (registers the retention.purge_* periodic jobs)
+import guahao.ops.retention
+import guahao.waitlist.jobs  # noqa: F401  (the 候补 promoter and its sweep)
 
 OPTIONAL_MODULES = ("guahao.payments.jobs", "guahao.notifications.jobs", "guahao.his.jobs", "guahao.his.realtime_jobs",
                     "guahao.keys.jobs")
@@ -34,7 +35,7 @@ def plugin_modules(settings: object | None = None) -> list[str]:
 
 def load(settings: object | None = None) -> list[str]:
     """Import the optional feature modules and the plugins; returns the modules loaded."""
-    loaded = ["guahao.booking.jobs", "guahao.ops.retention"]
+    loaded = ["guahao.booking.jobs", "guahao.ops.retention", "guahao.waitlist.jobs"]
     loaded += [name for name in OPTIONAL_MODULES if _import_optional(name)]
     for name in plugin_modules(settings):
         importlib.import_module(name)  # a named plugin that fails to import is an error

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from guahao.notifications import delivery, service
+from guahao.notifications import delivery, service, waitlist_messages
 from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater, handler, periodic
 
 periodic("notify.scan_expiring_holds", dt.timedelta(minutes=1))
@@ -95,6 +95,29 @@ async def restriction_applied(ctx: JobContext, payload: dict) -> None:
     async with ctx.db.read() as session:
         messages = await service.compose_restriction_messages(session, restriction_id)
     await _deliver_all(ctx, messages)
+
+
+async def send_about_entry(ctx: JobContext, template: str, payload: dict[str, Any]) -> None:
+    entry_id = _id(payload, "entry_id")
+    booking_id = payload.get("booking_id") if isinstance(payload.get("booking_id"), int) else None
+    async with ctx.db.read() as session:
+        message = await waitlist_messages.compose(session, template, entry_id, ctx.clock.now(), booking_id)
+    await _deliver_all(ctx, [message] if message is not None else [])
+
+
+@handler("notify.waitlist_offer")
+async def waitlist_offer(ctx: JobContext, payload: dict) -> None:
+    await send_about_entry(ctx, "waitlist_offer", payload)
+
+
+@handler("notify.waitlist_skipped")
+async def waitlist_skipped(ctx: JobContext, payload: dict) -> None:
+    await send_about_entry(ctx, "waitlist_skipped", payload)
+
+
+@handler("notify.waitlist_closed")
+async def waitlist_closed(ctx: JobContext, payload: dict) -> None:
+    await send_about_entry(ctx, "waitlist_closed", payload)
 
 
 async def _scan(ctx: JobContext, enqueue) -> None:

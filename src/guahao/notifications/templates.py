@@ -100,6 +100,28 @@ _ALL = (
         "The payment ({fees}) for {patient} at {hospital}, {department}, {time} arrived after the hold "
         "had expired, so no booking was made; it will be refunded to the original payment method.",
     ),
+    Template(
+        "waitlist_offer",
+        ("patient", "hospital", "department", "doctor", "time", "deadline", "fees"),
+        "候补成功：已为{patient}锁定{hospital} {department} {doctor} {time}的号源，请在{deadline}前支付（{fees}），"
+        "逾期号源将顺延给下一位候补者。",
+        "Waitlist success: a slot is held for {patient} at {hospital}, {department}, {doctor}, {time}. Please pay "
+        "({fees}) by {deadline}; after that it goes to the next person on the waitlist.",
+    ),
+    Template(
+        "waitlist_skipped",
+        ("patient", "hospital", "department", "time", "reason"),
+        "{patient}在{hospital} {department} {time}的候补轮到时未能分配号源（{reason}），候补已结束。",
+        "When the turn of {patient} on the waitlist for {hospital}, {department}, {time} came, no slot could be "
+        "given ({reason}); the waitlist entry has ended.",
+    ),
+    Template(
+        "waitlist_closed",
+        ("patient", "hospital", "department", "time"),
+        "{patient}在{hospital} {department} {time}的候补已截止，未能候补成功，如需就诊请选择其他日期。",
+        "The waitlist of {patient} for {hospital}, {department}, {time} has closed without a slot. Please choose "
+        "another day if you still need a visit.",
+    ),
 )
 TEMPLATES: dict[str, Template] = {t.code: t for t in _ALL}
 

@@ -147,6 +147,8 @@ def _schedule_view(schedule: Schedule, slots: list[Slot], counts: dict[int, int]
     views = []
     for slot in slots:
         remaining = max(0, slot.capacity - counts.get(slot.id, 0))
+        if schedule.waitlist_waiting:
+            remaining = 0  # a freed seat is the waitlist head's (seats.claim refuses it to others)
         state = domain.slot_state(now, schedule.status, schedule.release_at, closes, remaining)
         views.append(AvailableSlot(
             slot_id=slot.id, starts_at=slot.starts_at.astimezone(tz), ends_at=slot.ends_at.astimezone(tz),

@@ -18,7 +18,7 @@ import datetime as dt
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.scheduling import domain
+from guahao.scheduling import domain, seats
 from guahao.scheduling.errors import CapacityBelowSold
 from guahao.scheduling.models import Schedule, Slot, SlotPosition
 
@@ -63,6 +63,7 @@ async def do_change_capacity(session: AsyncSession, schedule: Schedule, slots: l
     """Set each pool's total capacity (None: unchanged) on a booked schedule, seat by seat.
     Returns the new totals. The caller holds the schedule's row lock and writes the audit row."""
     totals = {}
+    grew = False
     for pool in ("platform", "onsite"):
         pool_slots = sorted((s for s in slots if s.pool == pool), key=lambda s: s.starts_at)
         current = sum(s.capacity for s in pool_slots)
@@ -72,8 +73,12 @@ async def do_change_capacity(session: AsyncSession, schedule: Schedule, slots: l
             continue  # every schedule has slots of both pools (plan_slots), capacity 0 included
         if target > current:
             await _grow(session, schedule, pool_slots, target - current)
+            grew = grew or pool == "platform"
         else:
             await _shrink(session, pool, pool_slots, current - target, target, current)
     schedule.updated_at = now
     await session.flush()
+    if schedule.waitlist_waiting and grew:  # the new seats belong to the 候补 queue first
+        await seats.announce_freed(session, schedule_id=schedule.id, hospital_id=schedule.hospital_id,
+                                   key=f"capacity:{schedule.id}:{now.isoformat()}", now=now)
     return totals

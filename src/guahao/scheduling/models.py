@@ -5,6 +5,7 @@ import datetime as dt
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -13,6 +14,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -70,6 +72,10 @@ class Schedule(IdMixin, Base):
     # the instant its slots open for booking, fixed when published from the hospital's rules
     release_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     his_session_id: Mapped[str | None] = mapped_column(String(64))  # the HIS session it mirrors
+    # 候补: someone is waiting for a seat of this schedule. Written only by the waitlist (under
+    # this row's exclusive lock, recomputed from its entries); while true an open hold's seat
+    # claim finds nothing (seats.claim), so a freed seat never returns to open booking.
+    waitlist_waiting: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.scheduling.models import SlotPosition
+from guahao.outbox import service as outbox
+from guahao.scheduling.models import Schedule, Slot, SlotPosition
 
 
 def _free(now: dt.datetime):
@@ -56,16 +57,29 @@ async def do_delete_positions(session: AsyncSession, slot_ids: list[int]) -> Non
         await session.execute(delete(SlotPosition).where(SlotPosition.slot_id.in_(slot_ids)))
 
 
+def _nobody_waiting():
+    """SQL condition: nobody is on the seat's schedule's waitlist (候补). The flag is written
+    by the waitlist under the schedule's exclusive lock, and an open hold holds that row
+    shared, so the value this statement reads is the committed truth, not a stale copy."""
+    return ~exists().where(Schedule.id == SlotPosition.schedule_id, Schedule.waitlist_waiting.is_(True))
+
+
 async def claim(session: AsyncSession, *, slot_id: int, booking_id: int, hold_until: dt.datetime | None,
-                now: dt.datetime) -> tuple[int, int | None] | None:
+                now: dt.datetime, respect_waitlist: bool = False) -> tuple[int, int | None] | None:
     """Give the lowest free seat of `slot_id` to `booking_id`.
 
     Returns (visit_no, lapsed_booking_id) or None when the slot is full. `lapsed_booking_id`
     is the expired hold this seat was taken from; the caller marks it expired.
     `hold_until` None means the booking is confirmed at once (free registration).
+    `respect_waitlist`: an open (patient's own) hold finds no seat while anyone waits on the
+    schedule's waitlist: a freed seat is the queue head's, never a refresher's. The
+    waitlist's own offers claim without it.
     """
+    conditions = [SlotPosition.slot_id == slot_id, _free(now)]
+    if respect_waitlist:
+        conditions.append(_nobody_waiting())
     pick = (select(SlotPosition.id, SlotPosition.booking_id.label("lapsed"))
-            .where(SlotPosition.slot_id == slot_id, _free(now))
+            .where(*conditions)
             .order_by(SlotPosition.visit_no).limit(1)
             .with_for_update(skip_locked=True))
     if session.bind.dialect.name == "postgresql":
@@ -136,3 +150,44 @@ async def seat_facts(session: AsyncSession, now: dt.datetime) -> list[tuple[int,
                                         SlotPosition.booking_id, SlotPosition.hold_expires_at))
     return [(sch, slot, no, None if booking is None or (until is not None and until <= now) else booking)
             for sch, slot, no, booking, until in rows]
+
+
+async def first_free_platform_slot(session: AsyncSession, schedule_id: int, now: dt.datetime) -> int | None:
+    """The platform slot holding the schedule's lowest free seat (None: no free seat): where
+    the waitlist's next offer goes."""
+    return await session.scalar(
+        select(SlotPosition.slot_id).join(Slot, Slot.id == SlotPosition.slot_id)
+        .where(SlotPosition.schedule_id == schedule_id, Slot.pool == "platform", _free(now))
+        .order_by(SlotPosition.visit_no).limit(1))
+
+
+async def free_platform_seats(session: AsyncSession, schedule_id: int, now: dt.datetime) -> int:
+    """Free seats of the schedule's platform pool right now (lapsed holds count as free)."""
+    return await session.scalar(
+        select(func.count()).select_from(SlotPosition).join(Slot, Slot.id == SlotPosition.slot_id)
+        .where(SlotPosition.schedule_id == schedule_id, Slot.pool == "platform", _free(now))) or 0
+
+
+async def hold_deadlines(session: AsyncSession, schedule_id: int, now: dt.datetime) -> list[dt.datetime]:
+    """The distinct deadlines of the running holds on the schedule's seats: the instants at
+    which a seat frees without any transaction (lazy expiry)."""
+    rows = await session.scalars(
+        select(SlotPosition.hold_expires_at).where(SlotPosition.schedule_id == schedule_id,
+                                                   SlotPosition.booking_id.is_not(None),
+                                                   SlotPosition.hold_expires_at > now)
+        .distinct())
+    return sorted(rows)
+
+
+FREED_TOPIC = "seats.freed"
+
+
+async def announce_freed(session: AsyncSession, *, schedule_id: int, hospital_id: int, key: str,
+                         now: dt.datetime) -> None:
+    """Seats of a schedule with a 候补 queue came free (a cancellation, more capacity, a 停诊
+    lifted): the waitlist consumes this topic and offers them to its head. Consequences flow
+    up through the outbox (DESIGN.md 7a): scheduling and booking never import the waitlist.
+    Callers write it only when the schedule's `waitlist_waiting` flag is set; `key` makes
+    each cause count once."""
+    await outbox.enqueue(session, topic=FREED_TOPIC, dedupe_key=f"{FREED_TOPIC}:{key}",
+                         payload={"schedule_id": schedule_id}, now=now, hospital_id=hospital_id)

@@ -380,6 +380,13 @@ async def record_audit(session: AsyncSession, now: dt.datetime, actor_id: int | 
                                 hospital_id=hospital_id, staff_id=actor_id, detail=detail)
 
 
+async def set_waitlist_waiting(session: AsyncSession, schedule_id: int, waiting: bool) -> None:
+    """The waitlist's flag "someone waits for a seat" (see `Schedule.waitlist_waiting`); the
+    caller (the waitlist) holds the schedule's exclusive lock and computed it from its entries."""
+    await session.execute(update(Schedule).where(Schedule.id == schedule_id, Schedule.waitlist_waiting != waiting)
+                          .values(waitlist_waiting=waiting))
+
+
 async def mark_resumed(session: AsyncSession, schedule_id: int, *, now: dt.datetime) -> None:
     """Undo 停诊's change to the schedule (published again); the caller holds the schedule's
     exclusive lock and has checked that no booking was revoked."""
@@ -387,3 +394,18 @@ async def mark_resumed(session: AsyncSession, schedule_id: int, *, now: dt.datet
         update(Schedule).where(Schedule.id == schedule_id, Schedule.status == "suspended")
         .values(status="published", suspended_reason=None, updated_at=now)
     )
+
+
+async def waitlist_flags(session: AsyncSession) -> dict[int, tuple[bool, str]]:
+    """{schedule id: (waitlist_waiting, status)} of schedules whose flag is set, for the
+    waitlist's invariant audit."""
+    rows = await session.execute(select(Schedule.id, Schedule.waitlist_waiting, Schedule.status)
+                                 .where(Schedule.waitlist_waiting.is_(True)))
+    return {sid: (bool(flag), status) for sid, flag, status in rows}
+
+
+async def statuses(session: AsyncSession, schedule_ids: Iterable[int]) -> dict[int, str]:
+    ids = set(schedule_ids)
+    if not ids:
+        return {}
+    return dict((await session.execute(select(Schedule.id, Schedule.status).where(Schedule.id.in_(ids)))).all())

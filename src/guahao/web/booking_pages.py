@@ -29,6 +29,7 @@ from guahao.core.errors import GuahaoError, NotFound
 from guahao.patients import router as patients_api
 from guahao.payments import router as payments_api
 from guahao.payments.schemas import PaymentStart
+from guahao.scheduling import seats
 from guahao.web.format import seconds_until
 from guahao.web.pages import Page, PageDep, form_of, redirect, render
 
@@ -50,6 +51,9 @@ async def _confirm_page(page: Page, slot_id: int, *, error: str | None = None, c
     async with db.read() as session:
         ctx = await booking_queries.slot_context(session, slot_id)
         consented = reasons.CONSENT_KIND in await accounts_service.consents_of(session, account.account_id)
+        # sold out (or a 候补 queue already waits): the page offers the waitlist instead
+        sold_out = ctx is not None and (ctx.waitlist_waiting or not await seats.free_platform_seats(
+            session, ctx.schedule_id, clock.now()))
     if ctx is None or ctx.pool != "platform":
         raise NotFound("slot")
     patients = await patients_api.list_patients(page.request, account, db, clock)
@@ -58,7 +62,8 @@ async def _confirm_page(page: Page, slot_id: int, *, error: str | None = None, c
                   starts_at=ctx.slot_starts_at.astimezone(zone), ends_at=ctx.slot_ends_at.astimezone(zone),
                   cancel_rule=labels.cancel_deadline(ctx.rules.cancel_minutes_before_visit_day, page.locale),
                   idempotency_key=uuid.uuid4().hex, error=error, chosen=chosen, visit_reason=visit_reason,
-                  reason_max=reasons.REASON_MAX, health_consented=consented, consent_version=reasons.CONSENT_VERSION)
+                  reason_max=reasons.REASON_MAX, health_consented=consented, consent_version=reasons.CONSENT_VERSION,
+                  sold_out=sold_out)
 
 
 @router.get("/book/{slot_id}")

@@ -1,7 +1,7 @@
 """FHIR facade: partner systems (OAuth2 client credentials)
 
 Revision ID: 0020_fhir
-Revises: 0017_photo
+Revises: 0018_waitlist
 """
 import sqlalchemy as sa
 from alembic import op
@@ -9,7 +9,7 @@ from alembic import op
 import guahao.core.db
 
 revision = '0020_fhir'
-down_revision = '0017_photo'
+down_revision = '0018_waitlist'
 branch_labels = None
 depends_on = None
 

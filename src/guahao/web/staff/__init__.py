@@ -24,3 +24,6 @@ def install(app: FastAPI) -> None:
 
     app.include_router(his_pages.router)
     app.include_router(reconciliation.router)
+    from guahao.web.staff import waitlist  # each session's 候补 queue
+
+    app.include_router(waitlist.router)
