@@ -137,6 +137,8 @@ def test_only_an_unreachable_database_is_a_503():
     wrapped = sa_exc.DBAPIError("SELECT 1", {}, Exception("x"))
     wrapped.orig.__cause__ = ConnectionResetError()
     assert database_unavailable(wrapped)
+    import asyncpg  # seen in a fault run: the driver's error reached the handler unwrapped
+    assert database_unavailable(asyncpg.InterfaceError("connection is closed"))
     assert not database_unavailable(ValueError("a bug"))
     assert not database_unavailable(FileNotFoundError(2, "missing template"))
     assert not database_unavailable(sa_exc.IntegrityError("INSERT", {}, Exception("duplicate key")))

@@ -254,19 +254,6 @@ async def test_the_estimate_lasts_a_second_and_forget_drops_it(mono):
     assert outcome == ["sold out", "in", "in"]
 
 
-async def test_worker_processes_split_the_seats_left(mono):
-    gate = SoldOutGate(per_slot_concurrency=1, processes=2)
-    slot, outcome, release = _slot(), [], asyncio.Event()
-    gate.note_remaining(slot, 5)  # this process's share: 3 (rounded up; the database decides)
-    tasks = [asyncio.create_task(_try_enter(gate, slot, outcome, release)) for _ in range(6)]
-    for _ in range(3):
-        await asyncio.sleep(0)
-    assert outcome == ["in", "sold out", "sold out", "sold out"]
-    release.set()
-    await asyncio.gather(*tasks)
-    assert outcome.count("in") == 3
-
-
 async def test_marking_full_answers_every_waiter(mono):
     gate = SoldOutGate(per_slot_concurrency=1)
     slot, outcome, release = _slot(), [], asyncio.Event()

@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                                               resolve_staff=staff_service.resolve_principal)
     app.state.sms = app.state.providers["sms"]
     app.state.face_check = app.state.providers["face_check"]
-    app.state.gate = SoldOutGate(settings.redis_url, processes=settings.workers)
+    app.state.gate = SoldOutGate(settings.redis_url)
     install_error_handlers(app)
     if not settings.metrics_enabled:
         app.add_middleware(UnpublishedPaths, paths=("/metrics",))

@@ -80,7 +80,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
     os.environ[metrics_dir.ENV] = metrics_path
     _derive_base_url(host, port)
     os.environ[SUPERVISOR_ENV] = str(os.getpid())
-    os.environ["GUAHAO_WORKERS"] = str(workers)  # the workers' gate splits seats left between them
     settings = get_settings()
     # uvicorn's supervisor logs through the same formatter and scrubber as the workers
     configure_logging(json=settings.log_json, log_file=settings.log_file, level=logging.WARNING)

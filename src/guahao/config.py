@@ -58,9 +58,6 @@ class Settings(BaseSettings):
     # requests in flight per process and route class before new ones get 503 + Retry-After
     # (core/admission.py); a class left out is unlimited
     admission_limits: str = "hold=2000,api=1000,page=1000,staff=300"
-    # API worker processes behind one address (`guahao serve --workers` sets it): the sold-out
-    # gate splits a slot's remaining seats between them when it hands out tickets (booking/gate.py)
-    workers: int = Field(default=1, ge=1)
     # new hold requests (booking/router.py _limit_holds): per account and per patient, and per
     # client address (loose: carrier NAT puts many phones behind one address)
     hold_limit_per_account: str = "20/minute;100/hour"

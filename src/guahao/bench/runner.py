@@ -123,8 +123,7 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
                "GUAHAO_REDIS_URL": opts.redis_url if opts.redis else "",
                # every simulated patient comes from the one loopback address: the per-address
                # bot limit would refuse the crowd (the per-account limit still applies)
-               "GUAHAO_HOLD_LIMIT_PER_ADDRESS": "1000000/minute",
-               "GUAHAO_WORKERS": str(opts.workers)}
+               "GUAHAO_HOLD_LIMIT_PER_ADDRESS": "1000000/minute"}
         if opts.db_pool_size:
             env["GUAHAO_DB_POOL_SIZE"] = str(opts.db_pool_size)
         server = UvicornServer("guahao.asgi:app", workers=opts.workers, env=env, name="guahao", log_dir=log_dir)

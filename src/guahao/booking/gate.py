@@ -8,18 +8,19 @@ patients press "book" at 08:00:
   "full" lasts at most a second; a stale "available" is harmless because the database decides.
 - tickets: every won claim tells the gate how many seats of the slot can still be free at
   most (the seats after the visit number just given: seats go lowest number first). For a
-  second after, only that many requests (this process's share of them) may wait for or run
-  a claim; the rest are answered `slot_sold_out` at once instead of queueing behind the
-  sell-out to learn it. The estimate is an upper bound, so no request is turned away while
-  more seats are free than there are claimants; if a claimant then fails (a rule refused
-  it), its seat is claimable by the next arrival.
+  second after, only that many requests of this process may wait for or run a claim; the
+  rest are answered `slot_sold_out` at once instead of queueing behind the sell-out to learn
+  it. The estimate is an upper bound, so no request is turned away while more seats are free
+  than this process has claimants; if a claimant then fails (a rule refused it), its seat is
+  claimable by the next arrival. Each process may admit the whole estimate: splitting it
+  between worker processes left seats unsold when the last patients of a rush happened to
+  reach one process (measured: 78 of 100 sold at 4 workers).
 - a lane: at most `per_slot_concurrency` claim transactions per slot in this process; the
   ticket holders wait here, in the application, instead of queuing on the hot rows.
 """
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
@@ -30,14 +31,10 @@ FULL_TTL_SECONDS = 1.0
 
 
 class SoldOutGate:
-    def __init__(self, redis_url: str | None = None, *, per_slot_concurrency: int = 2, max_slots: int = 50_000,
-                 processes: int = 1) -> None:
+    def __init__(self, redis_url: str | None = None, *, per_slot_concurrency: int = 2, max_slots: int = 50_000) -> None:
         self._full: OrderedDict[int, float] = OrderedDict()
         self._slots: dict[int, _SlotState] = {}
         self._per_slot = per_slot_concurrency
-        # the worker processes serving this slot's requests, which split the seats left
-        # between them (each one's share); without Redis there is no cheaper way to know
-        self._processes = max(1, processes)
         self._max = max_slots
         self._redis = None
         if redis_url:
@@ -106,7 +103,7 @@ class SoldOutGate:
 
     def note_remaining(self, slot_id: int, seats: int) -> None:
         """A claim just won: at most `seats` seats of the slot can still be free. Waiters past
-        this process's share of them are answered at once (`NoTicket`)."""
+        them are answered at once (`NoTicket`)."""
         state = self._slots.get(slot_id)
         if state is None:
             state = self._slots[slot_id] = _SlotState()
@@ -124,7 +121,7 @@ class SoldOutGate:
         if state.estimate is None or state.estimate_until <= time.monotonic():
             state.estimate = None
             return None
-        return math.ceil(state.estimate / self._processes)
+        return state.estimate
 
     def _trim(self, state: _SlotState) -> None:
         share = self._share(state)

@@ -146,6 +146,8 @@ def database_unavailable(exc: BaseException) -> bool:
         kinds += (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError)
     except ImportError:  # SQLite-only installs
         pass
+    if isinstance(exc, kinds):  # the driver's own error, unwrapped (a connection closed under us)
+        return True
     seen: BaseException | None = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
     for _ in range(4):  # the driver's error is wrapped by the adapter, then by SQLAlchemy
         if seen is None:
