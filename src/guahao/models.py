@@ -1,5 +1,6 @@
 """Every table, imported in one place so metadata (and Alembic) sees all of them."""
 import guahao.catalog.notices
+import guahao.draw.models
 import guahao.his.models
 import guahao.his.records
 import guahao.notifications.models
