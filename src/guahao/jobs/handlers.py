@@ -13,7 +13,7 @@ import guahao.booking.jobs
 import guahao.ops.retention  # noqa: F401  (registers the retention.purge_* periodic jobs)
 
 OPTIONAL_MODULES = ("guahao.payments.jobs", "guahao.notifications.jobs", "guahao.his.jobs", "guahao.his.realtime_jobs",
-                    "guahao.keys.jobs")
+                    "guahao.keys.jobs", "guahao.draw.jobs")
 
 
 def _import_optional(name: str) -> bool:

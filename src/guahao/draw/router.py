@@ -1,0 +1,71 @@
+"""The draw's public and patient routes (摇号放号)."""
+from __future__ import annotations
+
+import dataclasses
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from guahao.catalog import service as catalog_service
+from guahao.core.deps import ClockDep, CurrentAccount, Db
+from guahao.core.localtime import localize
+from guahao.draw import entries, queries
+from guahao.draw.schemas import DrawEntryCreate, DrawEntryRead, DrawEntryReceipt, DrawRead
+
+router = APIRouter(prefix="/api/v1", tags=["draws"])
+
+
+@router.get("/schedules/{schedule_id}/draw", response_model=DrawRead)
+async def read_draw(schedule_id: int, db: Db) -> DrawRead:
+    """A schedule's draw: its timeline and commitment (public before it opens); after the
+    draw, the revealed secret, the root and the seed."""
+    async with db.read() as session:
+        view = await queries.view(session, schedule_id)
+        return localize(DrawRead(**dataclasses.asdict(view)), await catalog_service.zone_of(session, view.hospital_id))
+
+
+async def _limit(request: Request, account_id: int) -> None:
+    await request.app.state.limiter.hit(request.app.state.settings.hold_limit_per_account, "draw-entry",
+                                        str(account_id))
+
+
+@router.post("/schedules/{schedule_id}/draw/entries", status_code=202, response_model=DrawEntryReceipt,
+             responses={409: {"description": "not open, closed or refused (problem+json with a stable code)"}})
+async def enter_draw(request: Request, schedule_id: int, body: DrawEntryCreate, account: CurrentAccount, db: Db,
+                     clock: ClockDep):
+    """Enter one of your verified patients in the draw. One entry per real person however
+    many devices or accounts try: a repeat answers the same receipt. Whether it counts is
+    decided by when the request arrived, not when it finished."""
+    arrived_at = clock.now()
+    await _limit(request, account.account_id)
+    async with db.begin() as session:
+        done = await entries.do_enter(session, account_id=account.account_id, patient_id=body.patient_id,
+                                      schedule_id=schedule_id, waitlist_opt_in=body.waitlist_opt_in,
+                                      arrived_at=arrived_at, now=clock.now())
+        zone = await catalog_service.zone_of(session, None)
+    answer = localize(DrawEntryReceipt(draw_id=done.draw_id, receipt=done.receipt, arrived_at=done.arrived_at,
+                                       waitlist_opt_in=done.waitlist_opt_in, closes_at=done.closes_at,
+                                       result_at=done.result_at, already_entered=not done.new), zone)
+    return JSONResponse(answer.model_dump(mode="json"), status_code=202)
+
+
+@router.get("/schedules/{schedule_id}/draw/entries/mine", response_model=list[DrawEntryRead])
+async def my_entries(schedule_id: int, account: CurrentAccount, db: Db) -> list[DrawEntryRead]:
+    """Your patients' entries in this draw, with rank and outcome once it is held."""
+    async with db.read() as session:
+        found = await queries.entries_of_account(session, schedule_id, account.account_id)
+        zone = await catalog_service.zone_of(session, None)
+    return [localize(DrawEntryRead(**dataclasses.asdict(e)), zone) for e in found]
+
+
+@router.get("/draws/{draw_id}/audit")
+async def draw_audit(draw_id: int, db: Db) -> dict:
+    """The audit record (public, once the draw is held): commitment, revealed secret, root,
+    seed, every receipt with its rank and outcome. tools/verify_draw.py recomputes the result
+    from it without trusting us."""
+    async with db.read() as session:
+        view = await queries.view_by_id(session, draw_id)
+        zone = await catalog_service.zone_of(session, view.hospital_id)
+        record = await queries.audit_record(session, draw_id, zone)
+    return localize(record, zone)
+
