@@ -94,3 +94,33 @@ def verify(record: dict, tmp_path: Path, *extra: str) -> subprocess.CompletedPro
     path.write_text(json.dumps(record), encoding="utf-8")
     return subprocess.run([sys.executable, "-I", str(VERIFIER), str(path), *extra], capture_output=True, text=True,
                           timeout=60)
+
+
+async def many_patients(db, clock, n: int) -> list[tuple[str, int, int]]:
+    """Like `patients`, for thousands: one transaction per 200 (token, account id, patient id)."""
+    from guahao.accounts import service as accounts_service
+    from guahao.accounts.models import Account
+    from guahao.core.crypto import lookup_hash
+    from guahao.patients.models import Patient, Person
+    from tests.booking_builders import make_id_number
+    from tests.builders import TTL
+
+    now, out = clock.now(), []
+    for start in range(0, n, 200):
+        async with db.begin() as s:
+            for _i in range(start, min(n, start + 200)):
+                phone = f"+86137{next(_ids) + 10_000_000:08d}"
+                account = Account(phone=phone, phone_hash=lookup_hash("phone", phone), created_at=now)
+                birth = dt.date(1950, 1, 1) + dt.timedelta(days=next(_ids))  # ID numbers unique across thousands
+                id_number = make_id_number(birth)
+                person = Person(identity_hash=lookup_hash("identity", f"resident_id:{id_number}"), created_at=now)
+                s.add_all([account, person])
+                await s.flush()
+                token = await accounts_service.do_create_session(s, now=now, ttl=TTL, account_id=account.id)
+                patient = Patient(account_id=account.id, person_id=person.id, relationship="self", name="李四",
+                                  id_type="resident_id", id_number=id_number, birth_date=birth, sex="M",
+                                  phone=phone, verification="verified", verified_at=now, created_at=now, updated_at=now)
+                s.add(patient)
+                await s.flush()
+                out.append((token, account.id, patient.id))
+    return out

@@ -105,8 +105,9 @@ async def _decide(session: AsyncSession, draw: Draw, entry_id: int, outcome: str
                          hospital_id=draw.hospital_id)
 
 
-async def do_allocate_chunk(session: AsyncSession, draw_id: int, *, now: dt.datetime, limit: int = CHUNK) -> int:
-    """Decide the next `limit` entries in rank order; 0 when the draw is (now) allocated."""
+async def do_allocate_chunk(session: AsyncSession, draw_id: int, *, now: dt.datetime, limit: int | None = None) -> int:
+    """Decide the next `limit` (CHUNK) entries in rank order; 0 when the draw is (now) allocated."""
+    limit = limit or CHUNK
     draw = await _lock(session, draw_id)
     if draw is None or draw.status != "ranked":
         return 0
