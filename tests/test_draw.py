@@ -47,15 +47,19 @@ async def test_commitment_is_public_before_the_window_and_the_secret_only_after(
     answers = [await enter(client, world, t, p) for t, _a, p in people]
     seen = [before.text] + [a.text for a in answers]
     seen.append((await client.get(f"/api/v1/schedules/{world.schedule_id}/draw")).text)
-    seen.append((await client.get(f"/api/v1/draws/{world.draw_id}/audit")).text)
-    seen += [(await client.get(f"/api/v1/schedules/{world.schedule_id}/draw/entries/mine", headers=auth(t))).text
-             for t, _a, _p in people]
+    seen.append((await client.get(f"/api/v1/schedules/{world.schedule_id}/draw/audit")).text)
+    page = await client.get(f"/schedules/{world.schedule_id}/draw")  # the patient page, anonymous
+    assert page.status_code == 200 and body["commitment"] in page.text
+    seen.append(page.text)
+    seen += [(await client.get(f"/api/v1/schedules/{world.schedule_id}/draw/entries/mine?patient_id={p}",
+                               headers=auth(t))).text for t, _a, p in people]
     assert all(secret not in text for text in seen)  # nowhere before the draw
-    early = await client.get(f"/api/v1/draws/{world.draw_id}/audit")
+    early = await client.get(f"/api/v1/schedules/{world.schedule_id}/draw/audit")
     assert early.status_code == 409 and early.json()["code"] == "draw_not_drawn"
     assert await run_draw(db, clock, world) == "allocated"
     after = (await client.get(f"/api/v1/schedules/{world.schedule_id}/draw")).json()
     assert after["secret"] == secret and after["seed"]
+    assert secret in (await client.get(f"/schedules/{world.schedule_id}/draw")).text
 
 
 async def test_verifier_recomputes_a_real_draw_and_catches_tampering(client, db, clock, tmp_path):
@@ -65,7 +69,7 @@ async def test_verifier_recomputes_a_real_draw_and_catches_tampering(client, db,
     for token, _a, patient in people:
         assert (await enter(client, world, token, patient)).status_code == 202
     await run_draw(db, clock, world)
-    record = (await client.get(f"/api/v1/draws/{world.draw_id}/audit")).json()
+    record = (await client.get(f"/api/v1/schedules/{world.schedule_id}/draw/audit")).json()
     assert sum(e["outcome"] == "won" for e in record["entries"]) == 4
     result = verify(record, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -108,7 +112,8 @@ async def test_one_person_from_20_devices_and_3_accounts_is_one_entry(client, db
     assert len({a.json()["receipt"] for a in answers}) == 1
     assert sum(not a.json()["already_entered"] for a in answers) == 1
     assert len(await entries(db, world)) == 1
-    mine = await client.get(f"/api/v1/schedules/{world.schedule_id}/draw/entries/mine", headers=auth(holders[2][0]))
+    mine = await client.get(f"/api/v1/schedules/{world.schedule_id}/draw/entries/mine?patient_id={holders[2][1]}",
+                            headers=auth(holders[2][0]))
     assert [e["receipt"] for e in mine.json()] == [answers[0].json()["receipt"]]
 
 
@@ -193,7 +198,7 @@ async def test_blacklisted_or_already_booked_winner_is_skipped_and_the_next_rank
     rows = await entries(db, world)
     assert [(e.rank, e.outcome, e.reason) for e in rows[:4]] == [
         (1, "skipped", "restricted_until"), (2, "won", None), (3, "won", None), (4, "lost", "no_seat")]
-    record = (await client.get(f"/api/v1/draws/{world.draw_id}/audit")).json()
+    record = (await client.get(f"/api/v1/schedules/{world.schedule_id}/draw/audit")).json()
     assert verify(record, tmp_path).returncode == 0
     # everyone is told: one result message per entry (the outbox), none twice
     async with db.read() as s:

@@ -60,5 +60,5 @@ async def test_sigkill_mid_allocation_then_rerun_gives_the_same_result(client, d
     booked = await bookings_of(db, world.schedule_id)
     assert sorted(b.id for b in booked) == sorted(e.booking_id for e in done if e.outcome == "won")
     assert sorted(b.visit_no for b in booked) == list(range(1, 7))
-    record = (await client.get(f"/api/v1/draws/{world.draw_id}/audit")).json()
+    record = (await client.get(f"/api/v1/schedules/{world.schedule_id}/draw/audit")).json()
     assert verify(record, tmp_path).returncode == 0

@@ -2,8 +2,8 @@
 """Verify a guahao draw (摇号) from its public audit record, trusting nothing of guahao.
 
 Usage:
-    python3 tools/verify_draw.py audit.json          # a saved GET /api/v1/draws/{id}/audit
-    python3 tools/verify_draw.py https://host/api/v1/draws/7/audit
+    python3 tools/verify_draw.py audit.json          # a saved GET /api/v1/schedules/{id}/draw/audit
+    python3 tools/verify_draw.py https://host/api/v1/schedules/7/draw/audit
     python3 tools/verify_draw.py audit.json --receipt 3f2a...   # where is my entry?
 
 Standard library only, on purpose: it imports nothing from guahao, so a patient, a journalist

@@ -54,6 +54,9 @@ def _local(instant: dt.datetime, zone) -> str:
 
 async def do_enter(session: AsyncSession, *, account_id: int, patient_id: int, schedule_id: int,
                    waitlist_opt_in: bool, arrived_at: dt.datetime, now: dt.datetime) -> Entered:
+    patient = await patients_service.get_for_account(session, account_id, patient_id)
+    if patient is None:
+        raise NotFound("patient")  # before anything about the draw: another account's patient learns nothing
     draw = await live_draw(session, schedule_id, lock=True)
     if arrived_at < draw.opens_at:
         zone = await catalog_service.zone_of(session, draw.hospital_id)
@@ -61,9 +64,6 @@ async def do_enter(session: AsyncSession, *, account_id: int, patient_id: int, s
     if arrived_at >= draw.closes_at or draw.status != "open":
         zone = await catalog_service.zone_of(session, draw.hospital_id)
         raise errors.DrawClosed(closes_at_local=_local(draw.closes_at, zone))
-    patient = await patients_service.get_for_account(session, account_id, patient_id)
-    if patient is None:
-        raise NotFound("patient")
     if patient.verification != "verified":
         raise errors.DrawPatientNotVerified()
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert

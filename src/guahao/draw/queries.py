@@ -63,13 +63,6 @@ async def _view(session: AsyncSession, draw: Draw) -> DrawView:
                     root=draw.root if revealed else None, seed=draw.seed if revealed else None)
 
 
-async def view_by_id(session: AsyncSession, draw_id: int) -> DrawView:
-    draw = await session.get(Draw, draw_id)
-    if draw is None or draw.status == "cancelled":
-        raise errors.NoDraw()
-    return await _view(session, draw)
-
-
 async def mode_of(session: AsyncSession, schedule_id: int) -> str | None:
     """'draw' when the schedule has a live draw (the pages link to it), else None."""
     found = await session.scalar(select(Draw.id).where(Draw.schedule_id == schedule_id, Draw.status != "cancelled"))
@@ -90,11 +83,16 @@ class EntryView:
     visit_no: int | None
 
 
-async def entries_of_account(session: AsyncSession, schedule_id: int, account_id: int) -> list[EntryView]:
-    """The entries of the account's patients in the schedule's draw (made from any account:
-    the entry is the person's); rank and outcome only once the draw has revealed them."""
+async def entries_of_account(session: AsyncSession, schedule_id: int, account_id: int, *,
+                             patient_id: int | None = None) -> list[EntryView]:
+    """The entries of the account's patients (or of one of them: NotFound when it is not the
+    account's) in the schedule's draw, made from any account: the entry is the person's. Rank
+    and outcome only once the draw has revealed them."""
+    if patient_id is not None:
+        patients = [await patients_service.get_or_raise(session, account_id, patient_id)]
     draw = await _draw_of_schedule(session, schedule_id)
-    patients = await patients_service.list_for_account(session, account_id)
+    if patient_id is None:
+        patients = await patients_service.list_for_account(session, account_id)
     by_person = {p.person_id: p.id for p in patients}
     if not by_person:
         return []

@@ -50,22 +50,23 @@ async def enter_draw(request: Request, schedule_id: int, body: DrawEntryCreate, 
 
 
 @router.get("/schedules/{schedule_id}/draw/entries/mine", response_model=list[DrawEntryRead])
-async def my_entries(schedule_id: int, account: CurrentAccount, db: Db) -> list[DrawEntryRead]:
-    """Your patients' entries in this draw, with rank and outcome once it is held."""
+async def my_entries(schedule_id: int, patient_id: int, account: CurrentAccount, db: Db) -> list[DrawEntryRead]:
+    """Your patient's entry in this draw (made from any account: the entry is the person's),
+    with rank and outcome once it is held; an empty list when they have not entered."""
     async with db.read() as session:
-        found = await queries.entries_of_account(session, schedule_id, account.account_id)
+        found = await queries.entries_of_account(session, schedule_id, account.account_id, patient_id=patient_id)
         zone = await catalog_service.zone_of(session, None)
     return [localize(DrawEntryRead(**dataclasses.asdict(e)), zone) for e in found]
 
 
-@router.get("/draws/{draw_id}/audit")
-async def draw_audit(draw_id: int, db: Db) -> dict:
+@router.get("/schedules/{schedule_id}/draw/audit")
+async def draw_audit(schedule_id: int, db: Db) -> dict:
     """The audit record (public, once the draw is held): commitment, revealed secret, root,
     seed, every receipt with its rank and outcome. tools/verify_draw.py recomputes the result
     from it without trusting us."""
     async with db.read() as session:
-        view = await queries.view_by_id(session, draw_id)
+        view = await queries.view(session, schedule_id)
         zone = await catalog_service.zone_of(session, view.hospital_id)
-        record = await queries.audit_record(session, draw_id, zone)
+        record = await queries.audit_record(session, view.draw_id, zone)
     return localize(record, zone)
 

@@ -55,8 +55,7 @@ RULE_FIELDS = [
     ("sms_to_patient_phone", _("SMS also to the patient's own phone"), "bool", ""),
     ("release_mode", _("How numbers are released (放号)"),
      (("fifo", _("First come, first served")), ("draw", _("By draw (摇号)"))),
-     _("By draw: patients enter during a window after the release time; a verifiable draw then allocates the "
-       "numbers. Departments and schedules may differ.")),
+     _("By draw: patients enter during a window after the release time; a verifiable draw then allocates the numbers. Departments and schedules may differ.")),
     ("draw_window_seconds", _("Draw: entry window (seconds after release)"), "int", _("10 to 60 seconds.")),
     ("draw_prequeue_minutes", _("Draw: entries open minutes before release"), "int", _("0 (none) to 60 minutes.")),
 ]
