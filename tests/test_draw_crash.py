@@ -27,7 +27,7 @@ async def _wait_for(path, proc, seconds: float = 60) -> None:
 
 async def test_sigkill_mid_allocation_then_rerun_gives_the_same_result(client, db, clock, database_url, tmp_path,
                                                                        monkeypatch):
-    world = await draw_world(db, clock, capacity=6, bands=2)
+    world = await draw_world(db, clock, capacity=12, bands=2)
     people = await patients(db, clock, 20)
     clock.set(world.release_at)
     for _t, account_id, patient in people:
@@ -35,14 +35,14 @@ async def test_sigkill_mid_allocation_then_rerun_gives_the_same_result(client, d
             await draw_entries.do_enter(s, account_id=account_id, patient_id=patient, schedule_id=world.schedule_id,
                                         waitlist_opt_in=False, arrived_at=clock.now(), now=clock.now())
     clock.set((await draw_row(db, world)).result_at)
-    # the worker ranks and commits, decides chunk 1 (CHUNK entries), then dies 4 decisions into chunk 2
+    # the worker ranks and commits, decides chunk 1 (5 winners), then dies 3 decisions into chunk 2
     monkeypatch.setattr(allocation, "CHUNK", 5)
     env = {**os.environ, "GUAHAO_DATA_KEY": TEST_DATA_KEY, "GUAHAO_INDEX_KEY": TEST_INDEX_KEY,
            "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}"}
     script = ("import runpy, sys; from guahao.draw import allocation; allocation.CHUNK = 5; "
               "sys.argv = ['w'] + sys.argv[1:]; runpy.run_module('tests.draw_crash_worker', run_name='__main__')")
     proc = subprocess.Popen([sys.executable, "-c", script, database_url, str(world.draw_id), clock.now().isoformat(),
-                             str(tmp_path), "9"], env=env, cwd=ROOT, stderr=subprocess.PIPE)
+                             str(tmp_path), "8"], env=env, cwd=ROOT, stderr=subprocess.PIPE)
     try:
         await _wait_for(tmp_path / "stalled", proc)
     finally:
@@ -56,9 +56,9 @@ async def test_sigkill_mid_allocation_then_rerun_gives_the_same_result(client, d
     assert await allocation.run(db, world.draw_id, now_fn=clock.now) == "allocated"
     done = await entries(db, world)
     assert [(e.id, e.rank) for e in done] == ranks
-    assert [e.outcome for e in done] == ["won"] * 6 + ["lost"] * 14
+    assert [e.outcome for e in done] == ["won"] * 12 + ["lost"] * 8
     booked = await bookings_of(db, world.schedule_id)
     assert sorted(b.id for b in booked) == sorted(e.booking_id for e in done if e.outcome == "won")
-    assert sorted(b.visit_no for b in booked) == list(range(1, 7))
+    assert sorted(b.visit_no for b in booked) == list(range(1, 13))
     record = (await client.get(f"/api/v1/schedules/{world.schedule_id}/draw/audit")).json()
     assert verify(record, tmp_path).returncode == 0

@@ -119,24 +119,33 @@ async def do_allocate_chunk(session: AsyncSession, draw_id: int, *, now: dt.date
         return 0
     slots = await _platform_slots(session, draw.schedule_id)
     free = await _free_seats(session, slots, now)
-    ended: str | None = None  # set when no later entry can get a seat, with the reason
     for entry in entries:
         open_slots = [sid for sid, _ in slots if free.get(sid, 0) > 0]
-        if ended is None and not open_slots:
-            ended = "no_seat"
-        if ended is not None:
-            await _decide(session, draw, entry.id, "lost", now, reason=ended)
-            continue
+        if not open_slots:
+            return await _lose_the_rest(session, draw, "no_seat", now)
         booking, refusal = await _hold_for(session, entry, open_slots, now)
         if booking is not None:
             await _decide(session, draw, entry.id, "won", now, booking=booking)
             free = await _free_seats(session, slots, now)
         elif refusal == "no_seat" or refusal in SCHEDULE_REFUSALS:
-            ended = refusal
-            await _decide(session, draw, entry.id, "lost", now, reason=refusal)
+            return await _lose_the_rest(session, draw, refusal, now)
         else:
             await _decide(session, draw, entry.id, "skipped", now, reason=refusal)
     return len(entries)
+
+
+async def _lose_the_rest(session: AsyncSession, draw: Draw, reason: str, now: dt.datetime) -> int:
+    """No later rank can get a seat: every entry still without an outcome lost, with its
+    message, in two statements (thousands of entrants, a hundred seats)."""
+    ids = list(await session.scalars(select(DrawEntry.id).where(DrawEntry.draw_id == draw.id,
+                                                                DrawEntry.outcome.is_(None))))
+    await session.execute(update(DrawEntry).where(DrawEntry.draw_id == draw.id, DrawEntry.outcome.is_(None))
+                          .values(outcome="lost", reason=reason))
+    await outbox.enqueue_many(session, [
+        {"topic": RESULT_TOPIC, "dedupe_key": f"{RESULT_TOPIC}:{i}", "payload": {"entry_id": i, "hospital_id":
+                                                                               draw.hospital_id},
+         "hospital_id": draw.hospital_id} for i in ids], now=now)
+    return max(len(ids), 1)
 
 
 async def _settle(session: AsyncSession, draw: Draw, now: dt.datetime) -> None:
