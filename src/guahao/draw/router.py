@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from guahao.catalog import service as catalog_service
@@ -13,6 +15,15 @@ from guahao.draw import entries, queries
 from guahao.draw.schemas import DrawEntryCreate, DrawEntryRead, DrawEntryReceipt, DrawRead
 
 router = APIRouter(prefix="/api/v1", tags=["draws"])
+
+
+async def arrival(clock: ClockDep) -> dt.datetime:
+    """When the request reached the application: the route's first dependency, resolved before
+    the session look-up, so waiting for the database does not make an entry late."""
+    return clock.now()
+
+
+Arrival = Annotated[dt.datetime, Depends(arrival)]
 
 
 @router.get("/schedules/{schedule_id}/draw", response_model=DrawRead)
@@ -31,12 +42,11 @@ async def _limit(request: Request, account_id: int) -> None:
 
 @router.post("/schedules/{schedule_id}/draw/entries", status_code=202, response_model=DrawEntryReceipt,
              responses={409: {"description": "not open, closed or refused (problem+json with a stable code)"}})
-async def enter_draw(request: Request, schedule_id: int, body: DrawEntryCreate, account: CurrentAccount, db: Db,
-                     clock: ClockDep):
+async def enter_draw(request: Request, arrived_at: Arrival, schedule_id: int, body: DrawEntryCreate,
+                     account: CurrentAccount, db: Db, clock: ClockDep):
     """Enter one of your verified patients in the draw. One entry per real person however
     many devices or accounts try: a repeat answers the same receipt. Whether it counts is
     decided by when the request arrived, not when it finished."""
-    arrived_at = clock.now()
     await _limit(request, account.account_id)
     async with db.begin() as session:
         done = await entries.do_enter(session, account_id=account.account_id, patient_id=body.patient_id,

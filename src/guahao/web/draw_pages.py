@@ -57,9 +57,10 @@ async def draw_page(page: PageDep, schedule_id: ScheduleId, entered: int = 0):
 
 @router.post("/schedules/{schedule_id}/draw")
 async def enter_draw(page: PageDep, schedule_id: ScheduleId):
+    state = page.request.app.state
+    arrived_at = state.clock.now()
     account = page.need_account()
     form = await form_of(page)
-    state = page.request.app.state
     try:
         patient_id = int(form.get("patient_id", "0"))
     except ValueError:
@@ -68,7 +69,7 @@ async def enter_draw(page: PageDep, schedule_id: ScheduleId):
         return await _draw_page(page, schedule_id, status=422, error=page._("Choose the patient to enter."))
     body = DrawEntryCreate(patient_id=patient_id, waitlist_opt_in=form.get("waitlist_opt_in") == "1")
     try:
-        answer = await draw_api.enter_draw(page.request, schedule_id, body, account, state.db, state.clock)
+        answer = await draw_api.enter_draw(page.request, arrived_at, schedule_id, body, account, state.db, state.clock)
     except GuahaoError as exc:
         return await _draw_page(page, schedule_id, status=exc.status, error=exc.message(page.locale))
     if answer.status_code >= 400:  # never expected: refusals are raised
