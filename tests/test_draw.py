@@ -295,3 +295,29 @@ async def test_a_suspended_schedule_allocates_nothing(db, clock):
     async with db.read() as s:
         assert await s.scalar(select(Booking.id).where(Booking.schedule_id == world.schedule_id)) is None
         assert await s.scalar(select(DrawEntry.booking_id)) is None
+
+
+async def test_result_messages_say_won_with_the_pay_deadline_not_won_and_skipped(client, db, clock):
+    from guahao.notifications import draw_messages
+
+    world = await draw_world(db, clock, capacity=1)
+    people = await patients(db, clock, 4)
+    clock.set(world.release_at)
+    for token, _a, patient in people:
+        await enter(client, world, token, patient)
+    clock.set((await draw_row(db, world)).result_at)
+    async with db.begin() as s:
+        await allocation.do_rank(s, world.draw_id, now=clock.now())
+    first = (await entries(db, world))[0]
+    async with db.begin() as s:
+        s.add(Restriction(person_id=first.person_id, hospital_id=world.hospital_id, starts_at=clock.now(),
+                          until=clock.now() + dt.timedelta(days=30), reason="test", strikes=3))
+    await run_draw(db, clock, world)
+    texts = {}
+    async with db.read() as s:
+        for e in await entries(db, world):
+            (message,) = await draw_messages.compose_draw_result(s, e.id, clock.now())
+            texts[e.outcome] = (message.template, message.params)
+    assert texts["skipped"][0] == "draw_skipped" and "暂停线上预约" in texts["skipped"][1]["reason"]
+    assert texts["won"][0] == "draw_won" and texts["won"][1]["deadline"]
+    assert texts["lost"][0] == "draw_not_won" and texts["lost"][1]["patient"].endswith("*")
