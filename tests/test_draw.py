@@ -12,11 +12,14 @@ import pytest
 from sqlalchemy import select, update
 
 from guahao.booking.models import Booking, Restriction
+from guahao.catalog.models import HospitalRules
 from guahao.draw import allocation
 from guahao.draw import entries as draw_entries
+from guahao.draw import jobs as draw_jobs
 from guahao.draw.errors import DrawClosed
-from guahao.draw.models import DrawEntry
+from guahao.draw.models import Draw, DrawEntry
 from guahao.outbox.models import OutboxMessage
+from guahao.outbox.registry import JobContext, RetryLater
 from guahao.scheduling.models import Schedule
 from tests.booking_builders import make_id_number, make_patient
 from tests.builders import auth, make_account, make_staff
@@ -321,3 +324,30 @@ async def test_result_messages_say_won_with_the_pay_deadline_not_won_and_skipped
     assert texts["skipped"][0] == "draw_skipped" and "暂停线上预约" in texts["skipped"][1]["reason"]
     assert texts["won"][0] == "draw_won" and texts["won"][1]["deadline"]
     assert texts["lost"][0] == "draw_not_won" and texts["lost"][1]["patient"].endswith("*")
+
+
+async def test_the_jobs_prepare_a_new_draw_schedule_and_run_the_draw_when_due(db, clock, settings):
+    world = await draw_world(db, clock, capacity=2, mode="fifo")
+    async with db.begin() as s:  # the hospital switches its rule to draw; the minute job applies it
+        await s.execute(update(HospitalRules).where(HospitalRules.hospital_id == world.hospital_id)
+                        .values(release_mode="draw"))
+    ctx = JobContext(db=db, clock=clock, settings=settings)
+    await draw_jobs.prepare(ctx, {})
+    async with db.read() as s:
+        draw = await s.scalar(select(Draw).where(Draw.schedule_id == world.schedule_id))
+        mode = await s.scalar(select(Schedule.release_mode).where(Schedule.id == world.schedule_id))
+        queued = await s.scalar(select(OutboxMessage.available_at).where(OutboxMessage.dedupe_key == f"draw.run:{draw.id}"))
+    assert draw.status == "open" and mode == "draw" and queued == draw.result_at
+    world.draw_id = draw.id
+    (_t, account_id, patient), = await patients(db, clock, 1)
+    clock.set(world.release_at)
+    async with db.begin() as s:
+        await draw_entries.do_enter(s, account_id=account_id, patient_id=patient, schedule_id=world.schedule_id,
+                                    waitlist_opt_in=False, arrived_at=clock.now(), now=clock.now())
+    with pytest.raises(RetryLater):  # delivered early: waits, not counted as a failure
+        await draw_jobs.run_draw(ctx, {"draw_id": draw.id})
+    clock.set(draw.result_at)
+    await draw_jobs.run_draw(ctx, {"draw_id": draw.id})
+    assert [(e.outcome, e.rank) for e in await entries(db, world)] == [("won", 1)]
+    async with db.read() as s:
+        assert await s.scalar(select(Schedule.release_mode).where(Schedule.id == world.schedule_id)) == "drawn"

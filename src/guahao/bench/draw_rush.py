@@ -120,6 +120,9 @@ async def draw_phase(opts, echo, log_dir: Path, env_for, window: int) -> DrawFig
             await asyncio.sleep(max(0.0, result_at.timestamp() - time.time()))
             started = time.time()
             ended = await allocation.run(db, draw, now_fn=lambda: dt.datetime.now(UTC))
+            while ended == "open":  # the event loop may wake a millisecond before the result time
+                await asyncio.sleep(0.01)
+                ended = await allocation.run(db, draw, now_fn=lambda: dt.datetime.now(UTC))
             return ended, started, time.time()
 
         job = asyncio.create_task(the_draw_job())
