@@ -29,7 +29,7 @@ class DrawRead(BaseModel):
 
 
 class DrawEntryCreate(BaseModel):
-    patient_id: int
+    patient_id: int = Field(gt=0)
     waitlist_opt_in: bool = Field(default=False, description="if not drawn, join the waitlist (候补) in draw order")
 
 

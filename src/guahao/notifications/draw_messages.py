@@ -53,8 +53,8 @@ async def compose_draw_result(session: AsyncSession, entry_id: int, now: dt.date
               "time": templates.visit_time(starts, ends, slot.period, slot.zone, loc),
               "reason": reason_text(facts.reason, loc)}
     if template == "draw_won":
-        if booking is None or booking.hold_expires_at is None:
-            return []  # released or confirmed: the booking's own messages tell the story
+        if booking is None or booking.state != "held" or booking.hold_expires_at is None:
+            return []  # paid, lapsed or free: the booking's own messages tell the story
         values["deadline"] = templates.clock_time(booking.hold_expires_at, slot.zone)
     return [Outgoing(dedupe_key=message_key(template, entry_id), template=template, phone=to.phone, locale=loc,
                      params=templates.pick_params(template, values), account_id=to.account_id,
