@@ -15,7 +15,7 @@ SAMPLE = {
     "time": "11月21日 上午 08:00-08:30", "visit_no": "7", "code": "12345678", "location": "门诊楼2层B区",
     "deadline": "10:15", "refund": "费用（挂号费 ¥5.00 + 诊查费 ¥20.00，合计 ¥25.00）将原路退回",
     "until": "2026年12月19日 10:00", "fees": "挂号费 ¥5.00 + 诊查费 ¥20.00，合计 ¥25.00",
-    "reason": "当天在本科室已有预约",
+    "reason": "暂停线上预约",
 }
 EXPECTED = {
     "booking_confirmed": ("预约成功", "Booking confirmed"),
