@@ -28,7 +28,8 @@ def _rules(w):
             "cancel_minutes_before_visit_day": "0", "slot_granularity": "half_day", "one_per_department_per_day": "on",
             "max_live_bookings_per_person": "5", "restriction_threshold": "3", "restriction_window_days": "90",
             "restriction_days": "90", "strike_cancellations": "all", "record_requirement": "none",
-            "reminder_time": "18:00", "sms_to_patient_phone": "on", "entrance": "department"}
+            "reminder_time": "18:00", "sms_to_patient_phone": "on", "release_mode": "fifo",
+            "draw_window_seconds": "30", "draw_prequeue_minutes": "0", "entrance": "department"}
 
 
 def _hours(w):

@@ -38,6 +38,7 @@ from guahao.catalog import notices as hospital_notices
 from guahao.catalog import rules as hospital_rules
 from guahao.catalog.schemas import HospitalRulesUpdate
 from guahao.core import deps
+from guahao.draw.models import Draw
 from guahao.his import connections as his_connections
 from guahao.his.schemas import HisConnectionUpdate
 from guahao.outbox.models import OutboxMessage
@@ -65,6 +66,8 @@ PUBLIC = {
     ("GET", "/api/v1/doctors/{doctor_id}"),
     ("GET", "/api/v1/doctors/{doctor_id}/availability"),
     ("GET", "/api/v1/hospitals/{hospital_id}/notices"),  # what the hospital publishes to everyone
+    ("GET", "/api/v1/schedules/{schedule_id}/draw"),  # a draw's timeline and commitment (issue 13)
+    ("GET", "/api/v1/schedules/{schedule_id}/draw/audit"),  # its audit record: receipts, no personal data
 }
 # `*_id` parameters that are not references to an object (cursors and the like)
 NOT_OBJECT_IDS = {"before_id"}
@@ -121,6 +124,11 @@ BODIES: dict[tuple[str, str], Callable[[dict], Any]] = {
     ("POST", "/api/v1/staff/hospitals/{hospital_id}/check-in"): lambda w: {"booking_code": w["booking_code"]},
     ("POST", "/api/v1/staff/restrictions/{restriction_id}/lift"): lambda w: {"reason": "核实后解除"},
     ("PUT", "/api/v1/staff/hospitals/{hospital_id}/rules"): _rules_body,
+    ("POST", "/api/v1/schedules/{schedule_id}/draw/entries"): lambda w: {"patient_id": w["patient_id"]},
+    ("PUT", "/api/v1/staff/hospitals/{hospital_id}/release-modes/departments/{department_id}"):
+        lambda w: {"mode": "inherit"},
+    ("PUT", "/api/v1/staff/hospitals/{hospital_id}/release-modes/schedules/{schedule_id}"):
+        lambda w: {"mode": "inherit"},
     ("POST", "/api/v1/staff/users"):
         lambda w: {"username": f"u{uuid.uuid4().hex[:10]}", "password": "long-enough-password",
                    "role": "scheduler", "hospital_id": w["hospital_id"]},
@@ -286,6 +294,11 @@ async def world(client, db, clock):
         s.add(flagged)
         await s.flush()
         payment_id = flagged.id
+    async with db.begin() as s:  # the schedule's draw (issue 13), held: its public routes answer 200
+        s.add(Draw(hospital_id=x, schedule_id=schedule, status="allocated", opens_at=now - dt.timedelta(hours=1),
+                   release_at=now - dt.timedelta(hours=1), closes_at=now - dt.timedelta(minutes=59),
+                   result_at=now - dt.timedelta(minutes=59), commitment="c" * 64, secret="a" * 64, root="b" * 64,
+                   seed="d" * 64, seats=5, created_at=now))
     staff[("platform", "platform_operator")] = (await make_staff(db, now, role="platform_operator",
                                                                  hospital_id=None))[1]
     target_staff_id, _ = await make_staff(db, now, role="front_desk", hospital_id=x)  # a staff user as an object
@@ -464,6 +477,8 @@ ROLE_TABLE: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/staff/hospitals/{hospital_id}/leave"): SCHEDULER_ROLES,
     ("POST", "/api/v1/staff/schedules/{schedule_id}/resume"): SCHEDULER_ROLES,
     ("PUT", "/api/v1/staff/hospitals/{hospital_id}/clinic-hours"): ADMIN_ONLY,
+    ("PUT", "/api/v1/staff/hospitals/{hospital_id}/release-modes/departments/{department_id}"): ADMIN_ONLY,
+    ("PUT", "/api/v1/staff/hospitals/{hospital_id}/release-modes/schedules/{schedule_id}"): SCHEDULER_ROLES,
     ("GET", "/api/v1/staff/hospitals/{hospital_id}/reports/bookings"): ADMIN_ONLY,
     ("GET", "/api/v1/staff/hospitals/{hospital_id}/reports/summary"): ADMIN_ONLY,
     ("GET", "/api/v1/staff/hospitals/{hospital_id}/reports/money.csv"): ADMIN_ONLY,

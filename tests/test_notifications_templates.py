@@ -29,6 +29,9 @@ EXPECTED = {
     "waitlist_offer": ("候补成功", "Waitlist success"),
     "waitlist_skipped": ("未能分配号源", "no slot could be given"),
     "waitlist_closed": ("候补已截止", "has closed without a slot"),
+    "draw_won": ("摇号中签", "was drawn"),
+    "draw_not_won": ("未中签", "was not drawn"),
+    "draw_skipped": ("未能锁号", "could not be given the number"),
 }
 
 

@@ -139,6 +139,7 @@ def _rules_form(**changes) -> dict:
             "one_per_department_per_day": "on", "max_live_bookings_per_person": "5", "restriction_threshold": "3",
             "restriction_window_days": "90", "restriction_days": "90", "strike_cancellations": "all",
             "record_requirement": "none", "reminder_time": "18:00", "sms_to_patient_phone": "on",
+            "release_mode": "fifo", "draw_window_seconds": "30", "draw_prequeue_minutes": "0",
             "entrance": "department"}
     form.update(changes)
     return {k: v for k, v in form.items() if v is not None}

@@ -32,6 +32,8 @@ from guahao.core.proxies import TrustedProxyMiddleware
 from guahao.core.ratelimit import RateLimiter
 from guahao.core.security_headers import SecurityHeadersMiddleware
 from guahao.fhir.router import router as fhir_router
+from guahao.draw.router import router as draw_router
+from guahao.draw.staff_router import router as draw_staff_router
 from guahao.his.admin_router import router as his_admin_router
 from guahao.his.drift_router import router as his_drift_router
 from guahao.jobs.router import router as jobs_router
@@ -58,7 +60,7 @@ ROUTERS = (booking_router, ops_router, accounts_router, catalog_router, catalog_
            patients_router, staff_router, staff_account_router, staff_rules_router, booking_window_router,
            booking_staff_router, payments_router, payments_staff_router, reports_router, jobs_router,
            his_admin_router, his_drift_router, maintenance_router, catalog_notice_router, waitlist_router,
-           waitlist_staff_router, fhir_router)
+           waitlist_staff_router, draw_router, draw_staff_router, fhir_router)
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:

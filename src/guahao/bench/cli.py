@@ -48,6 +48,9 @@ def rush(
     his_mode: str = typer.Option("local", help="local; realtime (a HIS simulator process decides every hold); "
                                                "synced (connected to one, holds decided locally)"),
     his_latency_ms: int = typer.Option(20, min=0, help="with --his-mode realtime: the HIS's added latency"),
+    release_mode: str = typer.Option("fifo", help="fifo; draw (摇号): after the first-come rush, the same N enter "
+                                                  "a draw for the C seats on a fresh database, reported next to it"),
+    draw_window: int = typer.Option(10, min=10, max=60, help="with --release-mode draw: the entry window, seconds"),
 ) -> None:
     """The 08:00 release rush: N patients press "book" at T0 for C seats of one doctor."""
     from guahao.bench.report import table, target_lines
@@ -59,7 +62,12 @@ def rush(
         redis=redis, redis_url=redis_url, db_pool_size=db_pool_size, bare_pool_size=bare_pool_size,
         raw_pools=[int(p) for p in raw_pools.split(",") if p.strip()], references=references, lead_seconds=lead,
         warmup=warmup, keep_logs=keep_logs, his_mode=his_mode, his_latency_ms=his_latency_ms,
+        release_mode=release_mode, draw_window=draw_window,
     )
+    if release_mode not in ("fifo", "draw"):
+        raise typer.BadParameter("--release-mode is fifo or draw")
+    if release_mode == "draw" and (target or his_mode != "local"):
+        raise typer.BadParameter("--release-mode draw runs its own server with a local hospital")
     if his_mode not in ("local", "realtime", "synced"):
         raise typer.BadParameter("--his-mode is local, realtime or synced")
     if his_mode != "local" and target:
@@ -81,11 +89,17 @@ def rush(
     lines = target_lines(guahao, bare)
     for line in lines:
         typer.echo("  " + line)
+    if outcome.draw is not None:
+        typer.echo("")
+        typer.echo(f"the same rush released by draw (摇号), fresh database, {draw_window} s window:")
+        for line in outcome.draw.lines() + [f"note: {n}" for n in outcome.draw.notes]:
+            typer.echo("  " + line)
     if outcome.log_dir:
         typer.echo(f"logs kept in {outcome.log_dir}")
     if json_out:
         json_out.write_text(json.dumps({"options": opts.__dict__, "machine": info, "targets": lines,
-                                        "results": [r.as_dict() for r in outcome.results]},
+                                        "results": [r.as_dict() for r in outcome.results],
+                                        "draw": outcome.draw.as_dict() if outcome.draw is not None else None},
                                        ensure_ascii=False, indent=2))
     if not guahao.oversell_ok or guahao.http_5xx:
         raise typer.Exit(1)

@@ -55,6 +55,9 @@ class RushOptions:
     # but holds are decided locally (bench/his_rush.py)
     his_mode: str = "local"
     his_latency_ms: int = 20
+    # "draw": after the first-come rush, the same rush released by draw (bench/draw_rush.py)
+    release_mode: str = "fifo"
+    draw_window: int = 10
 
 
 @dataclass
@@ -62,6 +65,7 @@ class RushOutcome:
     results: list[RushFigures]
     log_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    draw: object | None = None  # draw_rush.DrawFigures with --release-mode draw
 
 
 def _key() -> str:
@@ -79,6 +83,11 @@ async def run(opts: RushOptions, echo: Callable[[str], None]) -> RushOutcome:
     outcome = RushOutcome(results=[], log_dir=log_dir)
     try:
         outcome.results.append(await _guahao_phase(opts, echo, log_dir, outcome.notes))
+        if opts.release_mode == "draw":
+            from guahao.bench import draw_rush
+
+            outcome.draw = await draw_rush.draw_phase(opts, echo, log_dir, lambda url: _server_env(opts, url),
+                                                      opts.draw_window)
         if opts.references:
             outcome.results += await _reference_phases(opts, echo, log_dir)
     finally:
@@ -109,23 +118,7 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
             url = await scratch.create()
         else:
             url = f"sqlite+aiosqlite:///{log_dir / 'guahao-bench.db'}"
-        data_key, index_key, secret_key = _key(), _key(), secrets.token_urlsafe(32)
-        crypto.configure(data_key, index_key)
-        signing.configure(secret_key)
-        # production refuses the development stand-ins; the rush needs neither SMS nor face checks
-        env = {"GUAHAO_ENV": "production", "GUAHAO_DATABASE_URL": url, "GUAHAO_DATA_KEY": data_key,
-               "GUAHAO_INDEX_KEY": index_key, "GUAHAO_SECRET_KEY": secret_key,
-               "GUAHAO_SMS_PROVIDER": "none", "GUAHAO_FACE_CHECK_PROVIDER": "none", "GUAHAO_LOG_JSON": "true",
-               # the rush takes holds and pays nothing; production refuses the published sandbox key
-               "GUAHAO_PAYSIM_KEY": secrets.token_urlsafe(32),
-               # the embedded default runs its jobs in-process; production runs `guahao worker`
-               "GUAHAO_RUN_JOBS_IN_PROCESS": "true" if opts.database == "sqlite" else "false",
-               "GUAHAO_REDIS_URL": opts.redis_url if opts.redis else "",
-               # every simulated patient comes from the one loopback address: the per-address
-               # bot limit would refuse the crowd (the per-account limit still applies)
-               "GUAHAO_HOLD_LIMIT_PER_ADDRESS": "1000000/minute"}
-        if opts.db_pool_size:
-            env["GUAHAO_DB_POOL_SIZE"] = str(opts.db_pool_size)
+        env = _server_env(opts, url)
         server = UvicornServer("guahao.asgi:app", workers=opts.workers, env=env, name="guahao", log_dir=log_dir)
         base_url = server.base_url
     db = None
@@ -140,59 +133,7 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
             echo(f"migrated a fresh {opts.database} database in {time.perf_counter() - started:.1f} s")
             server.start()
         db = create_database(url, pool_size=4)
-        now = dt.datetime.now(UTC)
-        started = time.perf_counter()
-        hospital_id, schedule_id, slot_id = await seed.seed_schedule(db, now, capacity=opts.slots)
-        his_setup = None
-        if sim is not None:
-            his_setup = await his_rush.prepare(db, sim, mode=opts.his_mode, hospital_id=hospital_id,
-                                               schedule_id=schedule_id,
-                                               slot_id=slot_id, seats=opts.slots, now=now)
-        clients = await seed.seed_clients(db, opts.patients + opts.warmup, now)
-        rush_clients, warm_clients = clients[:opts.patients], clients[opts.patients:]
-        echo(f"seeded {len(clients)} accounts with a verified patient and a session in "
-             f"{time.perf_counter() - started:.1f} s")
-        if server is not None:
-            await server.wait_ready()
-            echo(f"guahao: uvicorn with {opts.workers} worker(s) ready on {base_url}")
-        if opts.redis:
-            await _forget_full(opts.redis_url, slot_id)
-        split = urlsplit(base_url)
-        host = f"{split.hostname}:{split.port or 80}"
-        requests = _hold_requests(host, HOLD_PATH, slot_id, rush_clients)
-        warm = _hold_requests(host, HOLD_PATH, slot_id, warm_clients)
-        release_at = dt.datetime.now(UTC) + dt.timedelta(seconds=opts.lead_seconds)
-        await seed.publish(db, schedule_id, release_at, now)
-        echo(f"published schedule {schedule_id}: {opts.slots} seats released at {release_at:%H:%M:%S.%f} UTC; "
-             f"firing {len(requests)} holds through {opts.connections} connections")
-        cpu_before = server.cpu_seconds() if server is not None else None
-        result = await loadgen.fire(split.hostname, split.port or 80, requests, connections=opts.connections,
-                                    start_wall=release_at.timestamp(), warmup=warm)
-        fig = figures("guahao", result.answers, result.t0, opts.slots)
-        if server is not None and cpu_before is not None:  # warm-up included: a few dozen answers
-            fig.server_cpu_ms_per_answer = round(
-                1000 * (server.cpu_seconds() - cpu_before) / max(1, len(result.answers) + len(warm)), 3)
-        check = await seed.check_slot(db, slot_id, dt.datetime.now(UTC))
-        fig.winners_in_db = check.live_bookings
-        visit_nos = {a.json().get("visit_no") for a in result.answers if a.status == 201}
-        fig.distinct_visit_nos = len(visit_nos)
-        if check.seats_taken != check.live_bookings or check.distinct_visit_nos != check.live_bookings:
-            fig.distinct_visit_nos = check.distinct_visit_nos
-            fig.notes.append(f"DB: {check.live_bookings} live bookings, {check.distinct_visit_nos} distinct visit "
-                             f"numbers, {check.seats_taken} seats taken")
-        if visit_nos != set(range(1, opts.slots + 1)):
-            fig.notes.append(f"visit numbers answered: {len(visit_nos)} distinct, expected 1..{opts.slots}")
-        in_db = await seed.stored_refusals(db, release_at)
-        # every sold-out answer is stored as its key's answer, the gate's included (one INSERT
-        # instead of a hold transaction), so the database cannot tell the two apart any more
-        fig.notes.append(f"sold-out answers stored under their Idempotency-Key: {in_db} of {fig.sold_out}")
-        fig.notes.append(f"warm-up before T0 ({len(warm)} holds): statuses {result.warmup_statuses}")
-        if sim is not None and his_setup is not None and server is not None:
-            his_notes, fig.his_agrees, fig.his_calls_per_hold = await his_rush.check(
-                db, sim, his_setup, slot_id=slot_id, seats=opts.slots, answered=len(result.answers),
-                server_log=server.log_path)
-            fig.notes += his_notes
-        return fig
+        return await _rush(opts, echo, db, server, base_url, sim)
     finally:
         if db is not None:
             await db.dispose()
@@ -204,6 +145,88 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
             await scratch.drop()
         if sim is not None:
             sim.stop()
+
+
+def _server_env(opts: RushOptions, url: str) -> dict[str, str]:
+    """Fresh keys for a scratch database (configured in this process too: the seed encrypts
+    and signs with them) and the server's environment."""
+    from guahao.core import crypto, signing
+
+    data_key, index_key, secret_key = _key(), _key(), secrets.token_urlsafe(32)
+    crypto.configure(data_key, index_key)
+    signing.configure(secret_key)
+    # production refuses the development stand-ins; the rush needs neither SMS nor face checks
+    env = {"GUAHAO_ENV": "production", "GUAHAO_DATABASE_URL": url, "GUAHAO_DATA_KEY": data_key,
+           "GUAHAO_INDEX_KEY": index_key, "GUAHAO_SECRET_KEY": secret_key,
+           "GUAHAO_SMS_PROVIDER": "none", "GUAHAO_FACE_CHECK_PROVIDER": "none", "GUAHAO_LOG_JSON": "true",
+           # the rush takes holds and pays nothing; production refuses the published sandbox key
+           "GUAHAO_PAYSIM_KEY": secrets.token_urlsafe(32),
+           # the embedded default runs its jobs in-process; production runs `guahao worker`
+           "GUAHAO_RUN_JOBS_IN_PROCESS": "true" if opts.database == "sqlite" else "false",
+           "GUAHAO_REDIS_URL": opts.redis_url if opts.redis else "",
+           # every simulated patient comes from the one loopback address: the per-address
+           # bot limit would refuse the crowd (the per-account limit still applies)
+           "GUAHAO_HOLD_LIMIT_PER_ADDRESS": "1000000/minute"}
+    if opts.db_pool_size:
+        env["GUAHAO_DB_POOL_SIZE"] = str(opts.db_pool_size)
+    return env
+
+
+async def _rush(opts: RushOptions, echo, db, server, base_url: str, sim) -> RushFigures:
+    """Seed, publish, fire at T0 and check (the first-come rush)."""
+    now = dt.datetime.now(UTC)
+    started = time.perf_counter()
+    hospital_id, schedule_id, slot_id = await seed.seed_schedule(db, now, capacity=opts.slots)
+    his_setup = None
+    if sim is not None:
+        his_setup = await his_rush.prepare(db, sim, mode=opts.his_mode, hospital_id=hospital_id,
+                                           schedule_id=schedule_id,
+                                           slot_id=slot_id, seats=opts.slots, now=now)
+    clients = await seed.seed_clients(db, opts.patients + opts.warmup, now)
+    rush_clients, warm_clients = clients[:opts.patients], clients[opts.patients:]
+    echo(f"seeded {len(clients)} accounts with a verified patient and a session in "
+         f"{time.perf_counter() - started:.1f} s")
+    if server is not None:
+        await server.wait_ready()
+        echo(f"guahao: uvicorn with {opts.workers} worker(s) ready on {base_url}")
+    if opts.redis:
+        await _forget_full(opts.redis_url, slot_id)
+    split = urlsplit(base_url)
+    host = f"{split.hostname}:{split.port or 80}"
+    requests = _hold_requests(host, HOLD_PATH, slot_id, rush_clients)
+    warm = _hold_requests(host, HOLD_PATH, slot_id, warm_clients)
+    release_at = dt.datetime.now(UTC) + dt.timedelta(seconds=opts.lead_seconds)
+    await seed.publish(db, schedule_id, release_at, now)
+    echo(f"published schedule {schedule_id}: {opts.slots} seats released at {release_at:%H:%M:%S.%f} UTC; "
+         f"firing {len(requests)} holds through {opts.connections} connections")
+    cpu_before = server.cpu_seconds() if server is not None else None
+    result = await loadgen.fire(split.hostname, split.port or 80, requests, connections=opts.connections,
+                                start_wall=release_at.timestamp(), warmup=warm)
+    fig = figures("guahao", result.answers, result.t0, opts.slots)
+    if server is not None and cpu_before is not None:  # warm-up included: a few dozen answers
+        fig.server_cpu_ms_per_answer = round(
+            1000 * (server.cpu_seconds() - cpu_before) / max(1, len(result.answers) + len(warm)), 3)
+    check = await seed.check_slot(db, slot_id, dt.datetime.now(UTC))
+    fig.winners_in_db = check.live_bookings
+    visit_nos = {a.json().get("visit_no") for a in result.answers if a.status == 201}
+    fig.distinct_visit_nos = len(visit_nos)
+    if check.seats_taken != check.live_bookings or check.distinct_visit_nos != check.live_bookings:
+        fig.distinct_visit_nos = check.distinct_visit_nos
+        fig.notes.append(f"DB: {check.live_bookings} live bookings, {check.distinct_visit_nos} distinct visit "
+                         f"numbers, {check.seats_taken} seats taken")
+    if visit_nos != set(range(1, opts.slots + 1)):
+        fig.notes.append(f"visit numbers answered: {len(visit_nos)} distinct, expected 1..{opts.slots}")
+    in_db = await seed.stored_refusals(db, release_at)
+    # every sold-out answer is stored as its key's answer, the gate's included (one INSERT
+    # instead of a hold transaction), so the database cannot tell the two apart any more
+    fig.notes.append(f"sold-out answers stored under their Idempotency-Key: {in_db} of {fig.sold_out}")
+    fig.notes.append(f"warm-up before T0 ({len(warm)} holds): statuses {result.warmup_statuses}")
+    if sim is not None and his_setup is not None and server is not None:
+        his_notes, fig.his_agrees, fig.his_calls_per_hold = await his_rush.check(
+            db, sim, his_setup, slot_id=slot_id, seats=opts.slots, answered=len(result.answers),
+            server_log=server.log_path)
+        fig.notes += his_notes
+    return fig
 
 
 async def _forget_full(redis_url: str, slot_id: int) -> None:

@@ -32,13 +32,15 @@ def _age_on(birth: dt.date, day: dt.date) -> int:
     return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
 
-def check_schedule_open(ctx: SlotContext, now: dt.datetime) -> None:
+def check_schedule_open(ctx: SlotContext, now: dt.datetime, *, by_draw: bool = False) -> None:
     if ctx.pool != "platform":
         raise errors.SlotNotBookable()
     if ctx.schedule_status == "suspended":
         raise errors.ScheduleSuspended()
     if ctx.schedule_status != "published":
         raise errors.ScheduleNotPublished()
+    if ctx.release_mode == "draw" and not by_draw:
+        raise errors.ReleaseByDraw()  # read under the schedule's share lock: the draw flips it
     if now < ctx.release_at:
         raise errors.NotYetReleased(release_at=ctx.iso(ctx.release_at), release_at_local=ctx.local(ctx.release_at))
     if now >= ctx.closes_at or now >= ctx.slot_ends_at:
@@ -106,9 +108,11 @@ async def lock_person(session: AsyncSession, person_id: int, *, hospital_id: int
 async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, slot_id: int,
                   now: dt.datetime, with_context: bool = False, records: MedicalRecords | None = None,
                   record_looked_up: bool = False, visit_reason: str | None = None, health_consent: bool = False,
-                  offer_until: dt.datetime | None = None):
+                  offer_until: dt.datetime | None = None, by_draw: bool = False):
     """Take a hold (锁号) on `slot_id` for one of the account's patients, with the patient's
     optional 病情描述 (`visit_reason`, booking/reasons.py: needs the health-data consent).
+    `by_draw`: the draw (guahao.draw) allocating a winner's seat on a schedule released by
+    draw, which refuses every other hold until the draw is done; every other rule applies.
 
     Locks in the order schedule (shared) → person → seat: the schedule's status is read under
     its share lock so a 停诊 cannot interleave (it takes the row exclusively); the person lock
@@ -123,7 +127,7 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
     ctx = await load_slot_context(session, slot_id, lock_schedule=True)
     if ctx is None:
         raise NotFound("slot")
-    check_schedule_open(ctx, now)
+    check_schedule_open(ctx, now, by_draw=by_draw)
     if ctx.waitlist_waiting and offer_until is None:
         raise errors.SlotSoldOut()  # freed seats belong to the 候补 queue
     patient = await patients_service.get_for_account(session, account_id, patient_id)

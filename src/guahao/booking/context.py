@@ -39,6 +39,7 @@ class SlotContext:
     starts_at: dt.datetime
     ends_at: dt.datetime
     release_at: dt.datetime
+    release_mode: str  # fifo | draw (holds refused: guahao.draw allocates) | drawn
     registration_fee: int
     consultation_fee: int
     hospital_id: int
@@ -102,6 +103,7 @@ async def load_slot_context(session: AsyncSession, slot_id: int, *, lock_schedul
         his_band_id=slot.his_band_id, last_visit_no=slot.first_visit_no + slot.capacity - 1,
         schedule_id=schedule.id, schedule_status=schedule.status, visit_date=schedule.date, period=schedule.period,
         starts_at=schedule.starts_at, ends_at=schedule.ends_at, release_at=schedule.release_at,
+        release_mode=schedule.release_mode,
         registration_fee=schedule.registration_fee, consultation_fee=schedule.consultation_fee,
         hospital_id=schedule.hospital_id, hospital_name=hospital_name, timezone=tz, his_mode=his_mode,
         department_id=department.id, department_name=department.name, department_location=department.location,

@@ -34,6 +34,14 @@ class NotYetReleased(GuahaoError):
     en = "Booking for this slot opens at {release_at_local}; please come back then."
 
 
+class ReleaseByDraw(GuahaoError):
+    """A schedule released by draw (摇号) takes no holds until its draw has allocated the seats."""
+    code, status = "release_by_draw", 409
+    zh = "该排班以摇号方式放号，不能直接抢号：请在放号时进入摇号页面登记，结果公布后中签者自动锁号。"
+    en = ("This clinic's numbers are released by draw, not first come: enter the draw on its page at release "
+          "time; winners get a hold automatically when the result is published.")
+
+
 class BookingClosed(GuahaoError):
     code, status = "booking_closed", 409
     zh = "该时段已停止线上预约,请到医院窗口挂号。"

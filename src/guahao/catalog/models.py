@@ -91,6 +91,12 @@ class HospitalRules(Base):
     sms_to_patient_phone: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # HIS hospitals: the booking and its SMS show the visit number the HIS gave (就诊序号) instead of ours
     use_his_visit_no: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # 放号 by draw (issue 13): `fifo` (first come) or `draw` (摇号, guahao.draw); a department or a
+    # schedule may override it (draw's release_mode_settings). The draw takes entries for
+    # draw_window_seconds from the release instant, and draw_prequeue_minutes before it.
+    release_mode: Mapped[str] = mapped_column(String(10), default="fifo", server_default="fifo")
+    draw_window_seconds: Mapped[int] = mapped_column(Integer, default=30, server_default="30")
+    draw_prequeue_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # the hospital's clinic hours per period (wall clock, the hospital's zone); NULL = the
     # platform's default hours (catalog.rules.DEFAULT_CLINIC_HOURS). Edited on their own
     # (catalog.rules.do_update_clinic_hours), not with the booking rules.
@@ -114,6 +120,9 @@ class HospitalRules(Base):
         CheckConstraint("restriction_threshold BETWEEN 1 AND 100", name="restriction_threshold"),
         CheckConstraint("restriction_window_days BETWEEN 1 AND 365", name="restriction_window_days"),
         CheckConstraint("restriction_days BETWEEN 1 AND 365", name="restriction_days"),
+        CheckConstraint("release_mode IN ('fifo', 'draw')", name="release_mode"),
+        CheckConstraint("draw_window_seconds BETWEEN 10 AND 60", name="draw_window_seconds"),
+        CheckConstraint("draw_prequeue_minutes BETWEEN 0 AND 60", name="draw_prequeue_minutes"),
     )
 
 

@@ -66,6 +66,9 @@ class Rules:
     use_his_visit_no: bool = False  # show the HIS's visit number (就诊序号) instead of ours
     # ((period, opens, closes), ...) the hospital set for itself; the others keep the defaults
     clinic_hours: tuple[tuple[str, dt.time, dt.time], ...] = ()
+    release_mode: str = "fifo"  # fifo | draw (摇号, guahao.draw); departments and schedules may override
+    draw_window_seconds: int = 30
+    draw_prequeue_minutes: int = 0
 
     @property
     def hours(self) -> dict[str, tuple[dt.time, dt.time]]:

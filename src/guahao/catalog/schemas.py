@@ -363,6 +363,14 @@ class HospitalRulesUpdate(BaseModel):
                                                                  "phone when it differs from the account's")
     use_his_visit_no: bool = Field(default=False, description="HIS hospitals: the booking and its SMS show the "
                                                                "visit number the HIS gave instead of ours")
+    release_mode: Literal["fifo", "draw"] = Field(
+        default="fifo", description="放号: fifo (first come, first served) or draw (摇号: entries during a window "
+                                    "after the release instant, then a verifiable draw); departments and "
+                                    "schedules may override it")
+    draw_window_seconds: int = Field(default=30, ge=10, le=60, description="draw: seconds entries are taken "
+                                                                            "from the release instant")
+    draw_prequeue_minutes: int = Field(default=0, ge=0, le=60, description="draw: minutes entries are taken "
+                                                                            "before the release instant (0 = none)")
 
 
 class HospitalRulesRead(HospitalRulesUpdate):

@@ -14,7 +14,7 @@ import guahao.ops.retention
 import guahao.waitlist.jobs  # noqa: F401  (the 候补 promoter and its sweep)
 
 OPTIONAL_MODULES = ("guahao.payments.jobs", "guahao.notifications.jobs", "guahao.his.jobs", "guahao.his.realtime_jobs",
-                    "guahao.keys.jobs")
+                    "guahao.keys.jobs", "guahao.draw.jobs")
 
 
 def _import_optional(name: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from guahao.notifications import delivery, service, waitlist_messages
+from guahao.notifications import delivery, draw_messages, service, waitlist_messages
 from guahao.outbox.registry import JobContext, PermanentFailure, RetryLater, handler, periodic
 
 periodic("notify.scan_expiring_holds", dt.timedelta(minutes=1))
@@ -138,3 +138,12 @@ async def scan_expiring_holds(ctx: JobContext, payload: dict) -> None:
 @handler("notify.scan_reminders")
 async def scan_reminders(ctx: JobContext, payload: dict) -> None:
     await _scan(ctx, service.enqueue_reminders)
+
+
+@handler("notify.draw_result")
+async def draw_result(ctx: JobContext, payload: dict) -> None:
+    """Written by the draw for each entry's outcome ({entry_id, hospital_id})."""
+    entry_id = _id(payload, "entry_id")
+    async with ctx.db.read() as session:
+        messages = await draw_messages.compose_draw_result(session, entry_id, ctx.clock.now())
+    await _deliver_all(ctx, messages)

@@ -123,7 +123,33 @@ _ALL = (
         "another day if you still need a visit.",
     ),
 )
-TEMPLATES: dict[str, Template] = {t.code: t for t in _ALL}
+# 摇号放号 (guahao.draw): one result message per entry
+_DRAW = (
+    Template(
+        "draw_won",
+        ("patient", "hospital", "department", "doctor", "time", "deadline"),
+        "摇号结果：{patient}在{hospital} {department} {doctor} {time}的摇号中签，号源已为您锁定，"
+        "请在{deadline}前完成支付，逾期自动释放。",
+        "Draw result: {patient} was drawn for {hospital}, {department}, {doctor}, {time}. The number is held "
+        "for you; please pay before {deadline} or it will be released.",
+    ),
+    Template(
+        "draw_not_won",
+        ("patient", "hospital", "department", "doctor", "time"),
+        "摇号结果：{patient}在{hospital} {department} {doctor} {time}的摇号未中签。摇号过程可在号源页面核验。",
+        "Draw result: {patient} was not drawn for {hospital}, {department}, {doctor}, {time}. "
+        "The draw can be verified on the clinic's page.",
+    ),
+    Template(
+        "draw_skipped",
+        ("patient", "hospital", "department", "doctor", "time", "reason"),
+        "摇号结果：{patient}在{hospital} {department} {doctor} {time}的摇号中签，但因{reason}未能锁号，"
+        "号源已按摇号顺序给下一位。",
+        "Draw result: {patient} was drawn for {hospital}, {department}, {doctor}, {time}, but could not be "
+        "given the number ({reason}); it went to the next in draw order.",
+    ),
+)
+TEMPLATES: dict[str, Template] = {t.code: t for t in _ALL + _DRAW}
 
 
 def gateway_id(code: str, locale: str) -> str:

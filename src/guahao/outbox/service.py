@@ -54,6 +54,21 @@ async def enqueue_once(session: AsyncSession, *, topic: str, dedupe_key: str, pa
     return (await session.execute(stmt)).scalar() is not None
 
 
+async def enqueue_many(session: AsyncSession, messages: list[dict[str, Any]], *, now: dt.datetime) -> None:
+    """`enqueue` for many messages in one statement (each a dict of topic, dedupe_key, payload
+    and optionally hospital_id): insert-or-ignore on the dedupe key, like `enqueue`."""
+    if not messages:
+        return
+    table = OutboxMessage.__table__
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    rows = [{"hospital_id": m.get("hospital_id"), "topic": m["topic"], "dedupe_key": m["dedupe_key"],
+             "payload": m["payload"], "state": "pending", "attempts": 0, "available_at": now, "created_at": now}
+            for m in messages]
+    for start in range(0, len(rows), 500):  # a statement's parameters stay well under SQLite's limit
+        await session.execute(insert(table).values(rows[start:start + 500])
+                              .on_conflict_do_nothing(index_elements=["dedupe_key"]))
+
+
 # --- the queue (used by guahao.jobs.runner) ------------------------------------------------
 
 @dataclass(frozen=True)

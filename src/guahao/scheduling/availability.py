@@ -166,7 +166,8 @@ def _schedule_view(schedule: Schedule, slots: list[Slot], counts: dict[int, int]
         consultation_fee=schedule.consultation_fee,
         total_fee=schedule.registration_fee + schedule.consultation_fee, state=state,
         release_at=schedule.release_at.astimezone(tz) if state == "not_yet_released" else None,
-        closes_at=closes.astimezone(tz), remaining=sum(v.remaining for v in views), slots=views)
+        closes_at=closes.astimezone(tz), remaining=sum(v.remaining for v in views),
+        release_mode=schedule.release_mode, slots=views)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,10 @@ from guahao.core.db import Base, BigId, IdMixin, UTCDateTime
 PERIODS = ("morning", "afternoon", "evening", "all_day")
 POOLS = ("platform", "onsite")
 SCHEDULE_STATUSES = ("draft", "published", "suspended")
+# How the schedule's seats are released (issue 13): `fifo` (first come), `draw` (摇号: holds are
+# refused; guahao.draw takes entries and allocates the seats), `drawn` (the draw has allocated;
+# what is left is booked first come). Written only by guahao.draw through `set_release_mode`.
+RELEASE_MODES = ("fifo", "draw", "drawn")
 
 
 class ScheduleTemplate(IdMixin, Base):
@@ -76,12 +80,14 @@ class Schedule(IdMixin, Base):
     # this row's exclusive lock, recomputed from its entries); while true an open hold's seat
     # claim finds nothing (seats.claim), so a freed seat never returns to open booking.
     waitlist_waiting: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    release_mode: Mapped[str] = mapped_column(String(10), default="fifo", server_default="fifo")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         CheckConstraint(f"period IN {PERIODS!r}", name="period"),
         CheckConstraint(f"status IN {SCHEDULE_STATUSES!r}", name="status"),
+        CheckConstraint(f"release_mode IN {RELEASE_MODES!r}", name="release_mode"),
         CheckConstraint("registration_fee >= 0 AND consultation_fee >= 0", name="fees"),
         CheckConstraint("ends_at > starts_at", name="period_order"),
         Index("uq_schedules_doctor_date_period", "doctor_id", "date", "period", unique=True,

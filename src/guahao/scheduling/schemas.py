@@ -148,6 +148,9 @@ class AvailableSchedule(BaseModel):
     release_at: dt.datetime | None = None  # only while not_yet_released
     closes_at: dt.datetime
     remaining: int
+    release_mode: Literal["fifo", "draw", "drawn"] = Field(
+        default="fifo", description="draw: numbers are released by draw (摇号); enter it at "
+                                    "/api/v1/schedules/{id}/draw, holds are refused until it is done")
     slots: list[AvailableSlot]
 
 

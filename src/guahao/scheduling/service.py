@@ -94,6 +94,22 @@ async def mark_suspended(session: AsyncSession, schedule_id: int, *, reason: str
     )
 
 
+async def set_release_mode(session: AsyncSession, schedule_id: int, mode: str, *, now: dt.datetime) -> None:
+    """How the schedule's seats are released (models.RELEASE_MODES); guahao.draw decides it.
+    The caller holds the schedule's lock or knows its release has not begun."""
+    await session.execute(update(Schedule).where(Schedule.id == schedule_id)
+                          .values(release_mode=mode, updated_at=now))
+
+
+async def schedules_released_after(session: AsyncSession, hospital_id: int, after: dt.datetime) -> list[Schedule]:
+    """The hospital's schedules (not suspended) whose release instant is after `after`: those
+    whose release mode may still change."""
+    return list(await session.scalars(
+        select(Schedule).where(Schedule.hospital_id == hospital_id, Schedule.release_at > after,
+                               Schedule.status != "suspended", Schedule.release_mode != "drawn")
+        .order_by(Schedule.id)))
+
+
 def ended_schedule_ids(now: dt.datetime):
     """Ids of schedules whose period is over at `now`, as a subquery for the caller's
     `IN (...)` (no-show marking filters its bookings by it in one statement)."""

@@ -15,6 +15,7 @@ def install(app: FastAPI) -> None:
         account_pages,
         booking_pages,
         catalog_pages,
+        draw_pages,
         errors,
         patient_pages,
         visit_card_pages,
@@ -24,7 +25,8 @@ def install(app: FastAPI) -> None:
     from guahao.web.staff import install as staff_install
 
     app.mount("/static/web", StaticFiles(directory=STATIC_DIR), name="web-static")
-    for module in (catalog_pages, account_pages, booking_pages, patient_pages, visit_card_pages, waitlist_pages):
+    for module in (catalog_pages, account_pages, booking_pages, patient_pages, visit_card_pages, waitlist_pages,
+                   draw_pages):
         app.include_router(module.router)
     staff_install(app)  # the back office at /staff/ (web/staff/)
     errors.install(app)

@@ -53,6 +53,11 @@ RULE_FIELDS = [
     ("verification_required", _("Real-name verification required"), "bool", ""),
     ("reminder_time", _("Reminder time (the day before)"), "time", ""),
     ("sms_to_patient_phone", _("SMS also to the patient's own phone"), "bool", ""),
+    ("release_mode", _("How numbers are released (放号)"),
+     (("fifo", _("First come, first served")), ("draw", _("By draw (摇号)"))),
+     _("By draw: patients enter during a window after the release time; a verifiable draw then allocates the numbers. Departments and schedules may differ.")),
+    ("draw_window_seconds", _("Draw: entry window (seconds after release)"), "int", _("10 to 60 seconds.")),
+    ("draw_prequeue_minutes", _("Draw: entries open minutes before release"), "int", _("0 (none) to 60 minutes.")),
 ]
 ENTRANCES = (("department", _("Department tree first")), ("registration_level", _("普通号 / 专家号 first")))
 PERIOD_LABELS = {"morning": _("Morning"), "afternoon": _("Afternoon"), "evening": _("Evening")}

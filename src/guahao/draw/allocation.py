@@ -1,0 +1,180 @@
+"""The draw itself: reveal and rank, then allocate seats in rank order through booking's hold.
+
+1. `do_rank` (one transaction, the draw row exclusive): once `result_at` has passed and the
+   draw is open, compute root and seed (fairness.py), store every entry's rank and the seats
+   left, reveal the secret (status `ranked`). From now on no entry can join (entries.py).
+2. `do_allocate_chunk` (one transaction per CHUNK entries, the draw row exclusive first): the
+   next entries without an outcome, in rank order. Each winner's seat is a normal hold
+   (`booking.actions.do_hold(by_draw=True)`: every rule of a hold, the same seat claim, the
+   normal pay window), tried in a SAVEPOINT so a refusal undoes only that entry's attempt:
+   a person-level refusal (restricted, already booked that department that day, ...) makes
+   the entry `skipped` with the refusal's code and the next rank gets the seat; no seat left
+   makes it `lost`. Each outcome writes its notification (outbox, dedupe key per entry).
+3. The chunk that finds nothing left settles the draw (`allocated`), opens what is left of
+   the schedule to holds (`drawn`) and hands the losers who opted in to the waitlist.
+
+Idempotent and crash-safe: ranks are a pure function of the stored secret and receipts, an
+entry's outcome is written in the same transaction as its hold, and every step starts from
+the rows without an outcome. A process killed mid-chunk rolls that chunk back; a rerun (the
+outbox redelivers `draw.run`, or the `draw.prepare` scan finds the draw due) continues with
+the same order, so the result is the same as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guahao.booking import actions as booking_actions
+from guahao.core.errors import GuahaoError, NotFound
+from guahao.draw import fairness
+from guahao.draw.models import Draw, DrawEntry
+from guahao.outbox import service as outbox
+from guahao.scheduling import seats
+from guahao.scheduling import service as scheduling_service
+
+CHUNK = 50
+RESULT_TOPIC = "notify.draw_result"
+# refusals that end the draw for everyone still unallocated (the schedule, not the person)
+SCHEDULE_REFUSALS = {"schedule_suspended", "schedule_not_published", "booking_closed", "slot_not_bookable"}
+
+
+async def _lock(session: AsyncSession, draw_id: int) -> Draw | None:
+    return await session.scalar(select(Draw).where(Draw.id == draw_id).with_for_update()
+                                .execution_options(populate_existing=True))
+
+
+async def _platform_slots(session: AsyncSession, schedule_id: int) -> list[tuple[int, int]]:
+    """(slot id, capacity) of the schedule's online slots, earliest first."""
+    slots = await scheduling_service.list_slots(session, schedule_id, pool="platform")
+    return [(s.id, s.capacity) for s in sorted(slots, key=lambda s: (s.starts_at, s.id))]
+
+
+async def _free_seats(session: AsyncSession, slots: list[tuple[int, int]], now: dt.datetime) -> dict[int, int]:
+    taken = await seats.taken_counts(session, [sid for sid, _ in slots], now)
+    return {sid: cap - taken.get(sid, 0) for sid, cap in slots}
+
+
+async def do_rank(session: AsyncSession, draw_id: int, *, now: dt.datetime) -> bool:
+    """Reveal and rank (see the module docstring); False when not due or done already."""
+    draw = await _lock(session, draw_id)
+    if draw is None or draw.status != "open" or now < draw.result_at:
+        return False
+    rows = (await session.execute(select(DrawEntry.id, DrawEntry.receipt).where(DrawEntry.draw_id == draw.id))).all()
+    by_receipt = {receipt: entry_id for entry_id, receipt in rows}
+    draw.root = fairness.entries_root(by_receipt)
+    draw.seed = fairness.seed(draw.secret, draw.root, draw.id)
+    order = fairness.ranked(draw.seed, by_receipt)
+    if order:
+        await session.execute(update(DrawEntry), [{"id": by_receipt[r], "rank": i} for i, r in enumerate(order, 1)])
+    free = await _free_seats(session, await _platform_slots(session, draw.schedule_id), now)
+    draw.seats = sum(max(n, 0) for n in free.values())
+    draw.status, draw.ranked_at = "ranked", now
+    return True
+
+
+async def _hold_for(session: AsyncSession, entry, slot_ids: list[int], now: dt.datetime):
+    """Try the entry's hold on each slot with a free seat, earliest first. Returns (booking,
+    None), (None, refusal code) or (None, "no_seat")."""
+    for slot_id in slot_ids:
+        try:
+            async with session.begin_nested():
+                booking = await booking_actions.do_hold(session, account_id=entry.account_id,
+                                                        patient_id=entry.patient_id, slot_id=slot_id, now=now,
+                                                        by_draw=True)
+                return (booking.id, booking.visit_no, booking.state), None
+        except GuahaoError as exc:
+            if exc.code == "slot_sold_out":
+                continue
+            return None, ("patient_removed" if isinstance(exc, NotFound) else exc.code)
+    return None, "no_seat"
+
+
+async def _decide(session: AsyncSession, draw: Draw, entry_id: int, outcome: str, now: dt.datetime, *,
+                  reason: str | None = None, booking: tuple | None = None) -> None:
+    values = {"outcome": outcome, "reason": reason}
+    if booking is not None:
+        values.update(booking_id=booking[0], visit_no=booking[1])
+    await session.execute(update(DrawEntry).where(DrawEntry.id == entry_id, DrawEntry.outcome.is_(None))
+                          .values(**values))
+    if booking is not None and booking[2] == "confirmed":
+        return  # a free registration: the booking's own confirmation SMS says it all
+    await outbox.enqueue(session, topic=RESULT_TOPIC, dedupe_key=f"{RESULT_TOPIC}:{entry_id}",
+                         payload={"entry_id": entry_id, "hospital_id": draw.hospital_id}, now=now,
+                         hospital_id=draw.hospital_id)
+
+
+async def do_allocate_chunk(session: AsyncSession, draw_id: int, *, now: dt.datetime, limit: int | None = None) -> int:
+    """Decide the next `limit` (CHUNK) entries in rank order; 0 when the draw is (now) allocated."""
+    limit = limit or CHUNK
+    draw = await _lock(session, draw_id)
+    if draw is None or draw.status != "ranked":
+        return 0
+    entries = (await session.execute(
+        select(DrawEntry.id, DrawEntry.account_id, DrawEntry.patient_id).where(
+            DrawEntry.draw_id == draw.id, DrawEntry.outcome.is_(None)).order_by(DrawEntry.rank).limit(limit))).all()
+    if not entries:
+        await _settle(session, draw, now)
+        return 0
+    slots = await _platform_slots(session, draw.schedule_id)
+    free = await _free_seats(session, slots, now)
+    for entry in entries:
+        open_slots = [sid for sid, _ in slots if free.get(sid, 0) > 0]
+        if not open_slots:
+            return await _lose_the_rest(session, draw, "no_seat", now)
+        booking, refusal = await _hold_for(session, entry, open_slots, now)
+        if booking is not None:
+            await _decide(session, draw, entry.id, "won", now, booking=booking)
+            free = await _free_seats(session, slots, now)
+        elif refusal == "no_seat" or refusal in SCHEDULE_REFUSALS:
+            return await _lose_the_rest(session, draw, refusal, now)
+        else:
+            await _decide(session, draw, entry.id, "skipped", now, reason=refusal)
+    return len(entries)
+
+
+async def _lose_the_rest(session: AsyncSession, draw: Draw, reason: str, now: dt.datetime) -> int:
+    """No later rank can get a seat: every entry still without an outcome lost, with its
+    message, in two statements (thousands of entrants, a hundred seats)."""
+    ids = list(await session.scalars(select(DrawEntry.id).where(DrawEntry.draw_id == draw.id,
+                                                                DrawEntry.outcome.is_(None))))
+    await session.execute(update(DrawEntry).where(DrawEntry.draw_id == draw.id, DrawEntry.outcome.is_(None))
+                          .values(outcome="lost", reason=reason))
+    await outbox.enqueue_many(session, [
+        {"topic": RESULT_TOPIC, "dedupe_key": f"{RESULT_TOPIC}:{i}", "payload": {"entry_id": i, "hospital_id":
+                                                                               draw.hospital_id},
+         "hospital_id": draw.hospital_id} for i in ids], now=now)
+    return max(len(ids), 1)
+
+
+async def _settle(session: AsyncSession, draw: Draw, now: dt.datetime) -> None:
+    draw.status, draw.allocated_at = "allocated", now
+    await scheduling_service.set_release_mode(session, draw.schedule_id, "drawn", now=now)
+    losers = list(await session.scalars(
+        select(DrawEntry.person_id).where(DrawEntry.draw_id == draw.id, DrawEntry.outcome == "lost",
+                                          DrawEntry.waitlist_opt_in.is_(True)).order_by(DrawEntry.rank)))
+    await _enqueue_losers(session, draw.schedule_id, losers, now)
+
+
+async def _enqueue_losers(session: AsyncSession, schedule_id: int, ranked_person_ids: list[int],
+                          now: dt.datetime) -> None:
+    """The waitlist hook (issue 13 part 1, built on branch wt-waitlist; the lead wires it at
+    merge): put these persons on the schedule's waitlist in this order (draw rank; only those
+    who opted in and lost for want of a seat, never a skipped, ineligible one). Runs in the
+    transaction that settles the draw, after every seat was allocated, so a waitlist offer
+    can only concern a seat freed later. Does nothing yet."""
+    return None
+
+
+async def run(db, draw_id: int, *, now_fn) -> str:
+    """Rank, then allocate chunk by chunk, each in its own transaction. Returns the draw's
+    status at the end. `now_fn` is the clock (every transaction takes its own now)."""
+    async with db.begin() as session:
+        await do_rank(session, draw_id, now=now_fn())
+    while True:
+        async with db.begin() as session:
+            if await do_allocate_chunk(session, draw_id, now=now_fn()) == 0:
+                break
+    async with db.read() as session:
+        return await session.scalar(select(Draw.status).where(Draw.id == draw_id)) or "missing"
