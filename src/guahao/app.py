@@ -31,9 +31,9 @@ from guahao.core.openapi import install as install_openapi
 from guahao.core.proxies import TrustedProxyMiddleware
 from guahao.core.ratelimit import RateLimiter
 from guahao.core.security_headers import SecurityHeadersMiddleware
-from guahao.fhir.router import router as fhir_router
 from guahao.draw.router import router as draw_router
 from guahao.draw.staff_router import router as draw_staff_router
+from guahao.fhir.router import router as fhir_router
 from guahao.his.admin_router import router as his_admin_router
 from guahao.his.drift_router import router as his_drift_router
 from guahao.jobs.router import router as jobs_router

@@ -1,7 +1,7 @@
 """Every table, imported in one place so metadata (and Alembic) sees all of them."""
 import guahao.catalog.notices
-import guahao.fhir.models
 import guahao.draw.models
+import guahao.fhir.models
 import guahao.his.models
 import guahao.his.records
 import guahao.notifications.models
