@@ -263,14 +263,37 @@ async def test_losers_who_opted_in_reach_the_waitlist_hook_in_rank_order(db, clo
                                         waitlist_opt_in=i % 2 == 0, arrived_at=clock.now(), now=clock.now())
     calls = []
 
-    async def hook(session, schedule_id, ranked_person_ids, now):
-        calls.append((schedule_id, list(ranked_person_ids)))
+    async def hook(session, schedule_id, ranked, now):
+        calls.append((schedule_id, list(ranked)))
 
     monkeypatch.setattr(allocation, "_enqueue_losers", hook)
     await run_draw(db, clock, world)
     rows = await entries(db, world)
-    expected = [e.person_id for e in rows if e.outcome == "lost" and e.waitlist_opt_in]
+    expected = [(e.account_id, e.patient_id) for e in sorted(rows, key=lambda e: e.rank)
+                if e.outcome == "lost" and e.waitlist_opt_in]
     assert calls == [(world.schedule_id, expected)]
+
+
+async def test_losers_who_opted_in_wait_for_a_seat_in_rank_order(db, clock):
+    """The hook for real: the draw's losers who asked for 候补 are queued by draw rank, and the
+    others are not queued at all."""
+    from guahao.waitlist import queries as waitlist_queries
+
+    world = await draw_world(db, clock, capacity=2)
+    people = await patients(db, clock, 6)
+    clock.set(world.release_at)
+    for i, (_t, account_id, patient) in enumerate(people):
+        async with db.begin() as s:
+            await draw_entries.do_enter(s, account_id=account_id, patient_id=patient, schedule_id=world.schedule_id,
+                                        waitlist_opt_in=i % 2 == 0, arrived_at=clock.now(), now=clock.now())
+    await run_draw(db, clock, world)
+    rows = await entries(db, world)
+    expected = [e.patient_id for e in sorted(rows, key=lambda e: e.rank) if e.outcome == "lost" and e.waitlist_opt_in]
+    assert expected  # 6 entrants, 2 seats: some who opted in lost
+    async with db.read() as s:
+        queued = await waitlist_queries.all_entries(s, world.schedule_id)
+    assert [q.patient_id for q in sorted(queued, key=lambda q: q.position)] == expected
+    assert all(q.state == "waiting" for q in queued)
 
 
 async def test_free_registration_winner_is_confirmed_at_once(db, clock):

@@ -33,6 +33,7 @@ from guahao.draw.models import Draw, DrawEntry
 from guahao.outbox import service as outbox
 from guahao.scheduling import seats
 from guahao.scheduling import service as scheduling_service
+from guahao.waitlist import actions as waitlist_actions
 
 CHUNK = 50
 RESULT_TOPIC = "notify.draw_result"
@@ -151,20 +152,22 @@ async def _lose_the_rest(session: AsyncSession, draw: Draw, reason: str, now: dt
 async def _settle(session: AsyncSession, draw: Draw, now: dt.datetime) -> None:
     draw.status, draw.allocated_at = "allocated", now
     await scheduling_service.set_release_mode(session, draw.schedule_id, "drawn", now=now)
-    losers = list(await session.scalars(
-        select(DrawEntry.person_id).where(DrawEntry.draw_id == draw.id, DrawEntry.outcome == "lost",
-                                          DrawEntry.waitlist_opt_in.is_(True)).order_by(DrawEntry.rank)))
+    losers = [(row.account_id, row.patient_id) for row in (await session.execute(
+        select(DrawEntry.account_id, DrawEntry.patient_id).where(
+            DrawEntry.draw_id == draw.id, DrawEntry.outcome == "lost", DrawEntry.waitlist_opt_in.is_(True))
+        .order_by(DrawEntry.rank))).all()]
     await _enqueue_losers(session, draw.schedule_id, losers, now)
 
 
-async def _enqueue_losers(session: AsyncSession, schedule_id: int, ranked_person_ids: list[int],
+async def _enqueue_losers(session: AsyncSession, schedule_id: int, ranked: list[tuple[int, int]],
                           now: dt.datetime) -> None:
-    """The waitlist hook (issue 13 part 1, built on branch wt-waitlist; the lead wires it at
-    merge): put these persons on the schedule's waitlist in this order (draw rank; only those
-    who opted in and lost for want of a seat, never a skipped, ineligible one). Runs in the
-    transaction that settles the draw, after every seat was allocated, so a waitlist offer
-    can only concern a seat freed later. Does nothing yet."""
-    return None
+    """候补 for the draw's losers: the (account, patient) pairs who opted in and lost for want
+    of a seat (never a skipped, ineligible one), in draw rank, join the schedule's waitlist in
+    that order (waitlist.actions.do_join_ranked). Runs in the transaction that settles the
+    draw, after every seat was allocated, so an offer can only concern a seat freed later. An
+    entrant the waitlist refuses (its K limit, say) is left out; the rest keep their order."""
+    if ranked:
+        await waitlist_actions.do_join_ranked(session, schedule_id=schedule_id, entrants=ranked, now=now)
 
 
 async def run(db, draw_id: int, *, now_fn) -> str:
