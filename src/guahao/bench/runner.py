@@ -74,6 +74,32 @@ def _hold_requests(host: str, path: str, slot_id: int, clients: list[seed.Client
             for c in clients]
 
 
+def guahao_env(opts: RushOptions, url: str) -> dict[str, str]:
+    """Fresh keys (configured in this process too, so that seeded rows and sessions match) and the
+    environment of a bench guahao server on `url`."""
+    from guahao.core import crypto, signing
+
+    data_key, index_key, secret_key = _key(), _key(), secrets.token_urlsafe(32)
+    crypto.configure(data_key, index_key)
+    signing.configure(secret_key)
+    # production refuses the development stand-ins; the rush needs neither SMS nor face checks
+    env = {"GUAHAO_ENV": "production", "GUAHAO_DATABASE_URL": url, "GUAHAO_DATA_KEY": data_key,
+           "GUAHAO_INDEX_KEY": index_key, "GUAHAO_SECRET_KEY": secret_key,
+           "GUAHAO_SMS_PROVIDER": "none", "GUAHAO_FACE_CHECK_PROVIDER": "none", "GUAHAO_LOG_JSON": "true",
+           # the rush takes holds and pays nothing; production refuses the published sandbox key
+           "GUAHAO_PAYSIM_KEY": secrets.token_urlsafe(32),
+           # the embedded default runs its jobs in-process; production runs `guahao worker`
+           "GUAHAO_RUN_JOBS_IN_PROCESS": "true" if opts.database == "sqlite" else "false",
+           "GUAHAO_REDIS_URL": opts.redis_url if opts.redis else "",
+           # every simulated patient comes from the one loopback address: the per-address
+           # bot limit would refuse the crowd (the per-account limit still applies)
+           "GUAHAO_HOLD_LIMIT_PER_ADDRESS": "1000000/minute",
+           "GUAHAO_WORKERS": str(opts.workers)}
+    if opts.db_pool_size:
+        env["GUAHAO_DB_POOL_SIZE"] = str(opts.db_pool_size)
+    return env
+
+
 async def run(opts: RushOptions, echo: Callable[[str], None]) -> RushOutcome:
     log_dir = Path(tempfile.mkdtemp(prefix="guahao-bench-"))
     outcome = RushOutcome(results=[], log_dir=log_dir)
@@ -109,24 +135,7 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
             url = await scratch.create()
         else:
             url = f"sqlite+aiosqlite:///{log_dir / 'guahao-bench.db'}"
-        data_key, index_key, secret_key = _key(), _key(), secrets.token_urlsafe(32)
-        crypto.configure(data_key, index_key)
-        signing.configure(secret_key)
-        # production refuses the development stand-ins; the rush needs neither SMS nor face checks
-        env = {"GUAHAO_ENV": "production", "GUAHAO_DATABASE_URL": url, "GUAHAO_DATA_KEY": data_key,
-               "GUAHAO_INDEX_KEY": index_key, "GUAHAO_SECRET_KEY": secret_key,
-               "GUAHAO_SMS_PROVIDER": "none", "GUAHAO_FACE_CHECK_PROVIDER": "none", "GUAHAO_LOG_JSON": "true",
-               # the rush takes holds and pays nothing; production refuses the published sandbox key
-               "GUAHAO_PAYSIM_KEY": secrets.token_urlsafe(32),
-               # the embedded default runs its jobs in-process; production runs `guahao worker`
-               "GUAHAO_RUN_JOBS_IN_PROCESS": "true" if opts.database == "sqlite" else "false",
-               "GUAHAO_REDIS_URL": opts.redis_url if opts.redis else "",
-               # every simulated patient comes from the one loopback address: the per-address
-               # bot limit would refuse the crowd (the per-account limit still applies)
-               "GUAHAO_HOLD_LIMIT_PER_ADDRESS": "1000000/minute",
-               "GUAHAO_WORKERS": str(opts.workers)}
-        if opts.db_pool_size:
-            env["GUAHAO_DB_POOL_SIZE"] = str(opts.db_pool_size)
+        env = guahao_env(opts, url)
         server = UvicornServer("guahao.asgi:app", workers=opts.workers, env=env, name="guahao", log_dir=log_dir)
         base_url = server.base_url
     db = None
@@ -170,6 +179,8 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
         result = await loadgen.fire(split.hostname, split.port or 80, requests, connections=opts.connections,
                                     start_wall=release_at.timestamp(), warmup=warm)
         fig = figures("guahao", result.answers, result.t0, opts.slots)
+        if server is not None:
+            fig.worker_peak_rss_mib = server.peak_rss_mib()
         if server is not None and cpu_before is not None:  # warm-up included: a few dozen answers
             fig.server_cpu_ms_per_answer = round(
                 1000 * (server.cpu_seconds() - cpu_before) / max(1, len(result.answers) + len(warm)), 3)
