@@ -57,7 +57,7 @@ class Timeline:
         for start, end in self.segments.get(value, ()):
             if start > done:
                 break
-            best = min(end, done)
+            best = done if done < end else end - 1e-6  # the end itself belongs to the next value
         return best
 
     def staleness(self, value: int, sent: float, done: float) -> float | None:

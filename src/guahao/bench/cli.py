@@ -142,3 +142,42 @@ def browse(
                                        ensure_ascii=False, indent=2))
     if any(e.http_5xx for r in outcome.results for e in r.endpoints):
         raise typer.Exit(1)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.replace("_", "").split(",") if x.strip()]
+
+
+@bench_app.command("scale")
+def scale(
+    database: Backend = typer.Option(Backend.postgresql, help="database of the service"),
+    workers: str = typer.Option("1,2,4", help="worker counts, comma-separated"),
+    patients: str = typer.Option("1000,5000,20000", help="crowd sizes, comma-separated"),
+    slots: int = typer.Option(100, min=1, help="C: seats of the released schedule"),
+    connections: int = typer.Option(256, min=1, help="K: concurrent connections"),
+    references: bool = typer.Option(False, "--references/--no-references",
+                                    help="also run the bare endpoint at every point (doubles the time)"),
+    plot: Path | None = typer.Option(None, help="write the chart (PNG) here, e.g. docs/bench-scale.png"),
+    json_out: Path | None = typer.Option(None, help="also write the figures as JSON here"),
+) -> None:
+    """The rush at every (workers, patients) pair: answers/s, p99 and peak memory per worker."""
+    from guahao.bench import scale as scale_mod
+    from guahao.bench.runner import RushOptions, machine
+
+    base = RushOptions(database=database.value, slots=slots, connections=connections, references=references)
+    info = machine()
+    typer.echo(f"guahao bench scale: {base.database}, workers {workers}, patients {patients}, {slots} slots, "
+               f"{connections} connections")
+    typer.echo(f"machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory']}; {info['date']}")
+    points = _run_async(scale_mod.scale(base, _ints(workers), _ints(patients),
+                                        lambda line: typer.echo(f"  . {line}", err=True)))
+    typer.echo("")
+    typer.echo(scale_mod.table(points))
+    if plot:
+        scale_mod.plot(points, plot, title=f"guahao bench scale: {base.database}, {slots} slots, {connections} "
+                                           f"connections; {info['cpus']} CPUs, {info['date']}")
+        typer.echo(f"chart written to {plot}")
+    if json_out:
+        json_out.write_text(json.dumps({"machine": info, "points": [p.as_dict() for p in points]}, indent=2))
+    if any(p.http_5xx or not p.oversell_ok for p in points):
+        raise typer.Exit(1)
