@@ -36,6 +36,9 @@ from guahao.bench.runner import HOLD_PATH, RushOptions, _hold_requests, guahao_e
 from guahao.bench.servers import ScratchPostgres, UvicornServer, asyncpg_dsn
 
 UTC = dt.UTC
+# the rush's connections are opened and warmed this long before T0: uvicorn closes a keep-alive
+# connection idle for 5 s, so opening them at T0 - before would lose the first request of each
+WARM_LEAD = 2.0
 
 
 @dataclass
@@ -196,6 +199,7 @@ async def _guahao_phase(opts: BrowseOptions, echo, log_dir: Path, outcome: Brows
         cpu_before = server.cpu_seconds()
         reqs = _hold_requests(f"{host}:{port}", HOLD_PATH, slot_id, clients[:r.patients])
         warm = _hold_requests(f"{host}:{port}", HOLD_PATH, slot_id, clients[r.patients:])
+        await loadgen._wait_until_wall(release_at - WARM_LEAD)  # idle keep-alive connections are closed after 5 s
         rush = await loadgen.fire(host, port, reqs, connections=r.connections, start_wall=release_at, warmup=warm)
         outcome.rushes.append(figures("guahao rush", rush.answers, rush.t0, r.slots))
         winners = [(clients[a.index].token, a.json()["id"]) for a in rush.answers if a.status == 201]
@@ -277,6 +281,7 @@ async def _bare_phase(opts: BrowseOptions, echo, log_dir: Path, outcome: BrowseO
             fake = [seed.Client(secrets.token_urlsafe(32), 1 + i) for i in range(r.patients + r.warmup)]
             reqs = _hold_requests(f"{host}:{port}", "/claim", 1, fake[:r.patients])
             warm = _hold_requests(f"{host}:{port}", "/claim", 2, fake[r.patients:])
+            await loadgen._wait_until_wall(release_at - WARM_LEAD)
             rush = await loadgen.fire(host, port, reqs, connections=r.connections, start_wall=release_at,
                                       warmup=warm)
             polls, missed = await polling
