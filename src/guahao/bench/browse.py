@@ -184,7 +184,7 @@ async def _guahao_phase(opts: BrowseOptions, echo, log_dir: Path, outcome: Brows
         hospital_id, schedule_id, slot_id = await seed.seed_schedule(db, now, capacity=r.slots)
         clients = await seed.seed_clients(db, r.patients + r.warmup, now)
         doctor_id, department_id, day = await _schedule_keys(db, schedule_id)
-        await server.wait_ready()
+        await server.wait_ready(timeout=max(30.0, 20.0 * r.workers))
         host, port = "127.0.0.1", server.port
         paths = endpoint_paths(doctor_id, department_id, day)
         release_at = time.time() + opts.before + 3.0
@@ -268,7 +268,7 @@ async def _bare_phase(opts: BrowseOptions, echo, log_dir: Path, outcome: BrowseO
                "GUAHAO_BENCH_PAGES": str(pages_file)}
         with UvicornServer("guahao.bench.bare_app:app", workers=r.workers, env=env, name="bare",
                            log_dir=log_dir) as server:
-            await server.wait_ready()
+            await server.wait_ready(timeout=max(30.0, 20.0 * r.workers))
             host, port = "127.0.0.1", server.port
             paths = _same_paths(pages)
             release_at = time.time() + opts.before + 1.0

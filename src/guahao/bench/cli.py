@@ -169,15 +169,19 @@ def scale(
     typer.echo(f"guahao bench scale: {base.database}, workers {workers}, patients {patients}, {slots} slots, "
                f"{connections} connections")
     typer.echo(f"machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory']}; {info['date']}")
+    failed: list[tuple[int, int, str]] = []
     points = _run_async(scale_mod.scale(base, _ints(workers), _ints(patients),
-                                        lambda line: typer.echo(f"  . {line}", err=True)))
+                                        lambda line: typer.echo(f"  . {line}", err=True), failed))
     typer.echo("")
     typer.echo(scale_mod.table(points))
+    for w, n, why in failed:
+        typer.echo(f"note: {w} worker(s), {n} patients failed: {why}")
     if plot:
         scale_mod.plot(points, plot, title=f"guahao bench scale: {base.database}, {slots} slots, {connections} "
                                            f"connections; {info['cpus']} CPUs, {info['date']}")
         typer.echo(f"chart written to {plot}")
     if json_out:
-        json_out.write_text(json.dumps({"machine": info, "points": [p.as_dict() for p in points]}, indent=2))
-    if any(p.http_5xx or not p.oversell_ok for p in points):
+        json_out.write_text(json.dumps({"machine": info, "points": [p.as_dict() for p in points],
+                                        "failed": failed}, indent=2))
+    if failed or any(p.http_5xx or not p.oversell_ok for p in points):
         raise typer.Exit(1)

@@ -162,8 +162,8 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
         rush_clients, warm_clients = clients[:opts.patients], clients[opts.patients:]
         echo(f"seeded {len(clients)} accounts with a verified patient and a session in "
              f"{time.perf_counter() - started:.1f} s")
-        if server is not None:
-            await server.wait_ready()
+        if server is not None:  # a busy machine boots each worker process slowly
+            await server.wait_ready(timeout=max(30.0, 20.0 * opts.workers))
             echo(f"guahao: uvicorn with {opts.workers} worker(s) ready on {base_url}")
         if opts.redis:
             await _forget_full(opts.redis_url, slot_id)

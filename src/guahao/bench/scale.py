@@ -40,13 +40,20 @@ class ScalePoint:
         return asdict(self)
 
 
-async def scale(base: RushOptions, workers: list[int], patients: list[int],
-                echo: Callable[[str], None]) -> list[ScalePoint]:
+async def scale(base: RushOptions, workers: list[int], patients: list[int], echo: Callable[[str], None],
+                failed: list[tuple[int, int, str]] | None = None) -> list[ScalePoint]:
+    """Every point in turn; a point whose run raised is left out and listed in `failed`."""
+    failed = [] if failed is None else failed
     points = []
     for w in workers:
         for n in patients:
             echo(f"rush: {w} worker(s), {n} patients")
-            outcome = await run(replace(base, workers=w, patients=n), echo)
+            try:
+                outcome = await run(replace(base, workers=w, patients=n), echo)
+            except Exception as exc:  # one point failing (a server that never came up) loses only it
+                echo(f"rush: {w} worker(s), {n} patients FAILED: {type(exc).__name__}: {str(exc)[:300]}")
+                failed.append((w, n, f"{type(exc).__name__}: {str(exc)[:300]}"))
+                continue
             g = outcome.results[0]
             bare = next((r for r in outcome.results if r.label == "bare endpoint"), None)
             points.append(ScalePoint.of(w, n, g, bare))

@@ -63,6 +63,12 @@ async def doctor_availability(session: AsyncSession, doctor_id: int, *, now: dt.
                                                         now, from_date, days))
 
 
+def forget_cached() -> None:
+    """Drop every availability answer this process keeps (a new app, a change made where the
+    cache cannot see it). Writes committed through a session in this process do it themselves."""
+    avail_cache.invalidate()
+
+
 def _kept(session: AsyncSession, key: tuple, now: dt.datetime, result: Availability) -> Availability:
     """Cache a local or synced hospital's answer until the next instant a state changes by time
     alone (a release, a booking window closing); a realtime hospital's counts are the HIS's."""
