@@ -89,8 +89,6 @@ async def poll(host: str, port: int, paths: dict[str, str], slot_id: int, *, pol
     reqs = [(name, loadgen.build_request("GET", f"{host}:{port}", path, headers={"Accept-Language": "en"}),
              path.startswith("/doctors/")) for name, path in paths.items()]
     conns = [loadgen.Connection(host, port) for _ in range(pollers)]
-    for i in range(0, pollers, 64):
-        await asyncio.gather(*(c.connect() for c in conns[i:i + 64]))
     out: list[Poll] = []
     missed = 0
     skew = time.time() - time.perf_counter()  # perf_counter -> wall clock
@@ -99,6 +97,12 @@ async def poll(host: str, port: int, paths: dict[str, str], slot_id: int, *, pol
         nonlocal missed
         tick = start + interval * n / pollers
         perf = time.perf_counter
+        # connect shortly before the first tick (uvicorn drops a connection idle for 5 s)
+        await loadgen._wait_until_wall(tick - 0.5)
+        try:
+            await conn.connect()
+        except OSError:
+            conn.close()  # the first poll connects again and records the failure if any
         while tick < end:
             await loadgen._wait_until_wall(tick)
             for name, request, html in reqs:
