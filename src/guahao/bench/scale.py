@@ -27,6 +27,9 @@ class ScalePoint:
     oversell_ok: bool
     worker_peak_rss_mib: list[float]
     bare_answers_per_s: float | None = None
+    winners: int | None = None
+    transport_errors: int = 0
+    other: dict[str, int] | None = None
 
     @classmethod
     def of(cls, workers: int, patients: int, g: RushFigures, bare: RushFigures | None) -> ScalePoint:
@@ -34,7 +37,8 @@ class ScalePoint:
                    all_answered_s=g.all_answered_s, winner_p99_ms=g.winner_p99_ms,
                    sold_out_p99_ms=g.sold_out_p99_ms, http_5xx=g.http_5xx, oversell_ok=g.oversell_ok,
                    worker_peak_rss_mib=g.worker_peak_rss_mib,
-                   bare_answers_per_s=bare.answers_per_s if bare else None)
+                   bare_answers_per_s=bare.answers_per_s if bare else None, winners=g.winners,
+                   transport_errors=g.transport_errors, other=g.other)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -55,6 +59,8 @@ async def scale(base: RushOptions, workers: list[int], patients: list[int], echo
                 failed.append((w, n, f"{type(exc).__name__}: {str(exc)[:300]}"))
                 continue
             g = outcome.results[0]
+            for note in g.notes + outcome.notes:
+                echo(f"  note: {note[:400]}")
             bare = next((r for r in outcome.results if r.label == "bare endpoint"), None)
             points.append(ScalePoint.of(w, n, g, bare))
     return points
@@ -62,11 +68,11 @@ async def scale(base: RushOptions, workers: list[int], patients: list[int], echo
 
 def table(points: list[ScalePoint]) -> str:
     head = ["workers", "patients", "answers/s", "all answered s", "winners p99 ms", "sold-out p99 ms", "5xx",
-            "oversell", "peak RSS per worker MiB", "bare answers/s"]
+            "transport errors", "winners", "peak RSS per worker MiB", "bare answers/s"]
     rows = [[str(p.workers), f"{p.patients:,}", f"{p.answers_per_s:,.0f}", f"{p.all_answered_s:.2f}",
              "-" if p.winner_p99_ms is None else f"{p.winner_p99_ms:,.0f}",
              "-" if p.sold_out_p99_ms is None else f"{p.sold_out_p99_ms:,.0f}", str(p.http_5xx),
-             "ok" if p.oversell_ok else "FAILED", " / ".join(f"{m:.0f}" for m in p.worker_peak_rss_mib) or "-",
+             str(p.transport_errors), f"{p.winners}" + ("" if p.oversell_ok else " FAILED"), " / ".join(f"{m:.0f}" for m in p.worker_peak_rss_mib) or "-",
              "-" if p.bare_answers_per_s is None else f"{p.bare_answers_per_s:,.0f}"] for p in points]
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [head] + rows)

@@ -172,6 +172,11 @@ class UvicornServer:
         for pid in self._group_pids():
             if pid == getattr(self.proc, "pid", None) and self.workers > 1:
                 continue
+            try:  # multiprocessing's resource tracker is in the group too and serves nothing
+                if b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    continue
+            except OSError:
+                continue
             try:
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmHWM:"):
