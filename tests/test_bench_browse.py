@@ -97,7 +97,7 @@ def test_html_parser_reads_full_and_not_yet_released():
 
 
 def test_chart_is_a_png(tmp_path):
-    points = [ScalePoint(w, n, 100.0 * w, 1.0, 50.0, 20.0, 0, True, [150.0] * w, None, 2, 0, {})
+    points = [ScalePoint(w, n, 100.0 * w, 1.0, 50.0, 20.0, 0, True, [150.0] * w, None, winners=2, winners_in_db=2)
               for w in (1, 2) for n in (10, 20)]
     plot(points, tmp_path / "scale.png", title="test")
     assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

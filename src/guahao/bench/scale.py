@@ -28,6 +28,7 @@ class ScalePoint:
     worker_peak_rss_mib: list[float]
     bare_answers_per_s: float | None = None
     winners: int | None = None
+    winners_in_db: int | None = None  # live bookings of the slot after the rush
     transport_errors: int = 0
     other: dict[str, int] | None = None
 
@@ -38,6 +39,7 @@ class ScalePoint:
                    sold_out_p99_ms=g.sold_out_p99_ms, http_5xx=g.http_5xx, oversell_ok=g.oversell_ok,
                    worker_peak_rss_mib=g.worker_peak_rss_mib,
                    bare_answers_per_s=bare.answers_per_s if bare else None, winners=g.winners,
+                   winners_in_db=g.winners_in_db,
                    transport_errors=g.transport_errors, other=g.other)
 
     def as_dict(self) -> dict:
@@ -68,11 +70,11 @@ async def scale(base: RushOptions, workers: list[int], patients: list[int], echo
 
 def table(points: list[ScalePoint]) -> str:
     head = ["workers", "patients", "answers/s", "all answered s", "winners p99 ms", "sold-out p99 ms", "5xx",
-            "transport errors", "winners", "peak RSS per worker MiB", "bare answers/s"]
+            "transport errors", "winners: answers / DB", "peak RSS per worker MiB", "bare answers/s"]
     rows = [[str(p.workers), f"{p.patients:,}", f"{p.answers_per_s:,.0f}", f"{p.all_answered_s:.2f}",
              "-" if p.winner_p99_ms is None else f"{p.winner_p99_ms:,.0f}",
              "-" if p.sold_out_p99_ms is None else f"{p.sold_out_p99_ms:,.0f}", str(p.http_5xx),
-             str(p.transport_errors), f"{p.winners}" + ("" if p.oversell_ok else " FAILED"), " / ".join(f"{m:.0f}" for m in p.worker_peak_rss_mib) or "-",
+             str(p.transport_errors), f"{p.winners} / {p.winners_in_db}" + ("" if p.oversell_ok else " FAILED"), " / ".join(f"{m:.0f}" for m in p.worker_peak_rss_mib) or "-",
              "-" if p.bare_answers_per_s is None else f"{p.bare_answers_per_s:,.0f}"] for p in points]
     widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [head] + rows)
