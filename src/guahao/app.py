@@ -43,6 +43,7 @@ from guahao.patients.router import router as patients_router
 from guahao.payments.router import router as payments_router
 from guahao.payments.staff_router import router as payments_staff_router
 from guahao.providers import build_providers
+from guahao.scheduling import availability
 from guahao.scheduling.router import router as scheduling_router
 from guahao.staff import service as staff_service
 from guahao.staff.account_router import router as staff_account_router
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     configure_logging(json=settings.log_json, log_file=settings.log_file)
     crypto.configure_from(settings)
     signing.configure(settings.secret_key)
+    availability.forget_cached()  # a new app (a test's, a reload) starts without cached answers
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

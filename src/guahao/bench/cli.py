@@ -200,3 +200,99 @@ def bots(
     crowd_codes = {c.split()[0] for c in figures.with_burst.codes}
     if not figures.acknowledged_in_db or not crowd_codes <= {"201", "409"} or figures.bot.transport_errors:
         raise typer.Exit(1)
+
+
+@bench_app.command("browse")
+def browse(
+    database: Backend = typer.Option(Backend.postgresql, help="database of the service (and of the reference)"),
+    pollers: int = typer.Option(500, min=1, help="P: clients polling once per interval, one connection each"),
+    before: float = typer.Option(10.0, min=0.5, help="polling starts this many seconds before T0"),
+    after: float = typer.Option(20.0, min=1.0, help="and ends this many seconds after T0"),
+    interval: float = typer.Option(1.0, min=0.05, help="seconds between two polls of one client"),
+    cancellations: int = typer.Option(3, min=0, help="winners that cancel after the rush (the count goes up)"),
+    patients: int = typer.Option(5000, min=1, help="N: holds of the rush at T0"),
+    slots: int = typer.Option(100, min=1, help="C: seats of the polled slot"),
+    connections: int = typer.Option(256, min=1, help="K: connections of the rush"),
+    workers: int | None = typer.Option(None, min=1, help="W: uvicorn workers (default 2, SQLite 1)"),
+    references: bool = typer.Option(True, "--references/--no-references", help="also run the bare endpoint"),
+    keep_logs: bool = typer.Option(False, help="keep the servers' logs and the SQLite files"),
+    json_out: Path | None = typer.Option(None, help="also write the figures as JSON here"),
+) -> None:
+    """The browse storm: P clients refresh a doctor's and a department's availability and the
+    doctor's page every second around the release while the rush runs; rate, latency, staleness."""
+    from guahao.bench.browse import BrowseOptions, run
+    from guahao.bench.browse_stats import table, target_lines
+    from guahao.bench.report import table as rush_table
+    from guahao.bench.runner import RushOptions, machine
+
+    rush_opts = RushOptions(database=database.value, patients=patients, slots=slots, connections=connections,
+                            workers=workers or (2 if database is Backend.postgresql else 1), keep_logs=keep_logs)
+    opts = BrowseOptions(rush=rush_opts, pollers=pollers, before=before, after=after, interval=interval,
+                         cancellations=cancellations, references=references)
+    info = machine()
+    typer.echo(f"guahao bench browse: {rush_opts.database}, {rush_opts.workers} worker(s), {pollers} pollers every "
+               f"{interval:g} s from T0 - {before:g} s to T0 + {after:g} s; rush of {patients} holds for {slots} seats")
+    typer.echo(f"machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory']}; {info['date']}")
+    outcome = _run_async(run(opts, lambda line: typer.echo(f"  . {line}", err=True)))
+    typer.echo("")
+    typer.echo(table(outcome.results))
+    typer.echo("")
+    typer.echo(rush_table(outcome.rushes))
+    for note in [n for r in outcome.results for n in r.notes] + outcome.notes:
+        typer.echo(f"note: {note}")
+    bare = next((r for r in outcome.results if r.label == "bare endpoint"), None)
+    typer.echo("")
+    typer.echo("targets of issue 11 (browse storm):")
+    lines = target_lines(outcome.results[0], bare)
+    for line in lines:
+        typer.echo("  " + line)
+    if json_out:
+        json_out.write_text(json.dumps({"options": {**opts.__dict__, "rush": rush_opts.__dict__}, "machine": info,
+                                        "targets": lines, "results": [r.as_dict() for r in outcome.results],
+                                        "rushes": [r.as_dict() for r in outcome.rushes]},
+                                       ensure_ascii=False, indent=2))
+    if any(e.http_5xx for r in outcome.results for e in r.endpoints):
+        raise typer.Exit(1)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.replace("_", "").split(",") if x.strip()]
+
+
+@bench_app.command("scale")
+def scale(
+    database: Backend = typer.Option(Backend.postgresql, help="database of the service"),
+    workers: str = typer.Option("1,2,4", help="worker counts, comma-separated"),
+    patients: str = typer.Option("1000,5000,20000", help="crowd sizes, comma-separated"),
+    slots: int = typer.Option(100, min=1, help="C: seats of the released schedule"),
+    connections: int = typer.Option(256, min=1, help="K: concurrent connections"),
+    references: bool = typer.Option(False, "--references/--no-references",
+                                    help="also run the bare endpoint at every point (doubles the time)"),
+    plot: Path | None = typer.Option(None, help="write the chart (PNG) here, e.g. docs/bench-scale.png"),
+    json_out: Path | None = typer.Option(None, help="also write the figures as JSON here"),
+) -> None:
+    """The rush at every (workers, patients) pair: answers/s, p99 and peak memory per worker."""
+    from guahao.bench import scale as scale_mod
+    from guahao.bench.runner import RushOptions, machine
+
+    base = RushOptions(database=database.value, slots=slots, connections=connections, references=references)
+    info = machine()
+    typer.echo(f"guahao bench scale: {base.database}, workers {workers}, patients {patients}, {slots} slots, "
+               f"{connections} connections")
+    typer.echo(f"machine: {info['cpus']} CPUs ({info['cpu']}), {info['memory']}; {info['date']}")
+    failed: list[tuple[int, int, str]] = []
+    points = _run_async(scale_mod.scale(base, _ints(workers), _ints(patients),
+                                        lambda line: typer.echo(f"  . {line}", err=True), failed))
+    typer.echo("")
+    typer.echo(scale_mod.table(points))
+    for w, n, why in failed:
+        typer.echo(f"note: {w} worker(s), {n} patients failed: {why}")
+    if plot:
+        scale_mod.plot(points, plot, title=f"guahao bench scale: {base.database}, {slots} slots, {connections} "
+                                           f"connections; {info['cpus']} CPUs, {info['date']}")
+        typer.echo(f"chart written to {plot}")
+    if json_out:
+        json_out.write_text(json.dumps({"machine": info, "points": [p.as_dict() for p in points],
+                                        "failed": failed}, indent=2))
+    if failed or any(p.http_5xx or not p.oversell_ok for p in points):
+        raise typer.Exit(1)

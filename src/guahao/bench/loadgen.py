@@ -117,6 +117,20 @@ async def _wait_until_wall(instant: float) -> None:
         await asyncio.sleep(left - 0.002 if left > 0.004 else 0)
 
 
+async def _warm(conn: Connection, request: bytes) -> int:
+    """A warm-up request; a connection the server closed meanwhile (uvicorn drops one idle for
+    5 s, and a busy machine can take that long to open hundreds) is opened again, once."""
+    try:
+        return (await conn.roundtrip(request))[0]
+    except (OSError, asyncio.IncompleteReadError):
+        conn.close()
+        try:
+            return (await conn.roundtrip(request))[0]
+        except (OSError, asyncio.IncompleteReadError):
+            conn.close()
+            return 0
+
+
 async def fire(host: str, port: int, requests: list[bytes], *, connections: int, start_wall: float,
                warmup: list[bytes] = (), warmup_path: str = "/healthz") -> Run:
     """Open `connections` keep-alive connections, warm them, and at `start_wall` (time.time())
@@ -125,11 +139,11 @@ async def fire(host: str, port: int, requests: list[bytes], *, connections: int,
     for start in range(0, connections, 64):  # connect in waves: the listen backlog is finite
         await asyncio.gather(*(c.connect() for c in conns[start:start + 64]))
     ping = build_request("GET", f"{host}:{port}", warmup_path)
-    await asyncio.gather(*(c.roundtrip(ping) for c in conns))
+    await asyncio.gather(*(_warm(c, ping) for c in conns))
     warm_status: dict[int, int] = {}
     for start in range(0, len(warmup), connections):
         batch = warmup[start:start + connections]
-        for status, _ in await asyncio.gather(*(conns[i].roundtrip(r) for i, r in enumerate(batch))):
+        for status in await asyncio.gather(*(_warm(conns[i], r) for i, r in enumerate(batch))):
             warm_status[status] = warm_status.get(status, 0) + 1
 
     answers: list[Answer | None] = [None] * len(requests)

@@ -50,6 +50,8 @@ class RushFigures:
     his_agrees: bool | None = None
     # CPU time of the server's processes during the rush, per answer (bench/servers.py)
     server_cpu_ms_per_answer: float | None = None
+    # peak resident memory of each worker process (VmHWM), MiB
+    worker_peak_rss_mib: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -116,6 +118,7 @@ def table(results: list[RushFigures]) -> str:
         ("other answers", lambda r: ", ".join(f"{k}: {v}" for k, v in r.other.items()) or "0"),
         ("oversell check", lambda r: "ok" if r.oversell_ok else "FAILED"),
         ("server CPU per answer, ms", lambda r: r.server_cpu_ms_per_answer),
+        ("peak RSS per worker, MiB", lambda r: " / ".join(f"{m:.0f}" for m in r.worker_peak_rss_mib) or "-"),
     ]
     head = [""] + [r.label for r in results]
     body = [[name] + [_fmt(get(r)) for r in results] for name, get in rows]

@@ -78,6 +78,31 @@ def _hold_requests(host: str, path: str, slot_id: int, clients: list[seed.Client
             for c in clients]
 
 
+def guahao_env(opts: RushOptions, url: str) -> dict[str, str]:
+    """Fresh keys (configured in this process too, so that seeded rows and sessions match) and the
+    environment of a bench guahao server on `url`."""
+    from guahao.core import crypto, signing
+
+    data_key, index_key, secret_key = _key(), _key(), secrets.token_urlsafe(32)
+    crypto.configure(data_key, index_key)
+    signing.configure(secret_key)
+    # production refuses the development stand-ins; the rush needs neither SMS nor face checks
+    env = {"GUAHAO_ENV": "production", "GUAHAO_DATABASE_URL": url, "GUAHAO_DATA_KEY": data_key,
+           "GUAHAO_INDEX_KEY": index_key, "GUAHAO_SECRET_KEY": secret_key,
+           "GUAHAO_SMS_PROVIDER": "none", "GUAHAO_FACE_CHECK_PROVIDER": "none", "GUAHAO_LOG_JSON": "true",
+           # the rush takes holds and pays nothing; production refuses the published sandbox key
+           "GUAHAO_PAYSIM_KEY": secrets.token_urlsafe(32),
+           # the embedded default runs its jobs in-process; production runs `guahao worker`
+           "GUAHAO_RUN_JOBS_IN_PROCESS": "true" if opts.database == "sqlite" else "false",
+           "GUAHAO_REDIS_URL": opts.redis_url if opts.redis else "",
+           # every simulated patient comes from the one loopback address: the per-address
+           # bot limit would refuse the crowd (the per-account limit still applies)
+           "GUAHAO_HOLD_LIMIT_PER_ADDRESS": "1000000/minute"}
+    if opts.db_pool_size:
+        env["GUAHAO_DB_POOL_SIZE"] = str(opts.db_pool_size)
+    return env
+
+
 async def run(opts: RushOptions, echo: Callable[[str], None]) -> RushOutcome:
     log_dir = Path(tempfile.mkdtemp(prefix="guahao-bench-"))
     outcome = RushOutcome(results=[], log_dir=log_dir)
@@ -86,7 +111,7 @@ async def run(opts: RushOptions, echo: Callable[[str], None]) -> RushOutcome:
         if opts.release_mode == "draw":
             from guahao.bench import draw_rush
 
-            outcome.draw = await draw_rush.draw_phase(opts, echo, log_dir, lambda url: _server_env(opts, url),
+            outcome.draw = await draw_rush.draw_phase(opts, echo, log_dir, lambda url: guahao_env(opts, url),
                                                       opts.draw_window)
         if opts.references:
             outcome.results += await _reference_phases(opts, echo, log_dir)
@@ -118,7 +143,7 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
             url = await scratch.create()
         else:
             url = f"sqlite+aiosqlite:///{log_dir / 'guahao-bench.db'}"
-        env = _server_env(opts, url)
+        env = guahao_env(opts, url)
         server = UvicornServer("guahao.asgi:app", workers=opts.workers, env=env, name="guahao", log_dir=log_dir)
         base_url = server.base_url
     db = None
@@ -147,31 +172,6 @@ async def _guahao_phase(opts: RushOptions, echo, log_dir: Path, notes: list[str]
             sim.stop()
 
 
-def _server_env(opts: RushOptions, url: str) -> dict[str, str]:
-    """Fresh keys for a scratch database (configured in this process too: the seed encrypts
-    and signs with them) and the server's environment."""
-    from guahao.core import crypto, signing
-
-    data_key, index_key, secret_key = _key(), _key(), secrets.token_urlsafe(32)
-    crypto.configure(data_key, index_key)
-    signing.configure(secret_key)
-    # production refuses the development stand-ins; the rush needs neither SMS nor face checks
-    env = {"GUAHAO_ENV": "production", "GUAHAO_DATABASE_URL": url, "GUAHAO_DATA_KEY": data_key,
-           "GUAHAO_INDEX_KEY": index_key, "GUAHAO_SECRET_KEY": secret_key,
-           "GUAHAO_SMS_PROVIDER": "none", "GUAHAO_FACE_CHECK_PROVIDER": "none", "GUAHAO_LOG_JSON": "true",
-           # the rush takes holds and pays nothing; production refuses the published sandbox key
-           "GUAHAO_PAYSIM_KEY": secrets.token_urlsafe(32),
-           # the embedded default runs its jobs in-process; production runs `guahao worker`
-           "GUAHAO_RUN_JOBS_IN_PROCESS": "true" if opts.database == "sqlite" else "false",
-           "GUAHAO_REDIS_URL": opts.redis_url if opts.redis else "",
-           # every simulated patient comes from the one loopback address: the per-address
-           # bot limit would refuse the crowd (the per-account limit still applies)
-           "GUAHAO_HOLD_LIMIT_PER_ADDRESS": "1000000/minute"}
-    if opts.db_pool_size:
-        env["GUAHAO_DB_POOL_SIZE"] = str(opts.db_pool_size)
-    return env
-
-
 async def _rush(opts: RushOptions, echo, db, server, base_url: str, sim) -> RushFigures:
     """Seed, publish, fire at T0 and check (the first-come rush)."""
     now = dt.datetime.now(UTC)
@@ -187,7 +187,7 @@ async def _rush(opts: RushOptions, echo, db, server, base_url: str, sim) -> Rush
     echo(f"seeded {len(clients)} accounts with a verified patient and a session in "
          f"{time.perf_counter() - started:.1f} s")
     if server is not None:
-        await server.wait_ready()
+        await server.wait_ready(timeout=max(30.0, 20.0 * opts.workers))  # a busy machine boots workers slowly
         echo(f"guahao: uvicorn with {opts.workers} worker(s) ready on {base_url}")
     if opts.redis:
         await _forget_full(opts.redis_url, slot_id)
@@ -203,6 +203,8 @@ async def _rush(opts: RushOptions, echo, db, server, base_url: str, sim) -> Rush
     result = await loadgen.fire(split.hostname, split.port or 80, requests, connections=opts.connections,
                                 start_wall=release_at.timestamp(), warmup=warm)
     fig = figures("guahao", result.answers, result.t0, opts.slots)
+    if server is not None:
+        fig.worker_peak_rss_mib = server.peak_rss_mib()
     if server is not None and cpu_before is not None:  # warm-up included: a few dozen answers
         fig.server_cpu_ms_per_answer = round(
             1000 * (server.cpu_seconds() - cpu_before) / max(1, len(result.answers) + len(warm)), 3)

@@ -152,6 +152,39 @@ class UvicornServer:
                 total += int(fields[11]) + int(fields[12])  # utime, stime
         return total / tick
 
+    def _group_pids(self) -> list[int]:
+        if self.proc is None:
+            return []
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.proc.pid:
+                pids.append(int(stat.parent.name))
+        return pids
+
+    def peak_rss_mib(self) -> list[float]:
+        """Peak resident memory (VmHWM from /proc) of each worker process so far, in MiB; the
+        supervisor itself is left out when there are workers (it serves no requests)."""
+        out = []
+        for pid in self._group_pids():
+            if pid == getattr(self.proc, "pid", None) and self.workers > 1:
+                continue
+            try:  # multiprocessing's resource tracker is in the group too and serves nothing
+                if b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    continue
+            except OSError:
+                continue
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        out.append(round(int(line.split()[1]) / 1024, 1))
+            except (OSError, ValueError):
+                continue
+        return sorted(out)
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -2,6 +2,8 @@
 
 Read-only, unauthenticated. Only published and suspended schedules appear (drafts never),
 only the platform pool is shown, and every state is computed against the caller's `now`.
+Answers are reused for at most 1 s in this process (`avail_cache`: emptied when a write to the
+seats, schedules or catalogue commits here; other processes see a change at most 1 s late).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.catalog import rules as hospital_rules
 from guahao.catalog import service as catalog_service
 from guahao.core.db import Database
-from guahao.scheduling import domain, service
+from guahao.scheduling import avail_cache, domain, service
 from guahao.scheduling.models import Schedule, Slot
 from guahao.scheduling.schemas import (
     Availability,
@@ -36,20 +38,45 @@ async def department_availability(session: AsyncSession, department_id: int, *, 
                                   from_date: dt.date | None = None, days: int | None = None,
                                   registration_level: str | None = None) -> Availability:
     """A department's schedules, its sub-departments' included (the tree has two levels)."""
+    key = ("department", department_id, from_date, days, registration_level)
+    hit = avail_cache.lookup(session, key, now)
+    if hit is not None:
+        return hit
     # NotFound("department") unless it exists in an active hospital
     department = await catalog_service.get_department_or_raise(session, department_id)
     children = catalog_service.sub_department_ids(department_id)
     where = or_(Schedule.department_id == department_id, Schedule.department_id.in_(children))
     if registration_level is not None:  # the 普通号 / 专家号 entrance
         where = and_(where, Schedule.registration_level == registration_level)
-    return await _availability(session, department.hospital_id, where, now, from_date, days)
+    return _kept(session, key, now, await _availability(session, department.hospital_id, where, now, from_date, days))
 
 
 async def doctor_availability(session: AsyncSession, doctor_id: int, *, now: dt.datetime,
                               from_date: dt.date | None = None, days: int | None = None) -> Availability:
+    key = ("doctor", doctor_id, from_date, days)
+    hit = avail_cache.lookup(session, key, now)
+    if hit is not None:
+        return hit
     # NotFound("doctor") unless it is active in an active hospital
     doctor = await catalog_service.get_doctor_or_raise(session, doctor_id)
-    return await _availability(session, doctor.hospital_id, Schedule.doctor_id == doctor_id, now, from_date, days)
+    return _kept(session, key, now, await _availability(session, doctor.hospital_id, Schedule.doctor_id == doctor_id,
+                                                        now, from_date, days))
+
+
+def forget_cached() -> None:
+    """Drop every availability answer this process keeps (a new app, a change made where the
+    cache cannot see it). Writes committed through a session in this process do it themselves."""
+    avail_cache.invalidate()
+
+
+def _kept(session: AsyncSession, key: tuple, now: dt.datetime, result: Availability) -> Availability:
+    """Cache a local or synced hospital's answer until the next instant a state changes by time
+    alone (a release, a booking window closing); a realtime hospital's counts are the HIS's."""
+    if result.source != "his":
+        changes = [t for day in result.days for period in day.periods for s in period.schedules
+                   for t in (s.release_at, s.closes_at) if t is not None]
+        avail_cache.store(session, key, now, result, changes_at=changes)
+    return result
 
 
 def window(now: dt.datetime, rules: hospital_rules.Rules, from_date: dt.date | None,
