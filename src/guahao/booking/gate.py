@@ -7,10 +7,12 @@ patients press "book" at 08:00:
   transaction. Per process in memory, and shared through Redis when configured. A stale
   "full" lasts at most a second; a stale "available" is harmless because the database decides.
 - tickets: every won claim tells the gate how many seats of the slot can still be free at
-  most (the seats after the visit number just given: seats go lowest number first). For a
-  second after, only that many requests of this process may wait for or run a claim; the
-  rest are answered `slot_sold_out` at once instead of queueing behind the sell-out to learn
-  it. The estimate is an upper bound, so no request is turned away while more seats are free
+  most (the seats after the visit number just given: seats go lowest free number first). For
+  a second after, only that many requests of this process may wait for a claim; the rest are
+  answered `slot_sold_out` at once instead of queueing behind the sell-out to learn it. The
+  claims already running are not counted against it: one of them may be taking a seat below
+  the number just given (it locked that seat first, so the winner skipped it), and counting
+  it left a seat unsold while the next patient was refused. The estimate is an upper bound, so no request is turned away while more seats are free
   than this process has claimants; if a claimant then fails (a rule refused it), its seat is
   claimable by the next arrival. Each process may admit the whole estimate: splitting it
   between worker processes left seats unsold when the last patients of a rush happened to
@@ -127,7 +129,7 @@ class SoldOutGate:
         share = self._share(state)
         if share is None:
             return
-        while state.waiting and state.running + len(state.waiting) > share:
+        while len(state.waiting) > share:
             late = state.waiting.pop()  # the latest arrivals go first; the earlier keep their turn
             if not late.done():
                 late.set_result(False)
@@ -148,7 +150,7 @@ class SoldOutGate:
         if state is None:
             state = self._slots[slot_id] = _SlotState()
         share = self._share(state)
-        if share is not None and state.running + len(state.waiting) >= share:
+        if share is not None and len(state.waiting) >= share:
             self._drop_if_idle(slot_id, state)
             raise NoTicket()
         if state.running < self._per_slot and not state.waiting:
