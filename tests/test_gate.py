@@ -241,19 +241,39 @@ async def test_an_estimate_turns_away_the_claimants_past_the_seats_left(mono):
 
 
 async def test_the_estimate_lasts_a_second_and_forget_drops_it(mono):
+    gate = SoldOutGate(per_slot_concurrency=1)
+    slot, outcome, release = _slot(), [], asyncio.Event()
+    holder = asyncio.create_task(_try_enter(gate, slot, outcome, release))
+    first = asyncio.create_task(_try_enter(gate, slot, outcome, release))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    gate.note_remaining(slot, 1)  # one seat may be left: one waiter may queue for it
+    await _try_enter(gate, slot, outcome, release)
+    assert outcome == ["in", "sold out"]
+    mono.now += FULL_TTL_SECONDS  # a hold may have lapsed since: queue again, the database decides
+    second = asyncio.create_task(_try_enter(gate, slot, outcome, release))
+    await asyncio.sleep(0)
+    assert outcome == ["in", "sold out"] and len(gate._slots[slot].waiting) == 2
+    gate.note_remaining(slot, 1)
+    assert outcome[-1] == "sold out"  # trimmed to one waiter again, the latest went
+    await gate.forget(slot)  # a cancellation here: no estimate, everyone may queue
+    third = asyncio.create_task(_try_enter(gate, slot, outcome, release))
+    await asyncio.sleep(0)
+    assert len(gate._slots[slot].waiting) == 2
+    release.set()
+    await asyncio.gather(holder, first, second, third)
+    assert outcome.count("in") == 3
+
+
+async def test_no_seat_left_by_the_estimate_lets_the_database_say_why(mono):
+    """An estimate of 0 does not answer by itself: the slot may have been suspended since
+    (停诊 says schedule_suspended, not sold out); the claim that finds nothing marks it full."""
     gate = SoldOutGate(per_slot_concurrency=2)
     slot, outcome, release = _slot(), [], asyncio.Event()
     release.set()
     gate.note_remaining(slot, 0)
     await _try_enter(gate, slot, outcome, release)
-    assert outcome == ["sold out"]
-    mono.now += FULL_TTL_SECONDS  # a hold may have lapsed since: ask the database again
-    await _try_enter(gate, slot, outcome, release)
-    assert outcome == ["sold out", "in"]
-    gate.note_remaining(slot, 0)
-    await gate.forget(slot)  # a cancellation here: the seat is claimable at once
-    await _try_enter(gate, slot, outcome, release)
-    assert outcome == ["sold out", "in", "in"]
+    assert outcome == ["in"]
 
 
 async def test_marking_full_answers_every_waiter(mono):

@@ -150,7 +150,9 @@ class SoldOutGate:
         if state is None:
             state = self._slots[slot_id] = _SlotState()
         share = self._share(state)
-        if share is not None and len(state.waiting) >= share:
+        # no seat left by the estimate: let the database say why (full, or suspended since):
+        # a claim that finds nothing marks the slot full (mark_full) for every later arrival
+        if share and len(state.waiting) >= share:
             self._drop_if_idle(slot_id, state)
             raise NoTicket()
         if state.running < self._per_slot and not state.waiting:
