@@ -139,6 +139,9 @@ def test_only_an_unreachable_database_is_a_503():
     assert database_unavailable(wrapped)
     import asyncpg  # seen in a fault run: the driver's error reached the handler unwrapped
     assert database_unavailable(asyncpg.InterfaceError("connection is closed"))
+    deadlock = sa_exc.DBAPIError("INSERT", {}, Exception("x"))  # seen during a migration
+    deadlock.orig.__cause__ = asyncpg.DeadlockDetectedError("deadlock detected")
+    assert database_unavailable(deadlock)
     assert not database_unavailable(ValueError("a bug"))
     assert not database_unavailable(FileNotFoundError(2, "missing template"))
     assert not database_unavailable(sa_exc.IntegrityError("INSERT", {}, Exception("duplicate key")))

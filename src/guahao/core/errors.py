@@ -143,7 +143,10 @@ def database_unavailable(exc: BaseException) -> bool:
     try:
         import asyncpg
 
-        kinds += (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError)
+        # a deadlock or serialization failure aborted the transaction: nothing was committed,
+        # and a retry with the same Idempotency-Key is safe (I7), so it is a 503 "retry" too
+        kinds += (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError,
+                  asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
     except ImportError:  # SQLite-only installs
         pass
     if isinstance(exc, kinds):  # the driver's own error, unwrapped (a connection closed under us)
