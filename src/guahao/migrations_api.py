@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import fcntl
+import logging
+import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,10 +15,16 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import ResolutionError
 from alembic.util import CommandError
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
+# PostgreSQL refusals that mean "the service's transactions were in the way" (migrations/env.py
+# makes the migration give way first): lock_not_available, deadlock_detected
+GIVE_WAY = {"55P03", "40P01"}
+RETRY_FOR_SECONDS = 600.0
 
 
 def alembic_config(database_url: str) -> Config:
@@ -46,7 +55,30 @@ def upgrade(database_url: str, revision: str = "head", *, on_step: Callable[[str
         cfg.attributes["on_step"] = lambda step: on_step(
             f"{','.join(step.source_revision_ids) or 'base'} -> {','.join(step.destination_revision_ids)}")
     with _one_migrator(database_url):
-        command.upgrade(cfg, revision)
+        _retry_while_in_the_way(lambda: command.upgrade(cfg, revision))
+
+
+def _sqlstate(error: BaseException) -> str | None:
+    orig = getattr(error, "orig", None)
+    return getattr(orig, "sqlstate", None) or getattr(error, "sqlstate", None)
+
+
+def _retry_while_in_the_way(run: Callable[[], None], *, for_seconds: float = RETRY_FOR_SECONDS) -> None:
+    """Run the upgrade; when it gave way to the service's transactions (a lock it waited for
+    too long, or a deadlock it lost on purpose), nothing was applied: pause a little (jittered,
+    growing to 2 s) and run it again, for up to `for_seconds`."""
+    deadline = time.monotonic() + for_seconds
+    pause = 0.05
+    while True:
+        try:
+            run()
+            return
+        except sa_exc.DBAPIError as error:
+            if _sqlstate(error) not in GIVE_WAY or time.monotonic() > deadline:
+                raise
+            log.warning("migration gave way to running transactions (%s); retrying", _sqlstate(error))
+        time.sleep(pause * random.uniform(0.5, 1.5))
+        pause = min(pause * 2, 2.0)
 
 
 def downgrade(database_url: str, revision: str = "-1") -> None:

@@ -17,6 +17,16 @@ target_metadata = Base.metadata
 # version, so a second migrator waits, then finds the database at head and does nothing.
 # (SQLite is one file on one machine: migrations_api holds a file lock instead.)
 MIGRATION_LOCK_KEY = 0x67756168616F  # "guahao"
+# A migration that runs while the previous release serves (expand/contract) must never make a
+# patient's transaction fail. Its ALTERs and foreign keys take table locks the service's
+# transactions also need, in whatever order the migration files happen to touch the tables, so
+# a hold holding `schedules` and waiting for `bookings` can close a cycle with the migration.
+# So the migration is always the one that gives way: it waits for a table lock at most
+# LOCK_TIMEOUT and, as superuser, checks for deadlocks after DEADLOCK_TIMEOUT (the waiter that
+# runs the check first is the victim; the service's sessions keep PostgreSQL's 1 s). Either
+# error rolls the whole upgrade back, and migrations_api.upgrade retries it after a pause.
+LOCK_TIMEOUT = "300ms"
+DEADLOCK_TIMEOUT = "50ms"
 
 
 def _configure(connection) -> None:
@@ -35,6 +45,10 @@ def _run_sync(connection) -> None:
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            # after the advisory lock: a second migrator waits for the first as long as it takes
+            connection.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+            if connection.execute(text("SELECT current_setting('is_superuser')")).scalar() == "on":
+                connection.execute(text(f"SET LOCAL deadlock_timeout = '{DEADLOCK_TIMEOUT}'"))
         context.run_migrations()
 
 
