@@ -10,6 +10,7 @@ from guahao import __version__
 from guahao.accounts import service as accounts_service
 from guahao.accounts.router import router as accounts_router
 from guahao.booking.budget import HoldBudgetMiddleware
+from guahao.booking.fast_path import SoldOutFastPath
 from guahao.booking.gate import SoldOutGate
 from guahao.booking.router import router as booking_router
 from guahao.booking.staff_router import router as booking_staff_router
@@ -110,6 +111,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     install_error_handlers(app)
     if not settings.metrics_enabled:
         app.add_middleware(UnpublishedPaths, paths=("/metrics",))
+    # innermost: the sold-out answers of a rush, after every rule in front of the route
+    app.add_middleware(SoldOutFastPath)
     app.state.maintenance = MaintenanceSwitch(app.state.db, file=settings.maintenance_file)
     app.add_middleware(MaintenanceMiddleware, current=app.state.maintenance.current, clock=app.state.clock)
     app.add_middleware(AdmissionMiddleware, limits=parse_limits(settings.admission_limits))

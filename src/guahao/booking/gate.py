@@ -98,6 +98,15 @@ class SoldOutGate:
         while len(self._full) > self._max:
             self._full.popitem(last=False)
 
+    def refuses_now(self, slot_id: int) -> bool:
+        """Whether a request arriving now would be answered `NoTicket` at once by the lane
+        (the seats left all have claimants): the fast path (booking/fast_path.py) answers it."""
+        state = self._slots.get(slot_id)
+        if state is None:
+            return False
+        share = self._share(state)
+        return bool(share) and len(state.waiting) >= share
+
     def slot_lane(self, slot_id: int) -> _Lane:
         return _Lane(self, slot_id)
 

@@ -101,7 +101,7 @@ async def hold_once(request: Request, db, clock, account_id: int, key: str, req_
     async def claim_in_lane(*, record_looked_up: bool) -> tuple[int, dict]:
         async with gate.slot_lane(body.slot_id):
             if await gate.known_full(body.slot_id):
-                return await refuse(errors.SlotSoldOut(), arrived_at)
+                raise NoTicket()  # answered by `claim`, after the lane place is given back
             now = clock.now()  # after the lane wait: the rules are checked at the time of the claim
             nonlocal ran_claim
             ran_claim = True
