@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 
 import phonenumbers
-from sqlalchemy import JSON, bindparam, case, cast, or_, select, update
+from sqlalchemy import JSON, String, bindparam, case, cast, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -345,9 +345,10 @@ def _answer_for_token_template(dialect: str):
     Built once per dialect: constructing it costs more than running it."""
     t, a, k = AuthSession.__table__, Account.__table__, IdempotencyKey.__table__
     def json_param(name: str):
-        # PostgreSQL must be told the parameter is json; on SQLite a CAST to JSON would mean
-        # NUMERIC affinity (the text would become 0), and the column stores text anyway
-        param = bindparam(name, type_=JSON)
+        # the caller's JSON text, serialised once: PostgreSQL is told it is json; on SQLite a
+        # CAST to JSON would mean NUMERIC affinity (the text would become 0), and the column
+        # stores the text as it is
+        param = bindparam(name, type_=String())
         return cast(param, JSON) if dialect == "postgresql" else param
     body = case(*[(a.c.locale_chosen & (a.c.locale == lang), json_param(f"body_{i}"))
                   for i, lang in enumerate(i18n.SUPPORTED)], else_=json_param("body"))
@@ -370,10 +371,10 @@ def _answer_for_token_template(dialect: str):
 
 
 async def record_answer_for_token(conn: AsyncConnection | AsyncSession, token: str, *, key: str, req_hash: str,
-                                  status: int, bodies: dict[str, dict], header_language: str | None,
+                                  status: int, bodies: dict[str, str], header_language: str | None,
                                   now: dt.datetime, replay_until: dt.datetime | None):
     """Authenticate `token` and make (status, body) its account's answer for `key` in one
-    statement. `bodies` has the answer in every supported language; `header_language` is the
+    statement. `bodies` has the answer in every supported language, as JSON text; `header_language` is the
     one the request asked for (None: the account's saved choice, else the default). Returns
     (account_id, stored body) when this answer became the key's answer, None otherwise: the
     token is not a live patient session, or the key has an answer (or a write in flight) of

@@ -21,6 +21,7 @@ after the hold budget (booking/budget.py), so every rule in front of the route s
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pydantic
 from starlette.requests import Request
@@ -91,7 +92,7 @@ async def _answer(request: Request, raw: bytes) -> JSONResponse | None:
         return None
     now: dt.datetime = request.app.state.clock.now()
     refusal = errors.SlotSoldOut()
-    bodies = {lang: hold_flow.problem_body(request, refusal, lang) for lang in i18n.SUPPORTED}
+    bodies = _sold_out_bodies(request)
     header = request.headers.get("accept-language")
     req_hash = idempotency.request_hash("POST", request.url.path, body.model_dump(exclude_defaults=True))
     db = request.app.state.db
@@ -109,6 +110,20 @@ async def _answer(request: Request, raw: bytes) -> JSONResponse | None:
     await _count(request, account_id, body.patient_id)
     metrics.hold_answered(refusal.status, payload)
     return JSONResponse(payload, status_code=refusal.status, media_type=PROBLEM_JSON)
+
+
+def _sold_out_bodies(request: Request) -> dict[str, str]:
+    """The route's sold-out problem body in each language, as JSON text, made once: it is
+    the same for every request (the path is the only request-dependent part)."""
+    global _BODIES
+    if _BODIES is None:
+        refusal = errors.SlotSoldOut()
+        _BODIES = {lang: json.dumps(hold_flow.problem_body(request, refusal, lang), ensure_ascii=False)
+                   for lang in i18n.SUPPORTED}
+    return _BODIES
+
+
+_BODIES: dict[str, str] | None = None
 
 
 async def _count(request: Request, account_id: int, patient_id: int) -> None:

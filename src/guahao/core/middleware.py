@@ -1,8 +1,8 @@
 """Request id, access log and request metrics."""
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 
 import structlog
 from prometheus_client import Counter, Histogram
@@ -25,7 +25,7 @@ class RequestContextMiddleware:
             return
         headers = dict(scope.get("headers") or [])
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
-        request_id = incoming if incoming.replace("-", "").isalnum() and incoming else uuid.uuid4().hex
+        request_id = incoming if incoming.replace("-", "").isalnum() and incoming else secrets.token_hex(16)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
