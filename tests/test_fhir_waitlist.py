@@ -12,6 +12,7 @@ import pytest
 from guahao.booking import actions as booking_actions
 from guahao.fhir import mapping
 from guahao.outbox.registry import JobContext
+from guahao.waitlist import promote
 from guahao.waitlist.schemas import WaitlistEntryRead
 from tests.builders import auth, make_account
 from tests.fhir_support import BASE, DAY, check_body, check_resource, entries, parameters, waitlisted, world
@@ -195,3 +196,30 @@ async def test_every_entry_state_maps_to_one_valid_appointment_or_to_its_booking
             assert "restricted_until" in resource["cancelationReason"]["text"]
     late = WaitlistEntryRead(**{**base, "state": "waiting", "cutoff_at": now})
     assert mapping.waitlist_status(late, now) == "cancelled"
+
+
+async def test_a_suspension_revoking_the_offer_puts_the_waitlist_appointment_back(client, db, clock, ctx):
+    from tests.builders import make_staff
+
+    w = await world(db, clock.now())
+    q = await waitlisted(db, clock, w)
+    seller, _token, _patient, paid = q["sold"][0]
+    async with db.begin() as s:
+        await booking_actions.do_cancel(s, account_id=seller, booking_id=paid, now=clock.now())
+    await run_jobs(ctx)
+    [offer] = await _mine(client, w["token"])
+    assert offer["status"] == "pending"
+    _staff, staff_token = await make_staff(db, clock.now(), role="hospital_admin", hospital_id=w["hospital"])
+    suspended = await client.post(f"/api/v1/staff/schedules/{q['schedule']}/suspend", json={"reason": "医生出诊任务"},
+                                  headers=auth(staff_token))
+    assert suspended.status_code == 200, suspended.text
+    found = _by_id(await _mine(client, w["token"]))  # the hold is revoked; the queue has not caught up yet
+    assert list(found) == [offer["id"]] and found[offer["id"]]["status"] == "cancelled"
+    async with db.begin() as s:  # the promoter's next run (the sweep's, at the latest a minute later)
+        await promote.do_promote(s, schedule_id=q["schedule"], now=clock.now())
+    assert await states(db, q["schedule"]) == ["waiting"]  # back at its place, the queue paused
+    found = _by_id(await _mine(client, w["token"]))
+    assert set(found) == {offer["id"], f"waitlist-{q['entry']}"}
+    assert found[offer["id"]]["status"] == "cancelled"
+    assert found[offer["id"]]["cancelationReason"]["coding"][0]["code"] == "hospital-suspended"
+    assert found[f"waitlist-{q['entry']}"]["status"] == "waitlist"
