@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 
@@ -33,10 +34,10 @@ def searchset(request: Request, resources: list[dict[str, Any]], *, count: int, 
     if total is None:
         total, resources = len(resources), resources[offset:offset + count]
     found = mapping.bundle("searchset", resources, base=base_of(request), total=total, link=str(request.url))
-    if offset + count < total:
-        query = dict(request.query_params) | {"_offset": str(offset + count), "_count": str(count)}
-        nxt = request.url.include_query_params(**query)
-        found["link"].append({"relation": "next", "url": str(nxt)})
+    if offset + count < total:  # every value of a repeated parameter kept (date=ge…&date=le…)
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_offset", "_count")]
+        query = urlencode([*kept, ("_offset", str(offset + count)), ("_count", str(count))])
+        found["link"].append({"relation": "next", "url": str(request.url.replace(query=query))})
     return FhirJSON(found)
 
 
