@@ -138,3 +138,16 @@ async def world(db, now: dt.datetime, *, capacity: int = 3, fee: bool = True, ba
     patient = await make_patient(db, now, account)
     return {"hospital": hospital, "department": department, "doctor": doctor, "schedule": schedule, "slots": slots,
             "account": account, "token": token, "patient": patient}
+
+
+async def waitlisted(db, clock, w: dict[str, Any]) -> dict[str, Any]:
+    """A second clinic of w's hospital on DAY (another department, a general clinic with one
+    seat), sold out to another patient (paid), and w's patient on its 候补 queue."""
+    from tests.waitlist_support import join, sell_out
+
+    department = await make_department(db, w["hospital"], name="眼科")
+    schedule, slots = await make_schedule(db, clock.now(), hospital_id=w["hospital"], department_id=department,
+                                          doctor_id=None, day=DAY, capacity=1)
+    sold = await sell_out(db, clock, {"schedule": schedule, "slots": slots})
+    entry = await join(db, clock, w["account"], w["patient"], schedule)
+    return {"department": department, "schedule": schedule, "slots": slots, "sold": sold, "entry": entry}

@@ -11,7 +11,17 @@ from fastapi.routing import APIRoute
 
 from guahao.fhir import capability
 from tests.builders import auth
-from tests.fhir_support import BASE, DAY, check_body, check_ndjson, entries, parameters, validator, world
+from tests.fhir_support import (
+    BASE,
+    DAY,
+    check_body,
+    check_ndjson,
+    entries,
+    parameters,
+    validator,
+    waitlisted,
+    world,
+)
 
 
 def fhir_routes(app) -> set[tuple[str, str]]:
@@ -51,20 +61,29 @@ async def _book(client, w):
 
 
 async def _appointments(client, w):
-    return [await client.get(f"{BASE}/Appointment", params={"date": DAY.isoformat()}, headers=auth(w["token"])),
-            await client.get(f"{BASE}/Appointment", params={"date": "not-a-date"}, headers=auth(w["token"]))]
+    answers = [await client.get(f"{BASE}/Appointment", params={"date": DAY.isoformat()}, headers=auth(w["token"])),
+               await client.get(f"{BASE}/Appointment", params={"date": "not-a-date"}, headers=auth(w["token"]))]
+    # the booking and the 候补 entry, each validated below
+    assert {a["status"] for a in entries(answers[0].json())} == {"pending", "waitlist"}
+    return answers
 
 
 async def _appointment(client, w):
+    waiting = f"{BASE}/Appointment/waitlist-{w['waitlist']['entry']}"
     return [await client.get(f"{BASE}/Appointment/{w['held']}", headers=auth(w["token"])),
-            await client.get(f"{BASE}/Appointment/abc", headers=auth(w["token"]))]
+            await client.get(f"{BASE}/Appointment/abc", headers=auth(w["token"])),
+            await client.get(waiting, headers=auth(w["token"])),
+            await client.get(f"{BASE}/Appointment/waitlist-x", headers=auth(w["token"]))]
 
 
 async def _patch(client, w):
-    return [await client.patch(f"{BASE}/Appointment/{w['held']}", json={"status": "cancelled"},
-                               headers=auth(w["token"])),
-            await client.patch(f"{BASE}/Appointment/{w['held']}", json={"status": "cancelled"},
-                               headers=auth(w["token"]))]  # a repeat: the cancelled one
+    cancel = {"json": {"status": "cancelled"}, "headers": auth(w["token"])}
+    waiting = f"{BASE}/Appointment/waitlist-{w['waitlist']['entry']}"
+    answers = [await client.patch(f"{BASE}/Appointment/{w['held']}", **cancel),
+               await client.patch(f"{BASE}/Appointment/{w['held']}", **cancel),  # a repeat: the cancelled one
+               await client.patch(waiting, **cancel), await client.patch(waiting, **cancel)]  # leaves the waitlist
+    assert [a.json()["status"] for a in answers] == ["cancelled"] * 4
+    return answers
 
 
 def _read_and_search(kind: str, query: dict | str):
@@ -152,6 +171,7 @@ def test_every_fhir_route_has_a_case(app):
 
 async def test_every_fhir_answer_validates_against_the_r4_schema(app, client, db, clock):
     w = await world(db, clock.now(), capacity=2)
+    w["waitlist"] = await waitlisted(db, clock, w)
     checked = 0
     for key, case in CASES.items():
         for response in await case(client, w):
@@ -260,20 +280,6 @@ async def test_every_route_answers_anonymous_callers_as_its_access_class_says(ap
             assert response.status_code != 401, (method, path)
         else:
             assert response.status_code == 401, (method, path, response.status_code)
-
-
-async def test_a_waitlist_entry_maps_to_a_valid_waitlist_appointment(db, clock):
-    """候补 has no feature yet; its mapping is ready and valid (app-3: no times for waitlist)."""
-    from guahao.fhir import mapping
-    from guahao.scheduling import availability
-    from tests.fhir_support import check_resource
-
-    w = await world(db, clock.now())
-    async with db.read() as session:
-        [released] = await availability.released_schedules(session, now=clock.now(), first=DAY, last=DAY)
-    resource = mapping.waitlist_appointment(7, released, w["patient"])
-    check_resource(resource)
-    assert resource["status"] == "waitlist" and "start" not in resource and "slot" not in resource
 
 
 async def test_a_bug_is_a_fatal_exception_outcome_not_a_problem(client, monkeypatch):

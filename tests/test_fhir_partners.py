@@ -94,3 +94,47 @@ async def test_a_patient_session_may_find_too(client, db, clock):
     found = await client.post(f"{BASE}/Appointment/$find", json=FIND, headers=auth(w["token"]))
     assert check_body(found)["total"] == 1
     assert (await client.post(f"{BASE}/Appointment/$find", json=FIND)).status_code == 401
+
+
+class _CountingHasher:
+    """argon2, counting the verifications (the work a refused token request must not cause)."""
+
+    def __init__(self, real):
+        self.real, self.verified = real, 0
+
+    def verify(self, *args):
+        self.verified += 1
+        return self.real.verify(*args)
+
+    def hash(self, *args):
+        return self.real.hash(*args)
+
+
+async def test_the_token_endpoint_is_rate_limited_per_client_before_any_hash(client, db, clock, monkeypatch):
+    client_id, secret = await _client(db, clock.now())
+    other_id, other_secret = await _client(db, clock.now())
+    monkeypatch.setattr(fhir_auth, "TOKEN_LIMIT_PER_CLIENT", "3/minute")
+    hasher = _CountingHasher(fhir_auth._hasher)
+    monkeypatch.setattr(fhir_auth, "_hasher", hasher)
+    for _ in range(3):
+        assert (await _token(client, client_id, secret + "x")).json()["error"] == "invalid_client"
+    assert hasher.verified == 3
+    refused = await _token(client, client_id, secret)  # even the right secret: the client waits
+    assert refused.status_code == 429 and hasher.verified == 3
+    issue = check_body(refused)["issue"][0]
+    assert (issue["severity"], issue["code"], issue["details"]["coding"][0]["code"]) == \
+        ("error", "throttled", "rate_limited")
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert "秒后再试" in issue["details"]["text"]
+    english = await client.post(f"{BASE}/auth/token", data={"grant_type": "client_credentials"},
+                                auth=(client_id, secret), headers={"Accept-Language": "en"})
+    assert english.status_code == 429 and "Too many requests" in check_body(english)["issue"][0]["details"]["text"]
+    assert (await _token(client, other_id, other_secret)).status_code == 200  # another partner is not held up
+
+
+async def test_the_token_endpoint_is_rate_limited_per_address(client, db, clock, monkeypatch):
+    monkeypatch.setattr(fhir_auth, "TOKEN_LIMIT_PER_ADDRESS", "4/minute")
+    client_id, secret = await _client(db, clock.now())
+    answers = [(await _token(client, f"fhir-guess{n}", "x")).status_code for n in range(4)]
+    assert 429 not in answers  # unknown client ids: invalid_client, counted for the address
+    assert (await _token(client, client_id, secret)).status_code == 429

@@ -128,6 +128,12 @@ def sub_department_ids(department_id: int):
     return select(Department.id).where(Department.parent_id == department_id)
 
 
+def inactive_hospital_ids():
+    """The ids of inactive hospitals, as a subquery for the caller's `NOT IN (...)`: public
+    lists of another feature's rows leave them out in the same statement (and page right)."""
+    return select(Hospital.id).where(Hospital.active.is_(False))
+
+
 async def his_mode_of(session: AsyncSession, hospital_id: int) -> str | None:
     return await session.scalar(select(Hospital.his_mode).where(Hospital.id == hospital_id))
 

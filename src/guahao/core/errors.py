@@ -45,7 +45,7 @@ class NotFound(GuahaoError):
         "hospital": "医院", "department": "科室", "doctor": "医生", "schedule": "排班",
         "slot": "号源", "patient": "就诊人", "booking": "挂号单", "staff": "员工账号",
         "page": "页面", "template": "排班模板", "account": "账号", "restriction": "限制记录",
-        "resource": "资源", "visit_card": "就诊卡", "notice": "公告", "draw": "摇号",
+        "resource": "资源", "visit_card": "就诊卡", "notice": "公告", "draw": "摇号", "waitlist_entry": "候补记录",
     }
 
     def __init__(self, what: str = "resource", **params: Any) -> None:

@@ -36,6 +36,11 @@ from guahao.core.errors import Forbidden, Unauthenticated
 from guahao.fhir.models import FhirClient
 
 TOKEN_TTL = dt.timedelta(minutes=15)
+# the token endpoint is public and every try costs an argon2 hash: a partner needs a token
+# every 15 minutes, so these only stop secret guessing and CPU exhaustion (answered 429 before
+# any database or hash work, an OperationOutcome `throttled` with Retry-After)
+TOKEN_LIMIT_PER_ADDRESS = "60/minute;600/hour"
+TOKEN_LIMIT_PER_CLIENT = "20/minute;200/hour"
 # SMART v1 system scopes a partner may be granted; reads and $find, never another person's booking
 SCOPES = ("system/Slot.read", "system/Schedule.read", "system/Appointment.read")
 _hasher = PasswordHasher()
@@ -187,8 +192,11 @@ async def token_response(request: Request, db, now: dt.datetime, audience: str) 
     body = (await request.body()).decode("utf-8", errors="replace")
     pairs = parse_qsl(body, keep_blank_values=True)
     client_id = _client_id_of(request.headers, pairs)
+    limiter = request.app.state.limiter
+    await limiter.hit(TOKEN_LIMIT_PER_ADDRESS, "fhir-token-address", request.client.host if request.client else "-")
     row = None
     if client_id and len(client_id) <= 64:
+        await limiter.hit(TOKEN_LIMIT_PER_CLIENT, "fhir-token-client", client_id)
         async with db.read() as session:
             row = await session.scalar(select(FhirClient).where(FhirClient.client_id == client_id))
     server = _Server(row, _signing_key(request.app.state.settings.secret_key), now, audience)

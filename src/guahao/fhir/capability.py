@@ -60,8 +60,10 @@ def capability_statement(base: str, token_url: str, now: dt.datetime) -> dict[st
             "searchParam": [{"name": n, "type": t} for n, t in spec["search"].items()],
         }
         if "patch" in spec["interactions"]:
-            entry["documentation"] = ("PATCH with status cancelled cancels the caller's own appointment "
-                                      "(JSON Patch or a partial Appointment)")
+            entry["documentation"] = ("Search and read list the caller's own bookings and 候补 entries (status "
+                                      "waitlist, ids waitlist-<n>). PATCH with status cancelled cancels the "
+                                      "caller's own appointment or leaves the waitlist (JSON Patch or a partial "
+                                      "Appointment)")
         if spec.get("operations"):
             entry["operation"] = [{"name": op, "definition": OPERATION_DEFINITIONS[op]}
                                   for op in spec["operations"]]

@@ -30,6 +30,10 @@ EXT_HOLD_EXPIRES = f"{SITE}/StructureDefinition/hold-expires"
 EXT_RELEASE_AT = f"{SITE}/StructureDefinition/release-at"
 EXT_FEES = f"{SITE}/StructureDefinition/fees"
 EXT_PAY_URL = f"{SITE}/StructureDefinition/pay-url"
+SID_WAITLIST_ENTRY = f"{SITE}/sid/waitlist-entry"  # 候补: its own ids, never a booking's
+EXT_WAITLIST_AHEAD = f"{SITE}/StructureDefinition/waitlist-ahead"  # 前面还有 N 人
+EXT_WAITLIST_CUTOFF = f"{SITE}/StructureDefinition/waitlist-cutoff"  # 候补截止
+WAITLIST_PREFIX = "waitlist-"
 # SMART Scheduling Links (smart-on-fhir/smart-scheduling-links, specification.md)
 SMART = "http://fhir-registry.smarthealthit.org/StructureDefinition"
 EXT_DEEP_LINK = f"{SMART}/booking-deep-link"
@@ -46,6 +50,10 @@ TITLE_NAMES = {"chief": "主任医师", "associate_chief": "副主任医师", "a
 CANCEL_REASONS = {"cancelled": ("patient", "Cancelled by the patient"),
                   "expired": ("payment-timeout", "The hold ended before the fee was paid"),
                   "revoked": ("hospital-suspended", "The hospital suspended the clinic (停诊)")}
+# why a 候补 entry ended without an offer (one that had an offer is its booking)
+WAITLIST_ENDED = {"left": ("patient", "The patient left the waitlist"),
+                  "closed": ("waitlist-closed", "The waitlist closed before a seat freed (候补截止)"),
+                  "skipped": ("waitlist-skipped", "Not eligible when a seat freed")}
 # participant status by Appointment status
 _PATIENT_STATUS = {"proposed": "needs-action", "pending": "tentative", "booked": "accepted", "arrived": "accepted",
                    "checked-in": "accepted", "fulfilled": "accepted", "noshow": "accepted", "cancelled": "declined",
@@ -277,21 +285,50 @@ def appointment(booking: dict[str, Any]) -> dict[str, Any]:
     return resource
 
 
-def waitlist_appointment(entry_id: int, released: ReleasedSchedule, patient_id: int) -> dict[str, Any]:
-    """A 候补 (waitlist) entry for a full schedule: status `waitlist`, no start, end or slot (R4
-    app-3 allows that for waitlist), the schedule's window as `requestedPeriod`. The waitlist
-    feature does not exist yet; this is its mapping, tested, for when it does."""
-    view = released.view
-    return {
-        "resourceType": "Appointment", "id": f"waitlist-{entry_id}", "status": "waitlist",
+def waitlist_status(entry, now: dt.datetime) -> str | None:
+    """The FHIR status of a 候补 entry (the waitlist's `WaitlistEntryRead`) as its own
+    Appointment, or None when it is not one: an entry that was offered a seat *is* its offer's
+    hold booking from then on (pending, then booked, or cancelled as bookings are), so it is
+    not served a second time. Waiting → `waitlist`; waiting past its cutoff (closed or not
+    yet swept), left, closed or skipped without an offer → `cancelled`."""
+    if entry.offer_booking_id is not None:
+        return None
+    if entry.state == "waiting":
+        return "cancelled" if entry.cutoff_at <= now else "waitlist"
+    return "cancelled" if entry.state in WAITLIST_ENDED else None
+
+
+def waitlist_appointment(entry, released: ReleasedSchedule, *, status: str) -> dict[str, Any]:
+    """A 候补 (waitlist) entry, from the waitlist's `WaitlistEntryRead`, for its own account:
+    id `waitlist-<entry id>` and identifier `…/sid/waitlist-entry` (never a booking's id), no
+    start, end or slot (R4 app-3 allows that for waitlist and cancelled), the schedule's
+    window as `requestedPeriod`, 前面还有 N 人 and the queue's cutoff as extensions. `status`
+    is `waitlist_status`'s (the caller decides, so a just-left entry answers cancelled)."""
+    view, zone = released.view, released.starts_at.tzinfo
+    cutoff = instant(entry.cutoff_at.astimezone(zone))
+    extensions: list[dict[str, Any]] = [{"url": EXT_WAITLIST_CUTOFF, "valueInstant": cutoff}]
+    if status == "waitlist" and entry.ahead is not None:
+        extensions.insert(0, {"url": EXT_WAITLIST_AHEAD, "valueInteger": entry.ahead})
+    resource: dict[str, Any] = {
+        "resourceType": "Appointment", "id": f"{WAITLIST_PREFIX}{entry.id}", "extension": extensions,
+        "identifier": [{"use": "official", "system": SID_WAITLIST_ENTRY, "value": str(entry.id)}],
+        "status": status,
         "serviceType": [level_concept(view.registration_level)],
-        "specialty": [department_concept(view.department_id)],
+        "specialty": [department_concept(view.department_id, entry.department_name)],
+        "created": instant(entry.joined_at.astimezone(zone)),
         "requestedPeriod": [{"start": instant(released.starts_at), "end": instant(released.ends_at)}],
-        "participant": [{"actor": ref("Patient", patient_id), "required": "required", "status": "tentative"},
+        "participant": [{"actor": ref("Patient", entry.patient_id), "required": "required",
+                         "status": _PATIENT_STATUS[status]},
                         {"actor": clinic_actor(view), "required": "required", "status": "needs-action"},
                         {"actor": ref("Location", released.hospital_id), "required": "required",
                          "status": "needs-action"}],
     }
+    if status == "cancelled":
+        code, text = WAITLIST_ENDED["closed" if entry.state == "waiting" else entry.state]
+        if entry.state == "skipped" and entry.reason:
+            text = f"{text} ({entry.reason})"  # the refusal's stable code, as the API shows it
+        resource["cancelationReason"] = {"coding": [{"system": CS_CANCEL, "code": code}], "text": text}
+    return resource
 
 
 def bundle(kind: str, entries: list[dict[str, Any]], *, base: str, total: int | None = None,

@@ -26,6 +26,7 @@ from guahao.core.deps import CurrentAccount, CurrentAccountWithKey
 from guahao.core.errors import InvalidRequest, NotFound
 from guahao.core.i18n import request_language
 from guahao.fhir import mapping, params
+from guahao.fhir import waitlist as fhir_waitlist
 from guahao.fhir.auth import FhirCaller, need_scope
 from guahao.fhir.outcome import FhirJSON, FhirRoute, information, issue, only_outcome
 from guahao.fhir.resources import PLATFORM_ZONE, base_of, released, searchset
@@ -236,13 +237,19 @@ def _booking_id(value: Any) -> int | None:
 async def book(request: Request, caller: CurrentAccountWithKey):
     """Book (IHE ITI-117): an `appointment-reference` to your pending Appointment (a $hold),
     or to a proposed one / an `appointment-resource` with a slot (hold and book in one); an
-    `appointment-resource` with your Appointment's id and status `cancelled` cancels it.
+    `appointment-resource` with your Appointment's id and status `cancelled` cancels it (a
+    `waitlist-<id>` one leaves the waitlist).
     A free registration is booked at once; a fee keeps it pending until paid (the
     OperationOutcome names the page). An expired hold is refused (`hold_expired`)."""
     found = await _parameters(request)
     account = caller.principal
     resource = params.first_of(found, "appointment-resource", "appt-resource")
     if isinstance(resource, dict) and resource.get("status") == "cancelled":
+        entry = fhir_waitlist.entry_id(str(resource.get("id")))
+        if entry is not None:  # a 候补 entry: leave the waitlist
+            found = mapping.bundle("collection", [await fhir_waitlist.leave(request, account.account_id, entry)],
+                                   base=base_of(request))
+            return FhirJSON(found)
         booking_id = _booking_id(f"Appointment/{resource.get('id')}")
         if booking_id is None:
             raise InvalidRequest(field="appointment-resource")
@@ -271,8 +278,9 @@ async def book(request: Request, caller: CurrentAccountWithKey):
 
 @router.get("/Appointment")
 async def search_appointments(request: Request, account: CurrentAccount):
-    """Your own appointments (IHE ITI-118): `patient` (`Patient/<id>`, one of yours), `date`
-    (the visit date, with ge / le), `status`. Never another account's."""
+    """Your own appointments (IHE ITI-118): your bookings and your 候补 entries (status
+    `waitlist`, fhir/waitlist.py), by `patient` (`Patient/<id>`, one of yours), `date` (the
+    visit date, with ge / le), `status`. Never another account's."""
     q = request.query_params
     page = {"count": params.count(q.get("_count")), "offset": params.offset(q.get("_offset"))}
     patient_id = params.reference(q.get("patient"), "Patient", "patient")
@@ -288,22 +296,25 @@ async def search_appointments(request: Request, account: CurrentAccount):
         offset += 100
         if offset >= found.total:
             break
-    resources = []
-    for item in items:
-        visit = item.visit_date
-        if patient_id is not None and item.patient.id != patient_id:
-            continue
-        if first is not None and not (first <= visit <= last):
-            continue
-        if statuses is not None and item.fhir_status not in statuses:
-            continue
-        resources.append(mapping.appointment(item.model_dump(mode="json", exclude={"visit_reason"})))
+    found = [(item.patient.id, item.visit_date, mapping.appointment(item.model_dump(mode="json",
+                                                                                  exclude={"visit_reason"})))
+             for item in items]
+    found += [(entry.patient_id, entry.visit_date, resource)
+              for entry, resource in await fhir_waitlist.appointments(request, account.account_id)]
+    resources = [resource for patient, visit, resource in found
+                 if (patient_id is None or patient == patient_id)
+                 and (first is None or first <= visit <= last)
+                 and (statuses is None or resource["status"] in statuses)]
     return searchset(request, resources, **page)
 
 
 @router.get("/Appointment/{resource_id}")
 async def read_appointment(resource_id: str, request: Request, account: CurrentAccount):
-    """One of your appointments; another account's is 404, like a missing one."""
+    """One of your appointments (a booking, or a 候补 entry as `waitlist-<id>`); another
+    account's is 404, like a missing one."""
+    entry = fhir_waitlist.entry_id(resource_id)
+    if entry is not None:
+        return FhirJSON(await fhir_waitlist.read(request, account.account_id, entry))
     booking_id = _booking_id(f"Appointment/{resource_id}")
     if booking_id is None:
         raise NotFound("booking")
@@ -313,9 +324,11 @@ async def read_appointment(resource_id: str, request: Request, account: CurrentA
 @router.patch("/Appointment/{resource_id}")
 async def patch_appointment(resource_id: str, request: Request, account: CurrentAccount):
     """Cancel one of your appointments (Argonaut): a JSON Patch replacing `/status` with
-    `cancelled`, or a partial Appointment with `"status": "cancelled"`. Nothing else may change."""
+    `cancelled`, or a partial Appointment with `"status": "cancelled"`. Nothing else may change.
+    On a 候补 entry (`waitlist-<id>`) it leaves the waitlist (`do_leave`)."""
+    entry = fhir_waitlist.entry_id(resource_id)
     booking_id = _booking_id(f"Appointment/{resource_id}")
-    if booking_id is None:
+    if booking_id is None and entry is None:
         raise NotFound("booking")
     try:
         body = await request.json()
@@ -330,4 +343,6 @@ async def patch_appointment(resource_id: str, request: Request, account: Current
         wanted = body.get("status")
     if wanted != "cancelled":
         raise InvalidRequest(field="status")
+    if entry is not None:
+        return FhirJSON(await fhir_waitlist.leave(request, account.account_id, entry))
     return FhirJSON(mapping.appointment(await _cancel(request, account, booking_id)))

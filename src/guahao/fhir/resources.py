@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 
@@ -26,14 +27,17 @@ def base_of(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/fhir/R4"
 
 
-def searchset(request: Request, resources: list[dict[str, Any]], *, count: int, offset: int) -> FhirJSON:
-    """A page of a search: `total` counts every match, `_count` / `_offset` cut the page."""
-    page = resources[offset:offset + count]
-    found = mapping.bundle("searchset", page, base=base_of(request), total=len(resources), link=str(request.url))
-    if offset + count < len(resources):
-        query = dict(request.query_params) | {"_offset": str(offset + count), "_count": str(count)}
-        nxt = request.url.include_query_params(**query)
-        found["link"].append({"relation": "next", "url": str(nxt)})
+def searchset(request: Request, resources: list[dict[str, Any]], *, count: int, offset: int,
+              total: int | None = None) -> FhirJSON:
+    """A page of a search: `total` counts every match, `_count` / `_offset` cut the page. Given
+    `total`, `resources` is that page already (cut in SQL); without, the whole result, cut here."""
+    if total is None:
+        total, resources = len(resources), resources[offset:offset + count]
+    found = mapping.bundle("searchset", resources, base=base_of(request), total=total, link=str(request.url))
+    if offset + count < total:  # every value of a repeated parameter kept (date=ge…&date=le…)
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("_offset", "_count")]
+        query = urlencode([*kept, ("_offset", str(offset + count)), ("_count", str(count))])
+        found["link"].append({"relation": "next", "url": str(request.url.replace(query=query))})
     return FhirJSON(found)
 
 
@@ -75,11 +79,10 @@ async def search_locations(request: Request):
         wanted = params.ids(q.get("_id"))
         if wanted is not None:
             rows = [h for h in [await _exists(_hospital, session, i) for i in wanted] if h is not None]
-        else:
-            found, _total = await catalog_service.list_hospitals(session, city=q.get("address-city"),
-                                                                keyword=q.get("name"), limit=10_000)
-            rows = [h for h, _ in found]
-    return searchset(request, [mapping.location(h) for h in rows], **page)
+            return searchset(request, [mapping.location(h) for h in rows], **page)
+        found, total = await catalog_service.list_hospitals(session, city=q.get("address-city"), keyword=q.get("name"),
+                                                           limit=page["count"], offset=page["offset"])
+    return searchset(request, [mapping.location(h) for h, _ in found], total=total, **page)
 
 
 @router.get("/Location/{resource_id}")
@@ -195,16 +198,22 @@ async def read_role(resource_id: str, request: Request):
 async def released(request: Request, now: dt.datetime, *, first: dt.date, last: dt.date, **where) -> list:
     """Released schedules of active hospitals, as the availability routes count them: one read
     transaction, then (realtime hospitals) the HIS's counts with nothing open."""
+    found, _total = await released_page(request, now, first=first, last=last, **where)
+    return found
+
+
+async def released_page(request: Request, now: dt.datetime, *, first: dt.date, last: dt.date,
+                        count: int | None = None, offset: int = 0, **where) -> tuple[list, int | None]:
+    """`released`, one page of it cut in SQL when `count` is given, and then the total of every
+    match (None without a page). Inactive hospitals are left out in the same statements."""
     db = request.app.state.db
+    where |= {"now": now, "first": first, "last": last, "exclude_hospitals": catalog_service.inactive_hospital_ids()}
     async with db.read() as session:
-        found = await availability.released_schedules(session, now=now, first=first, last=last, **where)
-        active: dict[int, bool] = {}
-        for item in found:
-            if item.hospital_id not in active:
-                active[item.hospital_id] = await _exists(_hospital, session, item.hospital_id) is not None
-    found = [item for item in found if active[item.hospital_id]]
-    return await availability.with_his_released(db, found, request.app.state.providers.get("his_availability"),
-                                                now=now)
+        found = await availability.released_schedules(session, limit=count, offset=offset, **where)
+        total = None if count is None else await availability.count_released_schedules(session, **where)
+    found = await availability.with_his_released(db, found, request.app.state.providers.get("his_availability"),
+                                                 now=now)
+    return found, total
 
 
 def actor_filter(value: str | None) -> dict[str, int]:
@@ -232,11 +241,10 @@ async def search_schedules(request: Request):
         first, last = EVER
     if q.get("service-type"):
         where["registration_level"] = params.token(q.get("service-type"))
-    found = await released(request, now, first=first, last=last, **where)
-    resources = [mapping.schedule(s) for s in found]
-    if q.get("active") in ("true", "false"):
-        resources = [r for r in resources if r["active"] == (q.get("active") == "true")]
-    return searchset(request, resources, **page)
+    if q.get("active") in ("true", "false"):  # inactive = 停诊
+        where["status"] = "published" if q.get("active") == "true" else "suspended"
+    found, total = await released_page(request, now, first=first, last=last, **where, **page)
+    return searchset(request, [mapping.schedule(s) for s in found], total=total, **page)
 
 
 @router.get("/Schedule/{resource_id}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.catalog import rules as hospital_rules
@@ -213,13 +213,10 @@ class ReleasedSchedule:
     his_bands: dict[int, str] | None = None  # realtime hospitals: slot id -> HIS band (see with_his_released)
 
 
-async def released_schedules(session: AsyncSession, *, now: dt.datetime, first: dt.date, last: dt.date,
-                             hospital_id: int | None = None, department_id: int | None = None,
-                             doctor_id: int | None = None, schedule_ids: list[int] | None = None,
-                             registration_level: str | None = None) -> list[ReleasedSchedule]:
-    """Published or suspended schedules whose numbers are released (`release_at <= now`), dated
-    `first`..`last`, in date order. Never drafts, never unreleased ones; the caller leaves out
-    inactive hospitals."""
+def _released_where(*, now: dt.datetime, first: dt.date, last: dt.date, hospital_id: int | None = None,
+                    department_id: int | None = None, doctor_id: int | None = None,
+                    schedule_ids: list[int] | None = None, registration_level: str | None = None,
+                    status: str | None = None, exclude_hospitals: Any = None) -> list:
     where = [Schedule.date >= first, Schedule.date <= last, Schedule.status.in_(PUBLIC_STATUSES),
              Schedule.release_at <= now]
     if hospital_id is not None:
@@ -233,8 +230,37 @@ async def released_schedules(session: AsyncSession, *, now: dt.datetime, first: 
         where.append(Schedule.id.in_(schedule_ids))
     if registration_level is not None:
         where.append(Schedule.registration_level == registration_level)
-    schedules = list((await session.scalars(
-        select(Schedule).where(*where).order_by(Schedule.date, Schedule.starts_at, Schedule.id))).all())
+    if status is not None:
+        where.append(Schedule.status == status)
+    if exclude_hospitals is not None:  # ids, or a subquery of them (catalog's inactive hospitals)
+        where.append(Schedule.hospital_id.not_in(exclude_hospitals))
+    return where
+
+
+async def count_released_schedules(session: AsyncSession, **filters: Any) -> int:
+    """How many schedules `released_schedules` gives with the same filters, without a page."""
+    return await session.scalar(select(func.count()).select_from(Schedule).where(*_released_where(**filters))) or 0
+
+
+async def released_schedules(session: AsyncSession, *, now: dt.datetime, first: dt.date, last: dt.date,
+                             hospital_id: int | None = None, department_id: int | None = None,
+                             doctor_id: int | None = None, schedule_ids: list[int] | None = None,
+                             registration_level: str | None = None, status: str | None = None,
+                             exclude_hospitals: Any = None, limit: int | None = None,
+                             offset: int = 0) -> list[ReleasedSchedule]:
+    """Published or suspended schedules whose numbers are released (`release_at <= now`), dated
+    `first`..`last`, in date order (then start, then id: a stable order for paging). Never
+    drafts, never unreleased ones. `status` narrows to published or suspended; the caller
+    leaves out inactive hospitals with `exclude_hospitals` (`catalog.service.inactive_hospital_ids()`),
+    in the same statement; `limit` / `offset` page in SQL
+    (`count_released_schedules` is the total)."""
+    where = _released_where(now=now, first=first, last=last, hospital_id=hospital_id, department_id=department_id,
+                            doctor_id=doctor_id, schedule_ids=schedule_ids, registration_level=registration_level,
+                            status=status, exclude_hospitals=exclude_hospitals)
+    query = select(Schedule).where(*where).order_by(Schedule.date, Schedule.starts_at, Schedule.id)
+    if limit is not None:
+        query = query.limit(limit).offset(offset)
+    schedules = list((await session.scalars(query)).all())
     ids = [s.id for s in schedules]
     slots_by_schedule: dict[int, list[Slot]] = {i: [] for i in ids}
     if ids:
