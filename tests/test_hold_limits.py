@@ -118,3 +118,28 @@ async def test_one_address_is_limited_but_another_is_not(app, db, clock):
         limited = [r for r in answers if r.json().get("code") == "rate_limited"]
         assert limited, Counter(r.json().get("code") for r in answers)
         assert (await _hold(other, token, patient, slot)).status_code == 201
+
+
+async def test_a_refused_hold_is_held_back_before_its_answer_and_an_admitted_one_is_not(app, db, clock, monkeypatch):
+    """The tarpit (booking/budget.py): the budget's refusal sleeps for the configured delay,
+    capped by its Retry-After, so a bot's connection sends at most one request per delay."""
+    from guahao.booking import budget
+
+    slept: list[float] = []
+
+    async def record_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(budget.asyncio, "sleep", record_sleep)
+    now = clock.now()
+    slot = await _slot(db, now)
+    account, token = await make_account(db, now)
+    patient = await make_patient(db, now, account)
+    limit = int(Settings().hold_limit_per_account.split("/")[0])
+    async with _client(app, "203.0.113.8") as bot:
+        admitted = [await _hold(bot, token, patient, slot + 1 + i) for i in range(limit)]
+        assert slept == [] and all(r.status_code != 429 for r in admitted)
+        refused = await _hold(bot, token, patient, slot)
+    assert refused.status_code == 429
+    assert slept == [min(app.state.settings.hold_refusal_delay_ms / 1000, int(refused.headers["retry-after"]))]
+    assert slept[0] > 0

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     # client address (loose: carrier NAT puts many phones behind one address)
     hold_limit_per_account: str = "20/minute;100/hour"
     hold_limit_per_address: str = "600/minute"
+    # a hold refused by the budget in front of FastAPI is answered this much later (at most
+    # its Retry-After): a tarpit, so a bot's keep-alive connections cost sleeping coroutines,
+    # not CPU the other patients' holds need (booking/budget.py); 0 answers at once
+    hold_refusal_delay_ms: int = 1000
     sms_send_limit_per_number: str = "1/minute;5/hour;10/day"
     sms_send_limit_per_client: str = "20/hour"
     session_ttl_hours: int = 24 * 30

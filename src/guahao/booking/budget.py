@@ -11,9 +11,17 @@ measured what that matters: 10,000 refusals through FastAPI were 20-30 s of CPU 
 machine, which the other patients' holds waited for (docs/BENCHMARKS.md). The hold page calls
 `spend` itself (its form is parsed first for the CSRF check anyway); the route's dependency
 calls it too and does nothing when the middleware already spent the budget of this request.
+
+A refusal here is a tarpit: it is answered after `hold_refusal_delay_ms` (1 s, at most its
+Retry-After). Cheap as each refusal was, a bot firing on 128 keep-alive connections still got
+one answered every couple of milliseconds, and that CPU was taken from the hold transactions of
+everyone else (their p99 went from 6 s to 19 s, docs/BENCHMARKS.md). Held back, each of its
+connections sends at most one request a second, and a sleeping refusal costs nothing; a patient
+who really was refused loses nothing either, being told to wait longer than that anyway.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 from starlette.requests import Request
@@ -63,6 +71,9 @@ class HoldBudgetMiddleware:
             try:
                 await spend(request)
             except RateLimited as exc:
+                delay = min(request.app.state.settings.hold_refusal_delay_ms / 1000, exc.params["retry_after"])
+                if delay > 0:
+                    await asyncio.sleep(delay)
                 locale = request_language(request.headers, None)
                 response = problem(request, exc.status, exc.code, exc.message(locale),
                                    retry_after=exc.params["retry_after"])
