@@ -8,7 +8,7 @@ refusal recorded as the key's answer (core/idempotency.py). Profiled under the r
 request path, not the database, was most of guahao's cost per answer (docs/BENCHMARKS.md).
 
 `SoldOutFastPath` answers those requests itself with one statement
-(`accounts.service.record_answer_for_token`): it authenticates the session token and records
+(`accounts.token_answers.record_answer_for_token`): it authenticates the session token and records
 the refusal as the key's answer together, in the caller's language. Every other case goes on
 to the route untouched (the body it read is handed on): no `Authorization: Bearer`, a body the
 route would refuse, a slot the gate does not refuse, a token that is not a live patient
@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from guahao.accounts import service as accounts_service
+from guahao.accounts import token_answers
 from guahao.booking import budget, errors, hold_flow
 from guahao.booking.schemas import BookingCreate
 from guahao.core import i18n, idempotency, metrics
@@ -98,7 +98,7 @@ async def _answer(request: Request, raw: bytes) -> JSONResponse | None:
     db = request.app.state.db
     try:
         async with (db.begin() if db.is_sqlite else db.peek()) as conn:
-            recorded = await accounts_service.record_answer_for_token(
+            recorded = await token_answers.record_answer_for_token(
                 conn, token, key=key, req_hash=req_hash, status=refusal.status, bodies=bodies,
                 header_language=i18n.negotiate(header) if header else None, now=now,
                 replay_until=hold_flow.replay_until(refusal, now))
