@@ -187,7 +187,8 @@ async def announce_freed(session: AsyncSession, *, schedule_id: int, hospital_id
     """Seats of a schedule with a 候补 queue came free (a cancellation, more capacity, a 停诊
     lifted): the waitlist consumes this topic and offers them to its head. Consequences flow
     up through the outbox (DESIGN.md 7a): scheduling and booking never import the waitlist.
-    Callers write it only when the schedule's `waitlist_waiting` flag is set; `key` makes
-    each cause count once."""
+    Callers write it when the schedule's `waitlist_waiting` flag is set (lifting a 停诊: always,
+    since an offer it revoked may be the queue's only live entry); `key` makes each cause
+    count once."""
     await outbox.enqueue(session, topic=FREED_TOPIC, dedupe_key=f"{FREED_TOPIC}:{key}",
                          payload={"schedule_id": schedule_id}, now=now, hospital_id=hospital_id)

@@ -4,7 +4,9 @@ doctor's leave: 停诊 over a date range, previewed first.
 停诊 is two steps on purpose: the preview lists the bookings that would be revoked, the
 refunds and the messages that would go out (booking.suspensions.preview_*), and only the
 confirm form, which repeats the reason, suspends (do_suspend_one / do_suspend_leave, audited).
-Resuming works only while nothing was revoked (do_resume says why not otherwise).
+Resuming (do_resume) publishes the session again: bookings the 停诊 revoked stay revoked
+(refunded and told), and the seats they freed go to the 候补 queue first, in its order; the
+page says how many of each there are before the button is pressed.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from guahao.catalog import rules as hospital_rules
 from guahao.catalog import service as catalog_service
 from guahao.core.errors import GuahaoError
 from guahao.scheduling import service as scheduling_service
+from guahao.waitlist import queries as waitlist_queries
 from guahao.web.staff import forms
 from guahao.web.staff.base import SCHEDULERS, StaffPageDep, _, form_of, local_today, parse, redirect, render
 from guahao.web.staff.scheduler import PERIOD_LABELS, STATUS_LABELS
@@ -36,6 +39,9 @@ async def _session_page(page, hospital_id: int, schedule_id: int, *, status: int
         slots = await scheduling_service.list_slots(session, schedule.id)
         used = await scheduling_service.live_counts(session, [s.id for s in slots], now)
         doctor = (await catalog_service.doctors_by_id(session, [schedule.doctor_id])).get(schedule.doctor_id)
+        if schedule.status == "suspended":  # what lifting it would do
+            extra.setdefault("revoked", await suspensions.revoked_count(session, schedule.id))
+            extra.setdefault("waiting", await waitlist_queries.waiting_count(session, schedule.id))
     totals = {"platform": 0, "onsite": 0}
     sold = {"platform": 0, "onsite": 0}
     for slot in slots:
@@ -52,7 +58,7 @@ async def session_page(hospital_id: int, schedule_id: int, page: StaffPageDep, d
     page.need(*SCHEDULERS, hospital_id=hospital_id)
     notices = {"capacity": page._("The capacities were changed."), "suspended": page._(
         "The session is suspended (停诊); revoked bookings are refunded and the patients told."),
-        "resumed": page._("The session is open again.")}
+        "resumed": page._("The session is open again; freed seats go to the 候补 queue first.")}
     return await _session_page(page, hospital_id, schedule_id, notice=notices.get(done))
 
 
