@@ -22,6 +22,7 @@ from tests.waitlist_support import (
     hold,
     make_world,
     new_patient,
+    outbox_topics,
     run_jobs,
     sell_out,
     states,
@@ -142,4 +143,72 @@ async def test_an_offer_revoked_by_the_stop_gets_its_seat_back_when_it_is_lifted
     [entry] = await entries(db, world["schedule"])
     assert (entry.state, entry.patient_id) == ("offered", queue[0][2])
     assert entry.offer_booking_id != first_offer and (await booking(db, first_offer)).state == "revoked"
+    await check(db, clock)
+
+
+NOTIFY = ("notify.waitlist_paused", "notify.waitlist_resumed", "notify.waitlist_offer")
+
+
+async def test_a_stop_tells_everyone_waiting_once_and_its_lifting_tells_them_it_runs_again(
+        app, client, db, clock, ctx):
+    import guahao.notifications.jobs  # noqa: F401  (registers the notify.* handlers)
+    from guahao.notifications.port import from_providers
+    from guahao.outbox.registry import HANDLERS
+
+    world = await make_world(db, clock, capacity=1)
+    await sell_out(db, clock, world)
+    queue = await waiters(db, clock, world, 3)
+    ids = [q[3] for q in queue]
+    await _suspend(db, clock, world["schedule"])
+    [paused_job] = await outbox_topics(db, "schedule.suspended")
+    await run_jobs(ctx)
+    await HANDLERS["schedule.suspended"](ctx, paused_job)  # a duplicate delivery tells nobody twice
+    paused = await outbox_topics(db, "notify.waitlist_paused")
+    assert [m["entry_id"] for m in paused] == ids
+    assert {m["suspension"] for m in paused} == {paused_job["suspension"]}
+    await run_jobs(ctx, topics=NOTIFY)
+    await run_jobs(ctx, topics=NOTIFY)
+    sent = from_providers(ctx.providers).sent
+    assert [m.template for m in sent if m.template.startswith("waitlist_")] == ["waitlist_paused"] * 3
+    assert "候补已暂停" in sent[-1].text and "排队位置保留" in sent[-1].text
+
+    clock.advance(minutes=30)
+    lifted = await client.post(f"/api/v1/staff/schedules/{world['schedule']}/resume",
+                               headers=await _scheduler(db, clock, world))
+    assert lifted.status_code == 200, lifted.text
+    await run_jobs(ctx)
+    [resumed_job] = await outbox_topics(db, "schedule.resumed")
+    await HANDLERS["schedule.resumed"](ctx, resumed_job)  # again: nothing new
+    assert await states(db, world["schedule"]) == ["offered", "waiting", "waiting"]
+    resumed = await outbox_topics(db, "notify.waitlist_resumed")
+    assert [m["entry_id"] for m in resumed] == ids[1:]  # the head has its offer's SMS instead
+    await run_jobs(ctx, topics=NOTIFY)
+    by_template = {}
+    for m in from_providers(ctx.providers).sent:
+        by_template.setdefault(m.template, []).append(m)
+    assert len(by_template["waitlist_offer"]) == 1 and len(by_template["waitlist_paused"]) == 3
+    assert [m.params["ahead"] for m in by_template["waitlist_resumed"]] == ["0", "1"]
+    assert "已恢复出诊" in by_template["waitlist_resumed"][0].text
+
+    clock.advance(minutes=5)  # a second 停诊 of the same session is news again
+    await _suspend(db, clock, world["schedule"])
+    await run_jobs(ctx)
+    again = await outbox_topics(db, "notify.waitlist_paused")
+    assert [m["entry_id"] for m in again[3:]] == ids  # the revoked offer is back at the head
+    assert len({m["suspension"] for m in again}) == 2
+    await check(db, clock)
+
+
+async def test_a_stop_lifted_before_the_waitlist_heard_of_it_tells_nobody(client, db, clock, ctx):
+    world = await make_world(db, clock, capacity=1)
+    await sell_out(db, clock, world)
+    await waiters(db, clock, world, 2)
+    await _suspend(db, clock, world["schedule"])
+    lifted = await client.post(f"/api/v1/staff/schedules/{world['schedule']}/resume",
+                               headers=await _scheduler(db, clock, world))
+    assert lifted.status_code == 200
+    await run_jobs(ctx)
+    assert await outbox_topics(db, "notify.waitlist_paused") == []
+    assert await outbox_topics(db, "notify.waitlist_resumed") == []
+    assert await states(db, world["schedule"]) == ["offered", "waiting"]
     await check(db, clock)

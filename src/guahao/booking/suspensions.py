@@ -163,7 +163,7 @@ async def do_resume(session: AsyncSession, *, schedule_id: int, hospital_id: int
     they stay revoked (refunded and told). Their freed seats go to the 候补 queue first.
 
     Locks: the schedule exclusively, first (as 停诊 does), so no hold, confirmation or
-    promoter is half-way. The promoter is always asked (`seats.freed`), not only when the
+    promoter is half-way. The promoter is always asked (`schedule.resumed`), not only when the
     "someone waits" flag is set: an offer revoked by this 停诊 is a live entry that goes back
     to its place once the promoter reads the revocation, and its seat must reach it, not
     whoever books first."""
@@ -174,9 +174,8 @@ async def do_resume(session: AsyncSession, *, schedule_id: int, hospital_id: int
         raise staff_errors.NotSuspended()
     revoked = await revoked_count(session, schedule_id)
     await scheduling_service.mark_resumed(session, schedule_id, now=now)
-    # its 候补 queue resumes in its old order, and gets the seats the 停诊 freed first
-    await seats.announce_freed(session, schedule_id=schedule_id, hospital_id=schedule.hospital_id,
-                               key=f"resume:{schedule_id}:{now.isoformat()}", now=now)
+    # its 候补 queue resumes in its old order, gets the seats the 停诊 freed first, and is told
+    await seats.announce_resumed(session, schedule_id=schedule_id, hospital_id=schedule.hospital_id, now=now)
     await audit.do_record(session, now=now, action="schedule.resume", object_type="schedule", object_id=schedule_id,
                           hospital_id=schedule.hospital_id, staff_id=staff_id, detail={"revoked": revoked})
     return revoked
