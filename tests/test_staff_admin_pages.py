@@ -33,7 +33,7 @@ ROLES = (ADMIN, SCHEDULER, DESK)
 DAY = dt.date(2026, 11, 21)  # two days after the test clock
 
 MODULES = ("guahao.web.staff.admin", "guahao.web.staff.catalog_admin", "guahao.web.staff.scheduler",
-           "guahao.web.staff.suspend", "guahao.web.staff.operator")
+           "guahao.web.staff.suspend", "guahao.web.staff.operator", "guahao.web.staff.release")
 _seq = itertools.count(1)
 
 
