@@ -109,6 +109,15 @@ ADMIN_PAGES: dict[tuple[str, str], Spec] = {
     ("POST", "/staff/hospitals/{hospital_id}/bookings/{booking_id}/visit-reason"): Spec(WINDOW, lambda w: {}),
     ("GET", "/staff/hospitals/{hospital_id}/his-drift"): Spec(ADMIN),
     ("GET", f"{_H}/schedules/{{schedule_id}}/waitlist"): Spec(ANY),  # the session's 候补 queue (read only)
+    # 候补 rules and release modes (src/guahao/web/staff/release.py)
+    ("GET", f"{_H}/waitlist-rules"): Spec(ADMIN),
+    ("POST", f"{_H}/waitlist-rules"):
+        Spec(ADMIN, lambda w: {"enabled": "on", "max_entries_per_person": "3", "offer_minutes": "30",
+                               "cutoff_minutes_before_visit_day": "60", "lapse_counts_as_strike": "on",
+                               "quiet_from": "22:00", "quiet_until": "07:00"}),
+    ("GET", f"{_H}/release-modes"): Spec(ADMIN),
+    ("POST", f"{_H}/release-modes/departments/{{department_id}}"): Spec(ADMIN, lambda w: {"mode": "fifo"}),
+    ("POST", f"{_H}/schedules/{{schedule_id}}/release-mode"): Spec(SCHEDULING, lambda w: {"mode": "inherit"}),
 }
 
 PAGES: dict[tuple[str, str], Spec] = {

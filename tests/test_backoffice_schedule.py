@@ -86,8 +86,11 @@ async def test_leave_preview_shows_the_impact_and_the_suspension_revokes_exactly
     assert states == {"revoked"}
     assert sorted(audited) == sorted([str(first), str(second)])
 
-    refused = await client.post(f"/api/v1/staff/schedules/{first}/resume", headers=w["scheduler"])
-    assert refused.status_code == 409 and refused.json()["code"] == "resume_refused"
+    resumed = await client.post(f"/api/v1/staff/schedules/{first}/resume", headers=w["scheduler"])
+    assert resumed.status_code == 200 and resumed.json()["revoked"] == 1, resumed.text
+    async with db.read() as s:  # lifted: the revoked booking stays revoked (refunded and told)
+        assert await s.scalar(select(Booking.state).where(Booking.id == paid)) == "revoked"
+        assert await s.scalar(select(Schedule.status).where(Schedule.id == first)) == "published"
 
 
 async def test_a_suspension_that_revoked_nothing_can_be_resumed(client, db, clock):

@@ -15,6 +15,7 @@ SAMPLE = {
     "time": "11月21日 上午 08:00-08:30", "visit_no": "7", "code": "12345678", "location": "门诊楼2层B区",
     "deadline": "10:15", "refund": "费用（挂号费 ¥5.00 + 诊查费 ¥20.00，合计 ¥25.00）将原路退回",
     "until": "2026年12月19日 10:00", "fees": "挂号费 ¥5.00 + 诊查费 ¥20.00，合计 ¥25.00", "reason": "重复预约",
+    "ahead": "2",
 }
 EXPECTED = {
     "booking_confirmed": ("预约成功", "Booking confirmed"),
@@ -29,6 +30,8 @@ EXPECTED = {
     "waitlist_offer": ("候补成功", "Waitlist success"),
     "waitlist_skipped": ("未能分配号源", "no slot could be given"),
     "waitlist_closed": ("候补已截止", "has closed without a slot"),
+    "waitlist_paused": ("候补已暂停", "is paused and keeps its place"),
+    "waitlist_resumed": ("已恢复出诊", "has resumed"),
     "draw_won": ("摇号中签", "was drawn"),
     "draw_not_won": ("未中签", "was not drawn"),
     "draw_skipped": ("未能锁号", "could not be given the number"),

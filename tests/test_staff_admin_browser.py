@@ -137,6 +137,36 @@ async def test_admin_sets_rules_with_the_live_preview_and_the_fee_table(app, db,
     assert "hospital_rules.update" in await page.inner_text("#audit-entries")
 
 
+async def test_admin_edits_the_waitlist_rules_and_sets_a_department_to_draw(app, db, clock, desk):
+    from tests.booking_builders import make_schedule
+
+    w = await _world(db, clock)
+    schedule, _ = await make_schedule(db, w["now"], hospital_id=w["hid"], department_id=w["dep"], doctor_id=w["doc"],
+                                      day=MONDAY, release_at=w["now"] + dt.timedelta(hours=2))
+    browser = await desk()
+    page = browser.page
+    await browser.login(await make_staff_user(db, w["now"], role="hospital_admin", hospital_id=w["hid"],
+                                              name="管理员老李"))
+    await browser.goto(f"/staff/hospitals/{w['hid']}/waitlist-rules")
+    await page.fill("#w-offer_minutes", "20")
+    await page.uncheck("#w-lapse_counts_as_strike")
+    await page.click("#save-waitlist-rules")
+    await page.wait_for_selector("#notice")
+    assert await page.input_value("#w-offer_minutes") == "20"
+    assert not await page.is_checked("#w-lapse_counts_as_strike")
+    await browser.check("17-waitlist-rules")
+
+    await page.click('nav a[href$="/release-modes"]')
+    await page.wait_for_selector(f"#department-mode-{w['dep']}")
+    await page.select_option(f"#department-mode-{w['dep']} select", "draw")
+    await page.click(f"#department-mode-{w['dep']} button")
+    await page.wait_for_selector("#notice")
+    assert await page.input_value(f"#department-mode-{w['dep']} select") == "draw"
+    await browser.check("18-release-modes")
+    async with db.read() as s:
+        assert await s.scalar(select(Schedule.release_mode).where(Schedule.id == schedule)) == "draw"
+
+
 async def _book(db, now, slot_id: int, *, pay: bool) -> int:
     account, _ = await make_account(db, now)
     patient = await make_patient(db, now, account)

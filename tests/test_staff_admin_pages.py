@@ -33,7 +33,7 @@ ROLES = (ADMIN, SCHEDULER, DESK)
 DAY = dt.date(2026, 11, 21)  # two days after the test clock
 
 MODULES = ("guahao.web.staff.admin", "guahao.web.staff.catalog_admin", "guahao.web.staff.scheduler",
-           "guahao.web.staff.suspend", "guahao.web.staff.operator")
+           "guahao.web.staff.suspend", "guahao.web.staff.operator", "guahao.web.staff.release")
 _seq = itertools.count(1)
 
 
@@ -283,7 +283,8 @@ async def test_scheduler_builds_templates_generates_publishes_and_suspends(app, 
     assert len(await _audit(db, "schedule.publish")) == 2
 
 
-async def test_suspend_shows_the_impact_first_then_revokes_with_refunds_and_resume_is_refused(app, db, clock):
+async def test_suspend_shows_the_impact_first_then_revokes_with_refunds_and_resume_keeps_them_revoked(app, db,
+                                                                                                   clock):
     w = await _world(db, clock)
     schedule_id, slots = await make_schedule(db, w["now"], hospital_id=w["hid"], department_id=w["dep"],
                                              doctor_id=w["doc"], day=DAY, capacity=4, registration_fee=1500,
@@ -312,8 +313,19 @@ async def test_suspend_shows_the_impact_first_then_revokes_with_refunds_and_resu
     [entry] = await _audit(db, "schedule.suspend")
     assert entry.object_id == str(schedule_id) and '"revoked":2' in entry.detail.replace(' ', '')
 
-    refused = await _post(sched, f"{base}/resume", token=token)
-    assert refused.status_code == 409 and 'id="form-error"' in refused.text
+    page = await sched.get(base)
+    assert "本次停诊撤销的 2 个预约仍为已取消" in text_of(page.text)
+    assert "候补队列无人等待" in text_of(page.text)
+    resumed = await _post(sched, f"{base}/resume", token=token)
+    assert resumed.status_code == 303
+    async with db.read() as s:
+        assert (await s.get(Schedule, schedule_id)).status == "published"
+        states = {b.id: b.state for b in await s.scalars(select(Booking).where(Booking.id.in_([paid, held])))}
+    assert states == {paid: "revoked", held: "revoked"}
+    [lifted] = await _audit(db, "schedule.resume")
+    assert '"revoked":2' in lifted.detail.replace(' ', '')
+    again = await _post(sched, f"{base}/resume", token=token)
+    assert again.status_code == 409 and 'id="form-error"' in again.text
 
 
 async def test_leave_preview_then_confirm_and_a_resume_where_nothing_was_revoked(app, db, clock):

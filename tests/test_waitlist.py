@@ -7,7 +7,7 @@ import pytest
 
 from guahao.booking import actions as booking_actions
 from guahao.booking import errors as booking_errors
-from guahao.booking import hospital_actions
+from guahao.booking import hospital_actions, suspensions
 from guahao.booking.lifecycle import Actor
 from guahao.outbox.registry import JobContext
 from guahao.scheduling import capacity
@@ -175,10 +175,8 @@ async def test_suspension_during_an_offer_pauses_the_queue_and_keeps_its_order(d
         assert await promote.do_promote(s, schedule_id=world["schedule"], now=clock.now()) == []
     assert await states(db, world["schedule"]) == ["waiting"] * 10  # the revoked offer is back at the head
     await check(db, clock)
-    # the 停诊 is lifted (booking's resume refuses once bookings were revoked: lifted directly here)
-    async with db.begin() as s:
-        schedule = await scheduling_service.lock_schedule(s, world["schedule"])
-        await scheduling_service.mark_resumed(s, schedule.id, now=clock.now())
+    async with db.begin() as s:  # the 停诊 is lifted; the promoter runs in the same transaction here
+        await suspensions.do_resume(s, schedule_id=world["schedule"], hospital_id=None, staff_id=None, now=clock.now())
         offered = await promote.do_promote(s, schedule_id=world["schedule"], now=clock.now())
     assert [e.id for e in offered] == [queue[0][3], queue[1][3]]  # both freed seats, in the old order
     await check(db, clock)

@@ -18,7 +18,7 @@ from sqlalchemy import select, text
 
 import guahao.waitlist.jobs  # noqa: F401  (registers the promoter handlers)
 from guahao.booking import actions as booking_actions
-from guahao.booking import hospital_actions
+from guahao.booking import hospital_actions, suspensions
 from guahao.booking import invariants as booking_invariants
 from guahao.booking.lifecycle import Actor
 from guahao.core.clock import FrozenClock
@@ -140,11 +140,9 @@ def build_machine(database_url: str, app_settings):
 
         @rule()
         def lift_suspension(self):
-            async def lift(s):
-                schedule = await scheduling_service.lock_schedule(s, self.schedule)
-                if schedule.status == "suspended":
-                    await scheduling_service.mark_resumed(s, schedule.id, now=self.clock.now())
-            self.run(self._tx(lift))
+            """Staff lift the 停诊 (refused when it is not suspended): what it revoked stays revoked."""
+            self.run(self._tx(lambda s: suspensions.do_resume(s, schedule_id=self.schedule, hospital_id=None,
+                                                              staff_id=None, now=self.clock.now())))
 
         @rule()
         def add_a_seat(self):
@@ -161,7 +159,8 @@ def build_machine(database_url: str, app_settings):
             async def drain():
                 async with self.db.read() as s:
                     due = list(await s.scalars(select(OutboxMessage).where(
-                        OutboxMessage.topic.in_(("seats.freed", "waitlist.promote", "waitlist.sweep")),
+                        OutboxMessage.topic.in_(("seats.freed", "waitlist.promote", "waitlist.sweep",
+                                                 "schedule.suspended", "schedule.resumed")),
                         OutboxMessage.state == "pending", OutboxMessage.available_at <= self.clock.now())))
                 for m in due:
                     for _ in range(2 if twice else 1):  # a duplicate delivery changes nothing

@@ -18,7 +18,7 @@ from tests.booking_builders import make_patient, make_schedule
 from tests.builders import make_account, make_department, make_doctor, make_hospital
 
 DAY = dt.date(2026, 11, 21)
-WAITLIST_TOPICS = ("seats.freed", "waitlist.promote")
+WAITLIST_TOPICS = ("seats.freed", "waitlist.promote", "schedule.suspended", "schedule.resumed")
 
 
 async def make_world(db, clock, *, capacity: int = 2, bands: int = 1, **rules) -> dict:

@@ -33,6 +33,7 @@ async def do_suspend(session: AsyncSession, *, schedule_id: int, hospital_id: in
     if schedule.status == "suspended":
         return []
     await scheduling_service.mark_suspended(session, schedule.id, reason=reason, now=now)
+    await seats.announce_suspended(session, schedule_id=schedule.id, hospital_id=schedule.hospital_id, now=now)
     his_mode = await catalog_service.his_mode_of(session, schedule.hospital_id)
     active = select(Booking).where(Booking.schedule_id == schedule.id, Booking.state.in_(ACTIVE_STATES))
     ids = list(await session.scalars(active.with_only_columns(Booking.id).order_by(Booking.id)))

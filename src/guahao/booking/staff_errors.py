@@ -16,12 +16,6 @@ class SuspensionRangeInvalid(GuahaoError):
     en = "The leave dates are invalid: the end may not precede the start, and at most {max_days} days."
 
 
-class ResumeRefused(GuahaoError):
-    code, status = "resume_refused", 409
-    zh = "该排班已有{revoked}个预约因停诊被撤销并通知退款,无法恢复;请重新排班。"
-    en = "{revoked} bookings of this session were revoked (refunded and told); it cannot be resumed. Schedule anew."
-
-
 class NotSuspended(GuahaoError):
     code, status = "schedule_not_suspended", 409
     zh = "该排班未停诊,无需恢复。"

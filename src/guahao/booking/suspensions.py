@@ -4,9 +4,13 @@ A preview reads what a suspension would do now: the sessions, the bookings it wo
 the refunds and the messages (the same outbox topics `booking.notices` writes). The
 suspension itself locks every session of the range exclusively, in id order, before
 revoking anything, so it keeps the lock order (schedule → seats → booking) across sessions;
-then each session goes through `hospital_actions.do_suspend`, the one 停诊 rule. Resuming
-is possible only while no booking was revoked by the suspension: revoked bookings were
-refunded and told, and cannot be brought back.
+then each session goes through `hospital_actions.do_suspend`, the one 停诊 rule.
+
+Resuming (lifting the 停诊) publishes the session again. Bookings the 停诊 revoked stay
+revoked: they were refunded and their patients told, so nothing brings them back. Their
+seats were freed by the 停诊 itself; on resuming they go to the 候补 queue's head first, in
+queue order (the waitlist's promoter, told through the outbox), and only when nobody waits do
+they return to open booking.
 """
 from __future__ import annotations
 
@@ -147,21 +151,31 @@ async def do_suspend_leave(session: AsyncSession, *, hospital_id: int, doctor_id
             for schedule_id in ids}
 
 
-async def do_resume(session: AsyncSession, *, schedule_id: int, hospital_id: int | None, staff_id: int,
-                    now: dt.datetime) -> None:
-    """Undo a 停诊 that revoked nothing (e.g. set ahead for a leave before anyone booked)."""
+async def revoked_count(session: AsyncSession, schedule_id: int) -> int:
+    """Bookings of the session revoked by 停诊 (they stay revoked when it is lifted)."""
+    return await session.scalar(select(func.count()).select_from(Booking).where(
+        Booking.schedule_id == schedule_id, Booking.state == "revoked")) or 0
+
+
+async def do_resume(session: AsyncSession, *, schedule_id: int, hospital_id: int | None, staff_id: int | None,
+                    now: dt.datetime) -> int:
+    """Lift a 停诊: the session is bookable again. Returns how many bookings the 停诊 revoked;
+    they stay revoked (refunded and told). Their freed seats go to the 候补 queue first.
+
+    Locks: the schedule exclusively, first (as 停诊 does), so no hold, confirmation or
+    promoter is half-way. The promoter is always asked (`schedule.resumed`), not only when the
+    "someone waits" flag is set: an offer revoked by this 停诊 is a live entry that goes back
+    to its place once the promoter reads the revocation, and its seat must reach it, not
+    whoever books first."""
     schedule = await scheduling_service.lock_schedule(session, schedule_id, exclusive=True)
     if schedule is None or (hospital_id is not None and schedule.hospital_id != hospital_id):
         raise NotFound("schedule")
     if schedule.status != "suspended":
         raise staff_errors.NotSuspended()
-    revoked = await session.scalar(select(func.count()).select_from(Booking).where(
-        Booking.schedule_id == schedule_id, Booking.state == "revoked")) or 0
-    if revoked:
-        raise staff_errors.ResumeRefused(revoked=revoked)
+    revoked = await revoked_count(session, schedule_id)
     await scheduling_service.mark_resumed(session, schedule_id, now=now)
-    if schedule.waitlist_waiting:  # its 候补 queue resumes, in its old order
-        await seats.announce_freed(session, schedule_id=schedule_id, hospital_id=schedule.hospital_id,
-                                   key=f"resume:{schedule_id}:{now.isoformat()}", now=now)
+    # its 候补 queue resumes in its old order, gets the seats the 停诊 freed first, and is told
+    await seats.announce_resumed(session, schedule_id=schedule_id, hospital_id=schedule.hospital_id, now=now)
     await audit.do_record(session, now=now, action="schedule.resume", object_type="schedule", object_id=schedule_id,
-                          hospital_id=schedule.hospital_id, staff_id=staff_id, detail={})
+                          hospital_id=schedule.hospital_id, staff_id=staff_id, detail={"revoked": revoked})
+    return revoked

@@ -166,9 +166,11 @@ async def leave_suspend(hospital_id: int, body: LeaveSuspend, staff: CurrentStaf
 
 @router.post("/schedules/{schedule_id}/resume")
 async def resume_schedule(schedule_id: int, staff: CurrentStaff, db: Db, clock: ClockDep) -> dict:
-    """Undo a 停诊 that revoked nothing yet (409 `resume_refused` otherwise)."""
+    """Lift a 停诊: the session is bookable again (409 `schedule_not_suspended` if it is not
+    suspended). Bookings it revoked stay revoked (refunded and told); the seats they freed go
+    to the 候补 queue first, in queue order, and to open booking only when nobody waits."""
     staff.require(*SCHEDULERS)
     async with db.begin() as session:
-        await suspensions.do_resume(session, schedule_id=schedule_id, hospital_id=_scope(staff),
-                                    staff_id=staff.staff_id, now=clock.now())
-    return {"schedule_id": schedule_id, "status": "published"}
+        revoked = await suspensions.do_resume(session, schedule_id=schedule_id, hospital_id=_scope(staff),
+                                              staff_id=staff.staff_id, now=clock.now())
+    return {"schedule_id": schedule_id, "status": "published", "revoked": revoked}

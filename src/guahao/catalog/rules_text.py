@@ -49,6 +49,11 @@ def patient_text(rules: Rules, locale: str) -> list[str]:
                      else f"Online booking closes {m} minutes before the clinic period starts.")
     else:
         lines.append("线上预约在就诊时段开始时截止。" if m == 0 else f"就诊时段开始前{m}分钟停止线上预约。")
+    if rules.release_mode == "draw":
+        w = rules.draw_window_seconds
+        lines.append(f"New slots are released by draw: entries are taken for {w} seconds from the release time, "
+                     "and when you enter in that time does not matter." if en
+                     else f"新号源以摇号方式放号:放号后{w}秒内均可登记,登记早晚不影响结果。")
     lines.append(f"Pay within {rules.hold_minutes} minutes of booking, or the slot is released." if en
                  else f"预约后请在{rules.hold_minutes}分钟内完成支付,超时号源将自动释放。")
     deadline = labels.cancel_deadline(rules.cancel_minutes_before_visit_day, locale)

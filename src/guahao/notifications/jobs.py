@@ -100,8 +100,10 @@ async def restriction_applied(ctx: JobContext, payload: dict) -> None:
 async def send_about_entry(ctx: JobContext, template: str, payload: dict[str, Any]) -> None:
     entry_id = _id(payload, "entry_id")
     booking_id = payload.get("booking_id") if isinstance(payload.get("booking_id"), int) else None
+    suspension = payload.get("suspension") if isinstance(payload.get("suspension"), int) else None
     async with ctx.db.read() as session:
-        message = await waitlist_messages.compose(session, template, entry_id, ctx.clock.now(), booking_id)
+        message = await waitlist_messages.compose(session, template, entry_id, ctx.clock.now(), booking_id,
+                                                  suspension)
     await _deliver_all(ctx, [message] if message is not None else [])
 
 
@@ -118,6 +120,17 @@ async def waitlist_skipped(ctx: JobContext, payload: dict) -> None:
 @handler("notify.waitlist_closed")
 async def waitlist_closed(ctx: JobContext, payload: dict) -> None:
     await send_about_entry(ctx, "waitlist_closed", payload)
+
+
+@handler("notify.waitlist_paused")
+async def waitlist_paused(ctx: JobContext, payload: dict) -> None:
+    """停诊 paused the queue ({entry_id, suspension}): once per entry and 停诊."""
+    await send_about_entry(ctx, "waitlist_paused", payload)
+
+
+@handler("notify.waitlist_resumed")
+async def waitlist_resumed(ctx: JobContext, payload: dict) -> None:
+    await send_about_entry(ctx, "waitlist_resumed", payload)
 
 
 async def _scan(ctx: JobContext, enqueue) -> None:

@@ -122,6 +122,22 @@ _ALL = (
         "The waitlist of {patient} for {hospital}, {department}, {time} has closed without a slot. Please choose "
         "another day if you still need a visit.",
     ),
+    Template(
+        # 停诊: the queue is paused, not ended (waitlist.pause)
+        "waitlist_paused",
+        ("patient", "hospital", "department", "doctor", "time"),
+        "因医院停诊，{patient}在{hospital} {department} {doctor} {time}的候补已暂停，排队位置保留；"
+        "如恢复出诊，将按原顺序继续候补。",
+        "The hospital has suspended the clinic: the waitlist of {patient} for {hospital}, {department}, {doctor}, "
+        "{time} is paused and keeps its place. If the clinic resumes, the waitlist continues in the same order.",
+    ),
+    Template(
+        "waitlist_resumed",
+        ("patient", "hospital", "department", "doctor", "time", "ahead"),
+        "{hospital} {department} {doctor} {time}已恢复出诊，{patient}的候补继续，前面还有{ahead}人。",
+        "The clinic at {hospital}, {department}, {doctor}, {time} has resumed: the waitlist of {patient} "
+        "continues, with {ahead} people ahead.",
+    ),
 )
 # 摇号放号 (guahao.draw): one result message per entry
 _DRAW = (

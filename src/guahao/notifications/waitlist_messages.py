@@ -1,7 +1,10 @@
-"""SMS about 候补 (waitlist) entries: the offer, a skipped turn, the cutoff.
+"""SMS about 候补 (waitlist) entries: the offer, a skipped turn, the cutoff, a 停诊 pausing the
+queue and its lifting.
 
 Composed from the entry and its schedule as they are when the job runs; each goes to the
-account holder once (dedupe key per entry, and per offer's booking)."""
+account holder once (dedupe key per entry, and per offer's booking or per 停诊). A pause or
+resume notice that is no longer true when it would be sent (the entry stopped waiting, the
+schedule changed again) is dropped."""
 from __future__ import annotations
 
 import datetime as dt
@@ -27,11 +30,18 @@ REASONS = {
 }
 
 
+_STATUS_FOR = {"waitlist_paused": "suspended", "waitlist_resumed": "published"}
+
+
 async def compose(session: AsyncSession, template: str, entry_id: int, now: dt.datetime,
-                  booking_id: int | None = None) -> Outgoing | None:
+                  booking_id: int | None = None, suspension: int | None = None) -> Outgoing | None:
     entry = await waitlist_queries.get(session, entry_id)
     if entry is None:
         raise PermanentFailure(f"waitlist entry {entry_id} not found")
+    if template in _STATUS_FOR:
+        status = (await scheduling_service.statuses(session, [entry.schedule_id])).get(entry.schedule_id)
+        if entry.state != "waiting" or status != _STATUS_FOR[template]:
+            return None
     if template == "waitlist_offer":
         booking = await booking_queries.get(session, booking_id) if booking_id else None
         if booking is None or booking.state != "held" or (booking.hold_expires_at or now) <= now:
@@ -48,9 +58,15 @@ async def compose(session: AsyncSession, template: str, entry_id: int, now: dt.d
         "fees": templates.fee_text(slot.registration_fee, slot.consultation_fee, loc),
         "reason": REASONS.get(entry.reason or "", (entry.reason or "", entry.reason or ""))[1 if loc == "en" else 0],
     }
+    if template == "waitlist_resumed":
+        values["ahead"] = str(await waitlist_queries.ahead(session, entry.schedule_id, entry.position))
     if template == "waitlist_offer":
         values["deadline"] = templates.date_time(booking.hold_expires_at, slot.zone, loc)
         key = message_key(template, entry.id, booking.id)
+    elif template in _STATUS_FOR:
+        if suspension is None:
+            raise PermanentFailure(f"{template} needs the 停诊's number")
+        key = message_key(template, entry.id, suspension)
     else:
         key = message_key(template, entry.id)
     return Outgoing(dedupe_key=key, template=template, phone=to.phone, locale=loc,

@@ -177,6 +177,13 @@ async def is_unfinished(session: AsyncSession, dedupe_key: str) -> bool:
                                                            m.state.not_in(("done", "dead"))))))
 
 
+async def keys_starting(session: AsyncSession, prefix: str) -> list[str]:
+    """The dedupe keys that start with `prefix`, whatever their state: which messages about
+    a subject were written (e.g. every pause notice of a waitlist entry)."""
+    m = OutboxMessage
+    return list(await session.scalars(select(m.dedupe_key).where(m.dedupe_key.startswith(prefix, autoescape=True))))
+
+
 async def oldest_unfinished(session: AsyncSession, *, topic_prefix: str,
                             hospital_id: int | None = None) -> dt.datetime | None:
     """When the oldest unprocessed message of the topics starting with `topic_prefix` was

@@ -187,7 +187,37 @@ async def announce_freed(session: AsyncSession, *, schedule_id: int, hospital_id
     """Seats of a schedule with a 候补 queue came free (a cancellation, more capacity, a 停诊
     lifted): the waitlist consumes this topic and offers them to its head. Consequences flow
     up through the outbox (DESIGN.md 7a): scheduling and booking never import the waitlist.
-    Callers write it only when the schedule's `waitlist_waiting` flag is set; `key` makes
-    each cause count once."""
+    Callers write it when the schedule's `waitlist_waiting` flag is set (lifting a 停诊: always,
+    since an offer it revoked may be the queue's only live entry); `key` makes each cause
+    count once."""
     await outbox.enqueue(session, topic=FREED_TOPIC, dedupe_key=f"{FREED_TOPIC}:{key}",
+                         payload={"schedule_id": schedule_id}, now=now, hospital_id=hospital_id)
+
+
+SUSPENDED_TOPIC = "schedule.suspended"
+RESUMED_TOPIC = "schedule.resumed"
+
+
+def suspension_stamp(since: dt.datetime) -> int:
+    """A 停诊's number for message keys: its instant in epoch milliseconds."""
+    return int(since.timestamp() * 1000)
+
+
+async def announce_suspended(session: AsyncSession, *, schedule_id: int, hospital_id: int,
+                             now: dt.datetime) -> None:
+    """A 停诊 began at `now` (written by every 停诊, whoever caused it): the waitlist pauses the
+    schedule's queue, puts offers the 停诊 revoked back at their places and tells everyone
+    waiting, once per entry and 停诊."""
+    stamp = suspension_stamp(now)
+    await outbox.enqueue(session, topic=SUSPENDED_TOPIC, dedupe_key=f"{SUSPENDED_TOPIC}:{schedule_id}:{stamp}",
+                         payload={"schedule_id": schedule_id, "suspension": stamp}, now=now,
+                         hospital_id=hospital_id)
+
+
+async def announce_resumed(session: AsyncSession, *, schedule_id: int, hospital_id: int,
+                           now: dt.datetime) -> None:
+    """A 停诊 was lifted at `now`: the waitlist offers the seats it freed to its queue, in order
+    (its promoter, as for `seats.freed`), and tells the entries it told of the pause."""
+    await outbox.enqueue(session, topic=RESUMED_TOPIC,
+                         dedupe_key=f"{RESUMED_TOPIC}:{schedule_id}:{suspension_stamp(now)}",
                          payload={"schedule_id": schedule_id}, now=now, hospital_id=hospital_id)

@@ -405,7 +405,7 @@ async def set_waitlist_waiting(session: AsyncSession, schedule_id: int, waiting:
 
 async def mark_resumed(session: AsyncSession, schedule_id: int, *, now: dt.datetime) -> None:
     """Undo 停诊's change to the schedule (published again); the caller holds the schedule's
-    exclusive lock and has checked that no booking was revoked."""
+    exclusive lock (bookings the 停诊 revoked stay revoked: booking's part)."""
     await session.execute(
         update(Schedule).where(Schedule.id == schedule_id, Schedule.status == "suspended")
         .values(status="published", suspended_reason=None, updated_at=now)

@@ -1,21 +1,22 @@
 """Waitlist jobs: the promoter on every freed seat (outbox topic `seats.freed`, written by
 booking and scheduling), at each hold deadline (`waitlist.promote`), and a periodic sweep
-as the safety net (cutoffs, offers ended, seats freed unseen)."""
+as the safety net (cutoffs, offers ended, seats freed unseen); a 停诊 pausing the queue and
+its lifting resuming it (`schedule.suspended`, `schedule.resumed`: waitlist.pause)."""
 from __future__ import annotations
 
 import datetime as dt
 
 from guahao.outbox.registry import JobContext, PermanentFailure, handler, periodic
-from guahao.scheduling.seats import FREED_TOPIC
-from guahao.waitlist import entries, promote
+from guahao.scheduling.seats import FREED_TOPIC, RESUMED_TOPIC, SUSPENDED_TOPIC
+from guahao.waitlist import entries, pause, promote
 
 periodic("waitlist.sweep", dt.timedelta(minutes=1))
 
 
-def _schedule_id(payload: dict) -> int:
-    value = payload.get("schedule_id")
+def _schedule_id(payload: dict, name: str = "schedule_id") -> int:
+    value = payload.get(name)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise PermanentFailure("payload lacks an integer schedule_id")
+        raise PermanentFailure(f"payload lacks an integer {name}")
     return value
 
 
@@ -41,3 +42,17 @@ async def sweep(ctx: JobContext, payload: dict) -> None:
         schedule_ids = await promote.schedules_to_sweep(session, now=ctx.clock.now())
     for schedule_id in schedule_ids:
         await run_promoter(ctx, schedule_id)
+
+
+@handler(SUSPENDED_TOPIC)
+async def schedule_suspended(ctx: JobContext, payload: dict) -> None:
+    schedule_id, suspension = _schedule_id(payload), _schedule_id(payload, "suspension")
+    async with ctx.db.begin() as session:
+        await pause.do_pause(session, schedule_id=schedule_id, suspension=suspension, now=ctx.clock.now())
+
+
+@handler(RESUMED_TOPIC)
+async def schedule_resumed(ctx: JobContext, payload: dict) -> None:
+    schedule_id = _schedule_id(payload)
+    async with ctx.db.begin() as session:
+        await pause.do_resume(session, schedule_id=schedule_id, now=ctx.clock.now())

@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 
 from guahao.catalog import service as catalog_service
-from guahao.core import audit
 from guahao.core.deps import ClockDep, CurrentAccount, CurrentStaff, Db
 from guahao.core.localtime import localize
 from guahao.scheduling import service as scheduling_service
@@ -109,8 +108,5 @@ async def set_waitlist_rules(hospital_id: int, body: WaitlistRulesUpdate, staff:
     values = body.model_dump(exclude_none=True)
     now = clock.now()
     async with db.begin() as session:
-        rules = await waitlist_rules.do_set_rules(session, hospital_id, now=now, **values)
-        await audit.do_record(session, now=now, action="waitlist_rules.update", object_type="hospital",
-                              object_id=hospital_id, hospital_id=hospital_id, staff_id=staff.staff_id,
-                              detail={k: str(v) for k, v in values.items()})
+        rules = await waitlist_rules.do_update_rules(session, hospital_id, values, now=now, staff_id=staff.staff_id)
     return WaitlistRulesRead(**dataclasses.asdict(rules))

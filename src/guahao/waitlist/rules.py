@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guahao.core import audit
 from guahao.waitlist.models import WaitlistRules
 
 FIELDS = ("enabled", "max_entries_per_person", "offer_minutes", "cutoff_minutes_before_visit_day",
@@ -70,3 +71,14 @@ async def do_set_rules(session: AsyncSession, hospital_id: int, *, now: dt.datet
     row.updated_at = now
     await session.flush()
     return await get_rules(session, hospital_id)
+
+
+async def do_update_rules(session: AsyncSession, hospital_id: int, values: dict, *, now: dt.datetime,
+                          staff_id: int | None) -> Rules:
+    """Staff change the hospital's rules (the API's PUT and the back-office page): only the
+    fields given change; audited with the values set. Entries keep the cutoff they joined under."""
+    rules = await do_set_rules(session, hospital_id, now=now, **values)
+    await audit.do_record(session, now=now, action="waitlist_rules.update", object_type="hospital",
+                          object_id=hospital_id, hospital_id=hospital_id, staff_id=staff_id,
+                          detail={k: str(v) for k, v in values.items()})
+    return rules

@@ -19,9 +19,11 @@ from guahao.catalog import rules as hospital_rules
 from guahao.catalog import search as catalog_search
 from guahao.catalog import service as catalog_service
 from guahao.core.errors import InvalidRequest
+from guahao.draw import service as draw_service
 from guahao.scheduling import domain as scheduling_domain
 from guahao.scheduling import router as scheduling_api
 from guahao.scheduling import service as scheduling_service
+from guahao.waitlist import queries as waitlist_queries
 from guahao.web.format import seconds_until
 from guahao.web.pages import PageDep, render
 
@@ -105,9 +107,30 @@ async def hospital(page: PageDep, hospital_id: int,
     async with db.read() as session:  # the limits the API's summary leaves out, in plain words
         rules = await hospital_rules.get_rules(session, hospital_id)
         notices = await _suspensions(session, hospital_id, rules.tz, clock.now())
+        draw_departments = await _draw_departments(session, hospital_id, clock.now())
+        waitlist = await waitlist_queries.rules_for(session, hospital_id)
     board = await notices_api.hospital_notices(hospital_id, db, clock)
     return render(page, "catalog/hospital.html", hospital=detail, tree=tree, limits=rules, level=level,
-                  notices=notices, board=board)
+                  notices=notices, board=board, draw_departments=draw_departments, waitlist=waitlist,
+                  waitlist_cutoff=_cutoff_words(waitlist.cutoff_minutes_before_visit_day))
+
+
+async def _draw_departments(session, hospital_id: int, now: dt.datetime) -> list[str]:
+    """Names of the departments whose numbers are released by draw (摇号): set so, or with a
+    coming clinic in draw mode (a clinic's own setting included)."""
+    by_department, _ = await draw_service.list_settings(session, hospital_id)
+    ids = {d for d, mode in by_department.items() if mode == "draw"}
+    ids |= {s.department_id for s in await scheduling_service.schedules_released_after(session, hospital_id, now)
+            if s.release_mode == "draw"}
+    departments = await catalog_service.list_departments(session, hospital_id)
+    return [d.name for d in departments if d.id in ids]
+
+
+def _cutoff_words(minutes_before: int) -> tuple[int, str]:
+    """(days before the visit day, HH:MM) of the waitlist's cutoff: 60 -> (1, "23:00")."""
+    days = -(-minutes_before // 1440) if minutes_before > 0 else 0
+    at = (-minutes_before) % 1440
+    return days, f"{at // 60:02d}:{at % 60:02d}"
 
 
 async def _suspensions(session, hospital_id: int, zone, now: dt.datetime) -> list[dict]:

@@ -23,7 +23,9 @@ ScheduleId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 async def _draw_page(page: Page, schedule_id: int, *, error: str | None = None, status: int = 200,
-                     entered: bool = False):
+                     entered: bool = False, another: bool = False):
+    """After entering, the page shows the receipt, the countdown to the result and the rules,
+    not the entry form again (a family account may still enter another of its patients)."""
     state = page.request.app.state
     now = state.clock.now()
     async with state.db.read() as session:
@@ -38,10 +40,16 @@ async def _draw_page(page: Page, schedule_id: int, *, error: str | None = None, 
     if page.account is not None:
         patients = (await patients_api.list_patients(page.request, page.account, state.db, state.clock)).items
     names = {p.id: p.name for p in patients}
+    in_draw = {e.patient_id for e in mine}
+    open_patients = [p for p in patients if p.id not in in_draw]
     zone = ctx.zone
     phase = ("before" if now < view.opens_at else "open" if now < view.closes_at and view.status == "open"
              else "drawing" if view.status != "allocated" else "done")
+    can_enter = phase in ("before", "open")
+    show_form = can_enter and (not mine or (another and bool(open_patients)) or error is not None)
     return render(page, "draw/draw.html", status=status, view=view, ctx=ctx, zone=zone, phase=phase,
+                  open_patients=open_patients, show_form=show_form,
+                  show_form_link=can_enter and not show_form and bool(open_patients),
                   starts_at=ctx.starts_at.astimezone(zone), ends_at=ctx.ends_at.astimezone(zone),
                   opens_at=view.opens_at.astimezone(zone), closes_at=view.closes_at.astimezone(zone),
                   result_at=view.result_at.astimezone(zone), to_open=seconds_until(view.opens_at, now),
@@ -51,8 +59,8 @@ async def _draw_page(page: Page, schedule_id: int, *, error: str | None = None, 
 
 
 @router.get("/schedules/{schedule_id}/draw")
-async def draw_page(page: PageDep, schedule_id: ScheduleId, entered: int = 0):
-    return await _draw_page(page, schedule_id, entered=bool(entered))
+async def draw_page(page: PageDep, schedule_id: ScheduleId, entered: int = 0, another: int = 0):
+    return await _draw_page(page, schedule_id, entered=bool(entered), another=bool(another))
 
 
 @router.post("/schedules/{schedule_id}/draw")

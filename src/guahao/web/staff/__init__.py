@@ -24,6 +24,7 @@ def install(app: FastAPI) -> None:
 
     app.include_router(his_pages.router)
     app.include_router(reconciliation.router)
-    from guahao.web.staff import waitlist  # each session's 候补 queue
+    from guahao.web.staff import release, waitlist  # each session's 候补 queue; 候补 rules, release modes
 
     app.include_router(waitlist.router)
+    app.include_router(release.router)

@@ -4,7 +4,9 @@ doctor's leave: 停诊 over a date range, previewed first.
 停诊 is two steps on purpose: the preview lists the bookings that would be revoked, the
 refunds and the messages that would go out (booking.suspensions.preview_*), and only the
 confirm form, which repeats the reason, suspends (do_suspend_one / do_suspend_leave, audited).
-Resuming works only while nothing was revoked (do_resume says why not otherwise).
+Resuming (do_resume) publishes the session again: bookings the 停诊 revoked stay revoked
+(refunded and told), and the seats they freed go to the 候补 queue first, in its order; the
+page says how many of each there are before the button is pressed.
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ from guahao.booking.schemas import LeaveRequest, LeaveSuspend, SuspendRequest
 from guahao.catalog import rules as hospital_rules
 from guahao.catalog import service as catalog_service
 from guahao.core.errors import GuahaoError
+from guahao.draw import service as draw_service
 from guahao.scheduling import service as scheduling_service
+from guahao.waitlist import queries as waitlist_queries
 from guahao.web.staff import forms
 from guahao.web.staff.base import SCHEDULERS, StaffPageDep, _, form_of, local_today, parse, redirect, render
 from guahao.web.staff.scheduler import PERIOD_LABELS, STATUS_LABELS
@@ -25,9 +29,11 @@ NOTICE_LABELS = {"notify.booking_revoked": _("Messages to patients that their bo
                  "payment.refund": _("Refunds to the original payment"),
                  "his.booking_cancelled": _("Cancellations sent to the hospital's HIS")}
 LEAVE_PERIODS = ("morning", "afternoon", "evening", "all_day")
+MODE_LABELS = {"inherit": _("As the department or hospital rule"), "fifo": _("First come, first served"),
+               "draw": _("By draw (摇号)"), "drawn": _("Drawn; the rest first come")}
 
 
-async def _session_page(page, hospital_id: int, schedule_id: int, *, status: int = 200, **extra):
+async def render_session(page, hospital_id: int, schedule_id: int, *, status: int = 200, **extra):
     state = page.request.app.state
     now = state.clock.now()
     async with state.db.read() as session:
@@ -36,6 +42,10 @@ async def _session_page(page, hospital_id: int, schedule_id: int, *, status: int
         slots = await scheduling_service.list_slots(session, schedule.id)
         used = await scheduling_service.live_counts(session, [s.id for s in slots], now)
         doctor = (await catalog_service.doctors_by_id(session, [schedule.doctor_id])).get(schedule.doctor_id)
+        _, own_modes = await draw_service.list_settings(session, hospital_id)
+        if schedule.status == "suspended":  # what lifting it would do
+            extra.setdefault("revoked", await suspensions.revoked_count(session, schedule.id))
+            extra.setdefault("waiting", await waitlist_queries.waiting_count(session, schedule.id))
     totals = {"platform": 0, "onsite": 0}
     sold = {"platform": 0, "onsite": 0}
     for slot in slots:
@@ -44,7 +54,10 @@ async def _session_page(page, hospital_id: int, schedule_id: int, *, status: int
     return render(page, "staff/scheduler/session.html", status=status, schedule=schedule,
                   doctor=doctor.name if doctor else page._("General clinic"), totals=totals, sold=sold,
                   starts=schedule.starts_at.astimezone(rules.tz), release_at=schedule.release_at.astimezone(rules.tz),
-                  period_labels=PERIOD_LABELS, status_labels=STATUS_LABELS, notice_labels=NOTICE_LABELS, **extra)
+                  period_labels=PERIOD_LABELS, status_labels=STATUS_LABELS, notice_labels=NOTICE_LABELS,
+                  release_setting=own_modes.get(schedule.id, "inherit"), mode_labels=MODE_LABELS,
+                  mode_open=schedule.release_mode != "drawn"
+                  and draw_service.timeline(schedule.release_at, rules)["opens_at"] > now, **extra)
 
 
 @router.get("/hospitals/{hospital_id}/schedules/{schedule_id}")
@@ -52,8 +65,9 @@ async def session_page(hospital_id: int, schedule_id: int, page: StaffPageDep, d
     page.need(*SCHEDULERS, hospital_id=hospital_id)
     notices = {"capacity": page._("The capacities were changed."), "suspended": page._(
         "The session is suspended (停诊); revoked bookings are refunded and the patients told."),
-        "resumed": page._("The session is open again.")}
-    return await _session_page(page, hospital_id, schedule_id, notice=notices.get(done))
+        "resumed": page._("The session is open again; freed seats go to the 候补 queue first."),
+        "release_mode": page._("The release mode was saved.")}
+    return await render_session(page, hospital_id, schedule_id, notice=notices.get(done))
 
 
 @router.post("/hospitals/{hospital_id}/schedules/{schedule_id}/capacity")
@@ -72,7 +86,7 @@ async def capacity(hospital_id: int, schedule_id: int, page: StaffPageDep):
     except GuahaoError as exc:
         if exc.status == 404:
             raise
-        return await _session_page(page, hospital_id, schedule_id, status=exc.status, error=exc.message(page.locale))
+        return await render_session(page, hospital_id, schedule_id, status=exc.status, error=exc.message(page.locale))
     return redirect(page, f"/staff/hospitals/{hospital_id}/schedules/{schedule_id}?done=capacity")
 
 
@@ -84,11 +98,11 @@ async def suspend_preview(hospital_id: int, schedule_id: int, page: StaffPageDep
     try:
         body = parse(SuspendRequest, {"reason": forms.text(form, "reason")})
     except GuahaoError as exc:
-        return await _session_page(page, hospital_id, schedule_id, status=exc.status, error=exc.message(page.locale))
+        return await render_session(page, hospital_id, schedule_id, status=exc.status, error=exc.message(page.locale))
     async with state.db.read() as session:
         impact = await suspensions.preview_one(session, schedule_id=schedule_id, hospital_id=hospital_id,
                                                now=state.clock.now())
-    return await _session_page(page, hospital_id, schedule_id, impact=impact, reason=body.reason)
+    return await render_session(page, hospital_id, schedule_id, impact=impact, reason=body.reason)
 
 
 @router.post("/hospitals/{hospital_id}/schedules/{schedule_id}/suspend")
@@ -104,7 +118,7 @@ async def suspend(hospital_id: int, schedule_id: int, page: StaffPageDep):
     except GuahaoError as exc:
         if exc.status == 404:
             raise
-        return await _session_page(page, hospital_id, schedule_id, status=exc.status, error=exc.message(page.locale))
+        return await render_session(page, hospital_id, schedule_id, status=exc.status, error=exc.message(page.locale))
     return redirect(page, f"/staff/hospitals/{hospital_id}/schedules/{schedule_id}?done=suspended")
 
 
@@ -120,7 +134,7 @@ async def resume(hospital_id: int, schedule_id: int, page: StaffPageDep):
     except GuahaoError as exc:
         if exc.status == 404:
             raise
-        return await _session_page(page, hospital_id, schedule_id, status=exc.status, error=exc.message(page.locale))
+        return await render_session(page, hospital_id, schedule_id, status=exc.status, error=exc.message(page.locale))
     return redirect(page, f"/staff/hospitals/{hospital_id}/schedules/{schedule_id}?done=resumed")
 
 
