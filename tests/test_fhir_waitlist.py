@@ -106,6 +106,7 @@ async def test_an_offered_entry_is_the_pending_appointment_of_its_hold(client, d
     await run_jobs(ctx)
     assert await states(db, q["schedule"]) == ["offered"]
     offer = (await client.get(f"/api/v1/waitlist/{q['entry']}", headers=auth(w["token"]))).json()
+    assert offer["fhir_status"] is None  # the JSON API agrees: the hold is the appointment now
     found = await _mine(client, w["token"])
     assert [(a["id"], a["status"]) for a in found] == [(str(offer["offer_booking_id"]), "pending")]
     assert found[0]["slot"] == [{"reference": f"Slot/{q['slots'][0]}"}]
@@ -133,7 +134,7 @@ async def test_leaving_by_patch_runs_the_waitlists_leave_and_answers_cancelled(c
     assert left["cancelationReason"]["coding"][0]["code"] == "patient"
     assert await states(db, q["schedule"]) == ["left"]
     api = (await client.get(f"/api/v1/waitlist/{q['entry']}", headers=auth(w["token"]))).json()
-    assert api["state"] == "left"
+    assert (api["state"], api["fhir_status"]) == ("left", "cancelled")
     again = await client.patch(url, json=patch, headers=auth(w["token"]))  # a retried cancel
     assert again.status_code == 200 and check_body(again) == left
     assert check_body(await client.get(url, headers=auth(w["token"]))) == left
@@ -176,7 +177,7 @@ async def test_every_entry_state_maps_to_one_valid_appointment_or_to_its_booking
             "department_name": "心内科", "doctor_name": "李医生", "visit_date": DAY, "period": "morning",
             "starts_at": released.starts_at, "patient_id": w["patient"], "patient_name": "王*", "position": 3,
             "ahead": None, "offer_booking_id": None, "offer_expires_at": None, "reason": None,
-            "cutoff_at": now + dt.timedelta(days=1), "suspended": False, "joined_at": now}
+            "cutoff_at": now + dt.timedelta(days=1), "suspended": False, "joined_at": now, "fhir_status": None}
     cases = {("waiting", None, None): ("waitlist", None), ("left", None, "left"): ("cancelled", "patient"),
              ("closed", None, "cutoff"): ("cancelled", "waitlist-closed"),
              ("skipped", None, "restricted_until"): ("cancelled", "waitlist-skipped"),

@@ -16,6 +16,7 @@ from typing import Any
 
 from guahao.scheduling.availability import ReleasedSchedule
 from guahao.scheduling.schemas import AvailableSlot
+from guahao.waitlist import schemas as waitlist_schemas
 
 SITE = "https://guahao.example/fhir"
 CS_LEVEL = f"{SITE}/CodeSystem/registration-level"  # 普通号 / 专家号 / 特需
@@ -287,15 +288,10 @@ def appointment(booking: dict[str, Any]) -> dict[str, Any]:
 
 def waitlist_status(entry, now: dt.datetime) -> str | None:
     """The FHIR status of a 候补 entry (the waitlist's `WaitlistEntryRead`) as its own
-    Appointment, or None when it is not one: an entry that was offered a seat *is* its offer's
-    hold booking from then on (pending, then booked, or cancelled as bookings are), so it is
-    not served a second time. Waiting → `waitlist`; waiting past its cutoff (closed or not
-    yet swept), left, closed or skipped without an offer → `cancelled`."""
-    if entry.offer_booking_id is not None:
-        return None
-    if entry.state == "waiting":
-        return "cancelled" if entry.cutoff_at <= now else "waitlist"
-    return "cancelled" if entry.state in WAITLIST_ENDED else None
+    Appointment, or None when it is not one: the waitlist's own table
+    (`waitlist.schemas.fhir_status`, also its JSON API's `fhir_status`)."""
+    return waitlist_schemas.fhir_status(state=entry.state, offer_booking_id=entry.offer_booking_id,
+                                        cutoff_at=entry.cutoff_at, now=now)
 
 
 def waitlist_appointment(entry, released: ReleasedSchedule, *, status: str) -> dict[str, Any]:

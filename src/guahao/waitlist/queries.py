@@ -15,7 +15,7 @@ from guahao.patients import service as patients_service
 from guahao.scheduling import service as scheduling_service
 from guahao.waitlist import rules as waitlist_rules
 from guahao.waitlist.models import LIVE_STATES, WaitlistEntry
-from guahao.waitlist.schemas import QueueRow, WaitlistEntryRead
+from guahao.waitlist.schemas import QueueRow, WaitlistEntryRead, fhir_status
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,8 @@ async def entry_read(session: AsyncSession, entry: WaitlistEntry, now: dt.dateti
         department_name=ctx.department_name, doctor_name=ctx.doctor_name, visit_date=schedule.date,
         period=schedule.period, starts_at=schedule.starts_at, patient_id=entry.patient_id,
         patient_name=mask_name(patient.name), state=state, position=entry.position,
+        fhir_status=fhir_status(state=state, offer_booking_id=entry.offer_booking_id, cutoff_at=entry.cutoff_at,
+                                now=now),
         ahead=await ahead(session, entry.schedule_id, entry.position) if state == "waiting" else None,
         offer_booking_id=entry.offer_booking_id,
         offer_expires_at=offer.hold_expires_at if offer is not None and state == "offered" else None,

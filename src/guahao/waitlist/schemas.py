@@ -24,7 +24,9 @@ class WaitlistEntryRead(BaseModel):
     patient_id: int
     patient_name: str = Field(description="masked (张*)")
     state: str = Field(description="waiting | offered | fulfilled | lapsed | left | skipped | closed")
-    fhir_status: str = "waitlist"
+    fhir_status: str | None = Field(description="the entry's own FHIR Appointment status: waitlist while waiting, "
+                                                "cancelled once it ended without an offer; null once offered "
+                                                "(the offer's hold booking is the appointment from then on)")
     position: int = Field(description="the entry's place in the queue (its order key)")
     ahead: int | None = Field(description="前面还有 N 人: waiting entries ahead of this one (null once not waiting)")
     offer_booking_id: int | None = Field(description="the hold offered to this entry: pay it like any hold")
@@ -33,6 +35,22 @@ class WaitlistEntryRead(BaseModel):
     cutoff_at: dt.datetime = Field(description="the queue closes then (hospital rule, default 23:00 the day before)")
     suspended: bool = Field(description="停诊: the queue is paused; entries keep their places")
     joined_at: dt.datetime
+
+
+# how an entry ended without an offer (one that had an offer is its booking)
+ENDED_WITHOUT_OFFER = ("left", "closed", "skipped")
+
+
+def fhir_status(*, state: str, offer_booking_id: int | None, cutoff_at: dt.datetime, now: dt.datetime) -> str | None:
+    """The FHIR status of a 候补 entry as its own Appointment (guahao.fhir.mapping serves it),
+    or None when it is not one: an entry that was offered a seat *is* its offer's hold booking
+    from then on (pending, then booked, or cancelled as bookings are). Waiting → `waitlist`;
+    waiting past its cutoff (closed, or not yet swept), left, closed or skipped → `cancelled`."""
+    if offer_booking_id is not None:
+        return None
+    if state == "waiting":
+        return "cancelled" if cutoff_at <= now else "waitlist"
+    return "cancelled" if state in ENDED_WITHOUT_OFFER else None
 
 
 class WaitlistPage(BaseModel):
