@@ -3,6 +3,7 @@ answered in front of FastAPI with the route's answer, and everything it should n
 reaches the route as if the fast path were not there."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 
@@ -171,3 +172,33 @@ async def test_when_the_seats_left_all_have_claimants_the_fast_path_answers(clie
     assert answer.json()["code"] == "slot_sold_out"
     state.waiting.clear()
     state.running = 0
+
+
+async def test_on_sqlite_concurrent_sold_out_answers_share_write_transactions(client, app, db, clock, backend,
+                                                                            monkeypatch):
+    """Group commit (booking/answer_batch.py): SQLite has one writer, so 40 sold-out answers
+    arriving together are recorded in a few write transactions, not 40; each is still the
+    key's answer, stored before it was given. PostgreSQL opens none: one autocommit statement each."""
+    now = clock.now()
+    slot = await _slots(db, now)
+    people = [await _patient(db, now) for _ in range(40)]
+    await app.state.gate.mark_full(slot)
+    transactions = 0
+    begin = type(db).begin
+
+    def counting_begin(self):
+        nonlocal transactions
+        transactions += 1
+        return begin(self)
+
+    monkeypatch.setattr(type(db), "begin", counting_begin)
+    answers = await asyncio.gather(*[_post(client, token, slot, patient, key=f"G{i}")
+                                     for i, (_, token, patient) in enumerate(people)])
+    monkeypatch.undo()
+    assert {r.json()["code"] for r in answers} == {"slot_sold_out"}
+    if backend == "sqlite":
+        assert 0 < transactions < len(people) / 2, transactions
+    else:
+        assert transactions == 0
+    for i, (account_id, _, _) in enumerate(people):
+        assert (await _stored(db, account_id, f"G{i}"))[0] == 409

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from guahao.accounts import token_answers
 from guahao.booking import budget, errors, hold_flow
+from guahao.booking.answer_batch import AnswerBatch
 from guahao.booking.schemas import BookingCreate
 from guahao.core import i18n, idempotency, metrics
 from guahao.core.errors import PROBLEM_JSON, GuahaoError
@@ -96,12 +97,19 @@ async def _answer(request: Request, raw: bytes) -> JSONResponse | None:
     header = request.headers.get("accept-language")
     req_hash = idempotency.request_hash("POST", request.url.path, body.model_dump(exclude_defaults=True))
     db = request.app.state.db
+
+    def record(conn):
+        return token_answers.record_answer_for_token(
+            conn, token, key=key, req_hash=req_hash, status=refusal.status, bodies=bodies,
+            header_language=i18n.negotiate(header) if header else None, now=now,
+            replay_until=hold_flow.replay_until(refusal, now))
+
     try:
-        async with (db.begin() if db.is_sqlite else db.peek()) as conn:
-            recorded = await token_answers.record_answer_for_token(
-                conn, token, key=key, req_hash=req_hash, status=refusal.status, bodies=bodies,
-                header_language=i18n.negotiate(header) if header else None, now=now,
-                replay_until=hold_flow.replay_until(refusal, now))
+        if db.is_sqlite:  # one writer: answers share write transactions (booking/answer_batch.py)
+            recorded = await _batch(request).run(record)
+        else:
+            async with db.peek() as conn:
+                recorded = await record(conn)
     except Exception:  # a database error is the route's to answer (503, core/errors.py); had the
         return None  # answer committed after all, the route finds and replays it
     if recorded is None:
@@ -110,6 +118,13 @@ async def _answer(request: Request, raw: bytes) -> JSONResponse | None:
     await _count(request, account_id, body.patient_id)
     metrics.hold_answered(refusal.status, payload)
     return JSONResponse(payload, status_code=refusal.status, media_type=PROBLEM_JSON)
+
+
+def _batch(request: Request) -> AnswerBatch:
+    state = request.app.state
+    if getattr(state, "sold_out_batch", None) is None:
+        state.sold_out_batch = AnswerBatch(state.db)
+    return state.sold_out_batch
 
 
 def _sold_out_bodies(request: Request) -> dict[str, str]:
