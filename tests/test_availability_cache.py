@@ -113,3 +113,32 @@ async def test_cache_can_be_turned_off(db, clock):
     avail_cache.configure(0)
     first = await _doctor(db, doc, now)
     assert await _doctor(db, doc, now) is not first
+
+
+async def test_a_cached_answer_is_serialised_once_for_every_poller_of_its_second(client, db, clock, monkeypatch):
+    """The API sends the cached answer's JSON as made the first time (scheduling/availability.py
+    `rendered`); a write in this process makes a new answer, and a new JSON with it."""
+    from guahao.scheduling.schemas import Availability
+
+    now = clock.now()
+    dep, doc, slot = await _world(db, now)
+    dumps = 0
+    original = Availability.model_dump_json
+
+    def counting(self, **kwargs):
+        nonlocal dumps
+        dumps += 1
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(Availability, "model_dump_json", counting)
+    polls = [await client.get(f"/api/v1/doctors/{doc}/availability") for _ in range(5)]
+    assert dumps == 1
+    assert len({p.content for p in polls}) == 1 and polls[0].headers["content-type"] == "application/json"
+    assert polls[0].json() == (await _doctor(db, doc, now)).model_dump(mode="json")
+    account, token = await make_account(db, now)
+    patient = await make_patient(db, now, account)
+    held = await client.post("/api/v1/bookings", json={"slot_id": slot, "patient_id": patient},
+                             headers={**auth(token), "Idempotency-Key": uuid.uuid4().hex})
+    assert held.status_code == 201
+    after = await client.get(f"/api/v1/doctors/{doc}/availability")
+    assert dumps == 2 and _slot(Availability.model_validate(after.json()), slot).remaining == 2

@@ -69,6 +69,27 @@ def forget_cached() -> None:
     avail_cache.invalidate()
 
 
+# id(answer) -> (answer, its JSON): a cached answer is served to every poller of its second,
+# and serialising the nested model was most of a poll's CPU (docs/BENCHMARKS.md, browse storm);
+# the answer is kept in the value so its id cannot be reused while the entry lives
+_RENDERED: dict[int, tuple[Availability, bytes]] = {}
+
+
+def rendered(result: Availability) -> bytes:
+    """The answer as the API sends it (the response model's JSON), serialised once per cached
+    answer; an answer with the HIS's counts (never cached, changed in place) every time."""
+    if result.source in ("his", "his_unavailable"):
+        return result.model_dump_json().encode()
+    hit = _RENDERED.get(id(result))
+    if hit is not None and hit[0] is result:
+        return hit[1]
+    if len(_RENDERED) >= avail_cache.MAX_ENTRIES:
+        _RENDERED.clear()
+    body = result.model_dump_json().encode()
+    _RENDERED[id(result)] = (result, body)
+    return body
+
+
 def _kept(session: AsyncSession, key: tuple, now: dt.datetime, result: Availability) -> Availability:
     """Cache a local or synced hospital's answer until the next instant a state changes by time
     alone (a release, a booking window closing); a realtime hospital's counts are the HIS's."""

@@ -215,7 +215,8 @@ async def department_availability(department_id: int, db: Db, clock: ClockDep,
         result = await availability.department_availability(session, department_id, now=now,
                                                             from_date=from_date, days=days,
                                                             registration_level=registration_level)
-    return await availability.with_his(db, result, his, now=now)  # realtime: the HIS's counts
+    result = await availability.with_his(db, result, his, now=now)  # realtime: the HIS's counts
+    return Response(availability.rendered(result), media_type="application/json")
 
 
 @router.get("/api/v1/doctors/{doctor_id}/availability", response_model=Availability)
@@ -229,4 +230,5 @@ async def doctor_availability(doctor_id: int, db: Db, clock: ClockDep,
     async with db.read() as session:
         result = await availability.doctor_availability(session, doctor_id, now=now, from_date=from_date,
                                                         days=days)
-    return await availability.with_his(db, result, his, now=now)
+    result = await availability.with_his(db, result, his, now=now)
+    return Response(availability.rendered(result), media_type="application/json")  # the model's JSON, made once
