@@ -203,6 +203,31 @@ def his_availability(request: Request) -> availability.HisAvailability | None:
 
 HisAvailabilityDep = Annotated[availability.HisAvailability | None, Depends(his_availability)]
 
+async def department_answer(department_id: int, db, clock, *, from_date: dt.date | None, days: int | None,
+                            registration_level: str | None = None,
+                            his: availability.HisAvailability | None = None) -> availability.Availability:
+    """The department's availability answer (the API's and the department page's)."""
+    now = clock.now()
+    async with db.read() as session:
+        result = await availability.department_availability(session, department_id, now=now,
+                                                            from_date=from_date, days=days,
+                                                            registration_level=registration_level)
+    return await availability.with_his(db, result, his, now=now)  # realtime: the HIS's counts
+
+
+async def doctor_answer(doctor_id: int, db, clock, *, from_date: dt.date | None, days: int | None,
+                        his: availability.HisAvailability | None = None) -> availability.Availability:
+    """The doctor's availability answer (the API's and the doctor page's)."""
+    now = clock.now()
+    async with db.read() as session:
+        result = await availability.doctor_availability(session, doctor_id, now=now, from_date=from_date,
+                                                        days=days)
+    return await availability.with_his(db, result, his, now=now)
+
+
+# The two routes send a cached answer's JSON as made the first time (availability.rendered):
+# FastAPI re-validating and serialising the nested model per poll was most of a poll's CPU.
+
 @router.get("/api/v1/departments/{department_id}/availability", response_model=Availability)
 async def department_availability(department_id: int, db: Db, clock: ClockDep,
                                   from_date: dt.date | None = Query(None, alias="from"),
@@ -210,12 +235,8 @@ async def department_availability(department_id: int, db: Db, clock: ClockDep,
                                   registration_level: Level | None = None, his: HisAvailabilityDep = None):
     """`registration_level` (general | expert | special): only those clinics, for hospitals whose
     entrance is 普通号 / 专家号 first."""
-    now = clock.now()
-    async with db.read() as session:
-        result = await availability.department_availability(session, department_id, now=now,
-                                                            from_date=from_date, days=days,
-                                                            registration_level=registration_level)
-    result = await availability.with_his(db, result, his, now=now)  # realtime: the HIS's counts
+    result = await department_answer(department_id, db, clock, from_date=from_date, days=days,
+                                     registration_level=registration_level, his=his)
     return Response(availability.rendered(result), media_type="application/json")
 
 
@@ -226,9 +247,5 @@ async def doctor_availability(doctor_id: int, db: Db, clock: ClockDep,
                               his: HisAvailabilityDep = None):
     """A doctor's clinics in the booking window: per day and period, available, full, not yet released
     (with the instant) or suspended."""
-    now = clock.now()
-    async with db.read() as session:
-        result = await availability.doctor_availability(session, doctor_id, now=now, from_date=from_date,
-                                                        days=days)
-    result = await availability.with_his(db, result, his, now=now)
-    return Response(availability.rendered(result), media_type="application/json")  # the model's JSON, made once
+    result = await doctor_answer(doctor_id, db, clock, from_date=from_date, days=days, his=his)
+    return Response(availability.rendered(result), media_type="application/json")

@@ -182,9 +182,9 @@ async def department(page: PageDep, department_id: int, day: dt.date | None = No
     db, clock = _deps(page)
     info = await catalog_api.get_department(department_id, db, page.locale)
     doctors = await catalog_api.department_doctors(department_id, db, page.locale)
-    availability = await scheduling_api.department_availability(department_id, db, clock, from_date=None,
-                                                                days=CALENDAR_DAYS, registration_level=level,
-                                                                his=scheduling_api.his_availability(page.request))
+    availability = await scheduling_api.department_answer(department_id, db, clock, from_date=None,
+                                                          days=CALENDAR_DAYS, registration_level=level,
+                                                          his=scheduling_api.his_availability(page.request))
     if level:
         doctors = [d for d in doctors if d.registration_level == level]
     hospital = await catalog_api.get_hospital(info.hospital_id, db, page.locale)
@@ -200,7 +200,7 @@ async def department(page: PageDep, department_id: int, day: dt.date | None = No
 async def doctor(page: PageDep, doctor_id: int, day: dt.date | None = None):
     db, clock = _deps(page)
     info = await catalog_api.get_doctor(doctor_id, db, page.locale)
-    availability = await scheduling_api.doctor_availability(doctor_id, db, clock, from_date=None, days=CALENDAR_DAYS,
+    availability = await scheduling_api.doctor_answer(doctor_id, db, clock, from_date=None, days=CALENDAR_DAYS,
                                                             his=scheduling_api.his_availability(page.request))
     hospital = await catalog_api.get_hospital(info.hospital_id, db, page.locale)
     async with db.read() as session:
