@@ -201,7 +201,7 @@ async def doctor(page: PageDep, doctor_id: int, day: dt.date | None = None):
     db, clock = _deps(page)
     info = await catalog_api.get_doctor(doctor_id, db, page.locale)
     availability = await scheduling_api.doctor_answer(doctor_id, db, clock, from_date=None, days=CALENDAR_DAYS,
-                                                            his=scheduling_api.his_availability(page.request))
+                                                      his=scheduling_api.his_availability(page.request))
     hospital = await catalog_api.get_hospital(info.hospital_id, db, page.locale)
     async with db.read() as session:
         photos = await catalog_photos.photo_tags(session, [doctor_id])
