@@ -146,31 +146,6 @@ async def test_an_offer_revoked_by_the_stop_gets_its_seat_back_when_it_is_lifted
     await check(db, clock)
 
 
-async def test_a_stop_lifted_before_the_waitlist_read_the_revoked_offer_still_keeps_its_seat(client, db, clock, ctx):
-    """As above, but the 停诊 is lifted at once, before any waitlist job or sweep has run: the
-    revoked offer's entry is live, so its seat must not go to whoever books first meanwhile."""
-    world = await make_world(db, clock, capacity=1)
-    sold = await sell_out(db, clock, world)
-    queue = await waiters(db, clock, world, 1)
-    async with db.begin() as s:
-        from guahao.booking import actions as booking_actions
-        await booking_actions.do_cancel(s, account_id=sold[0][0], booking_id=sold[0][3], now=clock.now())
-    await run_jobs(ctx)
-    [entry] = await entries(db, world["schedule"])
-    assert entry.state == "offered"
-    await _suspend(db, clock, world["schedule"])
-    resumed = await client.post(f"/api/v1/staff/schedules/{world['schedule']}/resume",
-                                headers=await _scheduler(db, clock, world))
-    assert resumed.status_code == 200, resumed.text
-    outsider, _, outsider_patient = await new_patient(db, clock)
-    with pytest.raises(booking_errors.SlotSoldOut):
-        await hold(db, clock, outsider, outsider_patient, world["slots"][0])
-    await run_jobs(ctx)
-    [entry] = await entries(db, world["schedule"])
-    assert (entry.state, entry.patient_id) == ("offered", queue[0][2])
-    await check(db, clock)
-
-
 NOTIFY = ("notify.waitlist_paused", "notify.waitlist_resumed", "notify.waitlist_offer")
 
 

@@ -188,8 +188,7 @@ async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, sl
         if _is_i3_violation(exc):  # the I3 index caught what the check above could not see
             raise errors.DuplicateBooking() from exc
         raise
-    lifecycle.record_creation(session, booking, actor=Actor("account", account_id), now=now,
-                              reason=lifecycle.OFFER_REASON if offer_until is not None else None)
+    lifecycle.record_creation(session, booking, actor=Actor("account", account_id), now=now)
     if visit_reason is not None:
         await reasons.attach(session, booking_id=booking.id, hospital_id=ctx.hospital_id, account_id=account_id,
                              text=visit_reason, consent_given_now=health_consent, now=now)

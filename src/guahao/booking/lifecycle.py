@@ -75,16 +75,10 @@ async def apply(session: AsyncSession, booking: Booking, event: str, *, actor: A
         set_committed_value(booking, key, value)
 
 
-OFFER_REASON = "waitlist_offer"  # the creation event's reason of a 候补 offer's hold
-
-
-def record_creation(session: AsyncSession, booking: Booking, *, actor: Actor, now: dt.datetime,
-                    reason: str | None = None) -> None:
-    """The event row of a booking's first state (held, or confirmed when free); `reason`
-    `waitlist_offer` marks the 候补 queue's offer (suspensions.do_resume reads it)."""
+def record_creation(session: AsyncSession, booking: Booking, *, actor: Actor, now: dt.datetime) -> None:
+    """The event row of a booking's first state (held, or confirmed when free)."""
     event = "hold" if booking.state == "held" else "hold_free"
     if next_state(None, event) != booking.state:
         raise TransitionRefused(state="new", event=event)
     session.add(BookingEvent(booking_id=booking.id, hospital_id=booking.hospital_id, from_state=None,
-                             to_state=booking.state, actor_type=actor.type, actor_id=actor.id, reason=reason,
-                             at=now))
+                             to_state=booking.state, actor_type=actor.type, actor_id=actor.id, at=now))

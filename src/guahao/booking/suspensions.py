@@ -22,8 +22,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.booking import hospital_actions, staff_errors
-from guahao.booking.lifecycle import OFFER_REASON, Actor
-from guahao.booking.models import ACTIVE_STATES, Booking, BookingEvent
+from guahao.booking.lifecycle import Actor
+from guahao.booking.models import ACTIVE_STATES, Booking
 from guahao.catalog import service as catalog_service
 from guahao.core import audit
 from guahao.core.errors import NotFound
@@ -157,14 +157,6 @@ async def revoked_count(session: AsyncSession, schedule_id: int) -> int:
         Booking.schedule_id == schedule_id, Booking.state == "revoked")) or 0
 
 
-async def _revoked_an_offer(session: AsyncSession, schedule_id: int) -> bool:
-    """Whether a revoked booking of the session was a 候补 offer (its creation event says so)."""
-    offer = (select(BookingEvent.id).join(Booking, Booking.id == BookingEvent.booking_id)
-             .where(Booking.schedule_id == schedule_id, Booking.state == "revoked",
-                    BookingEvent.from_state.is_(None), BookingEvent.reason == OFFER_REASON).limit(1))
-    return await session.scalar(offer) is not None
-
-
 async def do_resume(session: AsyncSession, *, schedule_id: int, hospital_id: int | None, staff_id: int | None,
                     now: dt.datetime) -> int:
     """Lift a 停诊: the session is bookable again. Returns how many bookings the 停诊 revoked;
@@ -182,10 +174,6 @@ async def do_resume(session: AsyncSession, *, schedule_id: int, hospital_id: int
         raise staff_errors.NotSuspended()
     revoked = await revoked_count(session, schedule_id)
     await scheduling_service.mark_resumed(session, schedule_id, now=now)
-    if revoked and await _revoked_an_offer(session, schedule_id):
-        # that entry is live but the waitlist may not have read the revocation yet: keep the
-        # freed seats from open booking until the promoter (run at once) has put it back
-        await scheduling_service.set_waitlist_waiting(session, schedule_id, True)
     # its 候补 queue resumes in its old order, gets the seats the 停诊 freed first, and is told
     await seats.announce_resumed(session, schedule_id=schedule_id, hospital_id=schedule.hospital_id, now=now)
     await audit.do_record(session, now=now, action="schedule.resume", object_type="schedule", object_id=schedule_id,
