@@ -32,6 +32,8 @@ from guahao.core.openapi import install as install_openapi
 from guahao.core.proxies import TrustedProxyMiddleware
 from guahao.core.ratelimit import RateLimiter
 from guahao.core.security_headers import SecurityHeadersMiddleware
+from guahao.draw.fast_entry import ENTRY_PATH as DRAW_ENTRY_PATH
+from guahao.draw.fast_entry import DrawEntryFastPath
 from guahao.draw.router import router as draw_router
 from guahao.draw.staff_router import router as draw_staff_router
 from guahao.fhir.router import router as fhir_router
@@ -113,11 +115,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         app.add_middleware(UnpublishedPaths, paths=("/metrics",))
     # innermost: the sold-out answers of a rush, after every rule in front of the route
     app.add_middleware(SoldOutFastPath)
+    app.add_middleware(DrawEntryFastPath)  # a draw's entries at its release instant, the same way
     app.state.maintenance = MaintenanceSwitch(app.state.db, file=settings.maintenance_file)
     app.add_middleware(MaintenanceMiddleware, current=app.state.maintenance.current, clock=app.state.clock)
     app.add_middleware(AdmissionMiddleware, limits=parse_limits(settings.admission_limits))
     # outside admission: a bot's refused holds take no admission slot
-    app.add_middleware(HoldBudgetMiddleware)
+    app.add_middleware(HoldBudgetMiddleware, also=[("draw-entry", DRAW_ENTRY_PATH)])
     app.add_middleware(SecurityHeadersMiddleware, https=settings.env == "production")
     app.add_middleware(RequestContextMiddleware)
     if settings.trusted_proxies:

@@ -284,6 +284,17 @@ async def resolve_token(conn: AsyncConnection, token: str, *, now: dt.datetime,
     return (await conn.execute(_TOKEN_WITH_KEY, {**params, "key": idempotency_key})).first()
 
 
+def live_account_of_token():
+    """SELECT account_id of the live patient session whose token hash is the bind parameter
+    `token_hash` (not revoked, expiring after the bind parameter `now`): the same rule as
+    resolve_session, as a statement other features compose into one round trip (the draw's
+    entry fast path)."""
+    t = AuthSession.__table__
+    return select(t.c.account_id).where(t.c.token_hash == bindparam("token_hash"), t.c.revoked_at.is_(None),
+                                        t.c.expires_at > bindparam("now", type_=t.c.expires_at.type),
+                                        t.c.account_id.is_not(None))
+
+
 async def do_revoke_session(session: AsyncSession, session_id: int, *, now: dt.datetime) -> None:
     await session.execute(
         update(AuthSession).where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None)).values(revoked_at=now)

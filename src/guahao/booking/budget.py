@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
+from collections.abc import Sequence
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -44,32 +46,44 @@ async def limit(request: Request, rules: str, kind: str, key: str) -> None:
         raise
 
 
-async def spend(request: Request) -> None:
-    """Count this hold request against its token's and its address's budget; RateLimited when
-    either is exhausted. Once per request."""
+async def spend(request: Request, kind: str = "hold") -> None:
+    """Count this request against its token's and its address's budget of `kind` ("hold", or
+    "draw-entry" for entering a draw); RateLimited when either is exhausted. Once per request."""
     if getattr(request.state, _SPENT, False):
         return
     settings = request.app.state.settings
     token = bearer_or_cookie(request)
     if token:  # a hash, so the limiter's store (Redis) never holds a usable token
-        await limit(request, settings.hold_limit_per_account, "hold-token", hashlib.sha256(token.encode()).hexdigest()[:32])
-    await limit(request, settings.hold_limit_per_address, "hold-address",
+        await limit(request, settings.hold_limit_per_account, f"{kind}-token",
+                    hashlib.sha256(token.encode()).hexdigest()[:32])
+    await limit(request, settings.hold_limit_per_address, f"{kind}-address",
                 request.client.host if request.client else "unknown")
     setattr(request.state, _SPENT, True)
 
 
 class HoldBudgetMiddleware:
-    """`spend` for POST /api/v1/bookings, answered here when refused (problem+json, 429,
-    Retry-After, in the caller's language)."""
+    """`spend` for POST /api/v1/bookings, and for the POST paths given as `also` (kind, regex:
+    a draw's entries, the same burst at the same instant), answered here when refused
+    (problem+json, 429, Retry-After, in the caller's language)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, also: Sequence[tuple[str, re.Pattern[str]]] = ()) -> None:
         self.app = app
+        self.also = tuple(also)
+
+    def _kind(self, scope: Scope) -> str | None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            return None
+        path = scope.get("path", "")
+        if path == HOLD_PATH:
+            return "hold"
+        return next((kind for kind, pattern in self.also if pattern.match(path)), None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path") == HOLD_PATH:
+        kind = self._kind(scope)
+        if kind is not None:
             request = Request(scope)
             try:
-                await spend(request)
+                await spend(request, kind)
             except RateLimited as exc:
                 delay = min(request.app.state.settings.hold_refusal_delay_ms / 1000, exc.params["retry_after"])
                 if delay > 0:

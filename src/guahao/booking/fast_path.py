@@ -26,13 +26,14 @@ import json
 import pydantic
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from guahao.accounts import token_answers
 from guahao.booking import budget, errors, hold_flow
 from guahao.booking.answer_batch import AnswerBatch
 from guahao.booking.schemas import BookingCreate
 from guahao.core import i18n, idempotency, metrics
+from guahao.core.asgi_body import buffered
 from guahao.core.errors import PROBLEM_JSON, GuahaoError
 
 MAX_BODY = 16 * 1024  # a hold body is under 1 KB; a bigger one goes to the route as it is
@@ -46,34 +47,12 @@ class SoldOutFastPath:
         if not (scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path") == budget.HOLD_PATH):
             await self.app(scope, receive, send)
             return
-        body, receive = await _buffered(receive)
+        body, receive = await buffered(receive)
         response = await _answer(Request(scope), body)
         if response is None:
             await self.app(scope, receive, send)
         else:
             await response(scope, receive, send)
-
-
-async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
-    """The request body, and a `receive` that hands it on to the route as if unread."""
-    chunks, more = [], True
-    while more:
-        message = await receive()
-        if message["type"] != "http.request":  # the client went away: let the route see it
-            async def replay_disconnect(gone: Message = message) -> Message:
-                return gone
-            return b"", replay_disconnect
-        chunks.append(message.get("body", b""))
-        more = message.get("more_body", False)
-    body, sent = b"".join(chunks), False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-    return body, replay
 
 
 async def _answer(request: Request, raw: bytes) -> JSONResponse | None:

@@ -94,6 +94,15 @@ async def get_for_account(session: AsyncSession, account_id: int, patient_id: in
     return await session.scalar(stmt)
 
 
+def verified_patient_of(account_id, patient_id):
+    """SELECT id, person_id of the account's live, verified patient `patient_id` (SQL
+    expressions both): get_for_account's rule plus verification, as a statement other
+    features compose into one round trip (the draw's entry fast path)."""
+    return select(Patient.id, Patient.person_id).where(
+        Patient.id == patient_id, Patient.account_id == account_id, Patient.removed_at.is_(None),
+        Patient.verification == "verified")
+
+
 async def get_or_raise(session: AsyncSession, account_id: int, patient_id: int, *,
                        for_update: bool = False) -> Patient:
     """Like get_for_account, but raises NotFound: another account's patient answers exactly
