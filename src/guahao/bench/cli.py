@@ -51,6 +51,8 @@ def rush(
     release_mode: str = typer.Option("fifo", help="fifo; draw (摇号): after the first-come rush, the same N enter "
                                                   "a draw for the C seats on a fresh database, reported next to it"),
     draw_window: int = typer.Option(10, min=10, max=60, help="with --release-mode draw: the entry window, seconds"),
+    draw_spread: float = typer.Option(0.0, min=0.0, help="with --release-mode draw: entrants arrive evenly over "
+                                                         "this many seconds from T0 (0: all at T0)"),
 ) -> None:
     """The 08:00 release rush: N patients press "book" at T0 for C seats of one doctor."""
     from guahao.bench.report import table, target_lines
@@ -62,7 +64,7 @@ def rush(
         redis=redis, redis_url=redis_url, db_pool_size=db_pool_size, bare_pool_size=bare_pool_size,
         raw_pools=[int(p) for p in raw_pools.split(",") if p.strip()], references=references, lead_seconds=lead,
         warmup=warmup, keep_logs=keep_logs, his_mode=his_mode, his_latency_ms=his_latency_ms,
-        release_mode=release_mode, draw_window=draw_window,
+        release_mode=release_mode, draw_window=draw_window, draw_spread=draw_spread,
     )
     if release_mode not in ("fifo", "draw"):
         raise typer.BadParameter("--release-mode is fifo or draw")
@@ -91,7 +93,8 @@ def rush(
         typer.echo("  " + line)
     if outcome.draw is not None:
         typer.echo("")
-        typer.echo(f"the same rush released by draw (摇号), fresh database, {draw_window} s window:")
+        arrivals = f"entrants spread over {draw_spread:g} s" if draw_spread else "every entrant at T0"
+        typer.echo(f"the same rush released by draw (摇号), fresh database, {draw_window} s window, {arrivals}:")
         for line in outcome.draw.lines() + [f"note: {n}" for n in outcome.draw.notes]:
             typer.echo("  " + line)
     if outcome.log_dir:

@@ -3,7 +3,9 @@ the first-come rush of the same run.
 
 Phase (after the fifo phase of bench/runner.py, on its own fresh database and server): the
 schedule's hospital releases by draw with a window of W seconds; at T0 every one of the N
-patients sends one entry (the worst case: everyone at the first instant, as bots would);
+patients sends one entry (the worst case: everyone at the first instant, as bots would), or,
+with `--draw-spread S`, the N arrive evenly over the first S seconds (a draw gives no reason to
+hurry, so real entrants spread over the window);
 at the result time the draw runs in this process, exactly as a `guahao worker` runs the
 `draw.run` job (rank, then allocate through the hold, chunk by chunk). Reported: entries
 answered (202) and their latency (p50, p99, targets: p99 < 1 s at 5,000 entrants), T0 → the
@@ -110,8 +112,9 @@ async def draw_phase(opts, echo, log_dir: Path, env_for, window: int) -> DrawFig
         async with db.begin() as s:
             await draw_service.do_apply_modes(s, hospital_id, now=dt.datetime.now(UTC))
             draw = await s.scalar(select(Draw.id).where(Draw.schedule_id == schedule_id))
+        when = f"evenly over {opts.draw_spread:g} s from T0" if opts.draw_spread else "at T0"
         echo(f"draw {draw}: {opts.slots} seats, entries {release_at:%H:%M:%S} + {window} s; "
-             f"firing {len(requests)} entries at T0 through {opts.connections} connections")
+             f"firing {len(requests)} entries {when} through {opts.connections} connections")
         t0_wall = release_at.timestamp()
         result_at = release_at + dt.timedelta(seconds=window) + draw_service.GRACE
 
@@ -127,7 +130,7 @@ async def draw_phase(opts, echo, log_dir: Path, env_for, window: int) -> DrawFig
 
         job = asyncio.create_task(the_draw_job())
         result = await loadgen.fire(split.hostname, split.port, requests, connections=opts.connections,
-                                    start_wall=t0_wall)
+                                    start_wall=t0_wall, spread_s=opts.draw_spread)
         status, started, finished = await job
         figures = _figures(result, opts, window)
         figures.result_s = round(finished - t0_wall, 2)

@@ -132,9 +132,11 @@ async def _warm(conn: Connection, request: bytes) -> int:
 
 
 async def fire(host: str, port: int, requests: list[bytes], *, connections: int, start_wall: float,
-               warmup: list[bytes] = (), warmup_path: str = "/healthz") -> Run:
+               warmup: list[bytes] = (), warmup_path: str = "/healthz", spread_s: float = 0.0) -> Run:
     """Open `connections` keep-alive connections, warm them, and at `start_wall` (time.time())
-    send every request of `requests`; return the answers in request order."""
+    send every request of `requests`; return the answers in request order. With `spread_s`,
+    request i is not sent before i/len × spread_s after the start: arrivals spread evenly
+    over that time instead of all at once."""
     conns = [Connection(host, port) for _ in range(connections)]
     for start in range(0, connections, 64):  # connect in waves: the listen backlog is finite
         await asyncio.gather(*(c.connect() for c in conns[start:start + 64]))
@@ -154,6 +156,8 @@ async def fire(host: str, port: int, requests: list[bytes], *, connections: int,
         await go.wait()
         perf = time.perf_counter
         for i in order:  # a shared iterator: each index is taken by exactly one worker
+            if spread_s:
+                await asyncio.sleep(max(0.0, t0 + spread_s * i / len(requests) - perf()))
             sent = perf()
             try:
                 status, body = await conn.roundtrip(requests[i])
@@ -165,7 +169,7 @@ async def fire(host: str, port: int, requests: list[bytes], *, connections: int,
     tasks = [asyncio.create_task(worker(c)) for c in conns]
     await _wait_until_wall(start_wall)
     t0 = time.perf_counter()
-    go.set()
+    go.set()  # the workers read t0 only after this
     await asyncio.gather(*tasks)
     for c in conns:
         c.close()

@@ -58,6 +58,7 @@ class RushOptions:
     # "draw": after the first-come rush, the same rush released by draw (bench/draw_rush.py)
     release_mode: str = "fifo"
     draw_window: int = 10
+    draw_spread: float = 0.0  # entrants arrive evenly over this many seconds from T0
 
 
 @dataclass
