@@ -52,14 +52,16 @@ class LocalWindows:
     SWEEP_EVERY = 4096
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._hits: dict[tuple[str, ...], tuple[float, deque[float]]] = {}
+        self._hits: dict[tuple, tuple[float, deque[float]]] = {}
         self._monotonic = monotonic
         self._until_sweep = self.SWEEP_EVERY
 
     def hit(self, item: RateLimitItem, keys: tuple[str, ...]) -> int | None:
         """Count the hit and return None, or refuse it: whole seconds until one is allowed."""
         now, window = self._monotonic(), float(item.get_expiry())
-        name = (item.key_for(*keys),)
+        # a tuple, not limits' key_for string: building that string was 4 % of a worker's
+        # CPU under the rush (four hits per hold request; py-spy, docs/BENCHMARKS.md)
+        name = (item.amount, window, *keys)
         entry = self._hits.get(name)
         if entry is None:
             entry = self._hits[name] = (window, deque())
