@@ -14,6 +14,7 @@ import datetime as dt
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import phonenumbers
 from sqlalchemy import bindparam, case, or_, select, update
@@ -29,7 +30,7 @@ from guahao.accounts.errors import (
     InvalidPhone,
 )
 from guahao.accounts.models import Account, AuthSession, Consent, SmsCode
-from guahao.core import signing
+from guahao.core import raw_pg, signing
 from guahao.core.crypto import for_row, lock_lookup, lookup_hash, lookup_hashes, new_row_key
 from guahao.core.db import delete_oldest
 from guahao.core.errors import GuahaoError, NotFound
@@ -279,9 +280,29 @@ async def resolve_token(conn: AsyncConnection, token: str, *, now: dt.datetime,
     request_hash, response, replay_until; NULL when none), so a write request pays one round trip for
     authentication and replay detection together."""
     params = {"token_hash": token_hash(token), "now": now}
-    if idempotency_key is None:
-        return (await conn.execute(_TOKEN_PLAIN, params)).first()
-    return (await conn.execute(_TOKEN_WITH_KEY, {**params, "key": idempotency_key})).first()
+    if idempotency_key is not None:
+        params["key"] = idempotency_key
+    if conn.dialect.name == "postgresql":  # every authenticated request: asyncpg itself (core/raw_pg.py)
+        row = await raw_pg.fetchrow(conn, _TOKEN_RAW[idempotency_key is not None], params)
+        return None if row is None else TokenRow(**{**row, **({"response": raw_pg.json_value(row["response"])}
+                                                              if idempotency_key is not None else {})})
+    return (await conn.execute(_TOKEN_PLAIN if idempotency_key is None else _TOKEN_WITH_KEY, params)).first()
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """resolve_token's row on PostgreSQL, with the attribute names of the SQLAlchemy row."""
+    id: int
+    account_id: int | None
+    staff_id: int | None
+    locale: str | None
+    status_code: int | None = None
+    request_hash: str | None = None
+    response: Any = None
+    replay_until: dt.datetime | None = None
+
+
+_TOKEN_RAW = {False: raw_pg.Compiled.of(_TOKEN_PLAIN), True: raw_pg.Compiled.of(_TOKEN_WITH_KEY)}
 
 
 def live_account_of_token():

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 
 from sqlalchemy import JSON, String, bindparam, case, cast, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from guahao.accounts.models import Account, AuthSession
 from guahao.accounts.service import token_hash
-from guahao.core import i18n
+from guahao.core import i18n, raw_pg
 from guahao.core.idempotency import IdempotencyKey
 
 _ANSWER_COLUMNS = ("account_id", "key", "request_hash", "status_code", "response", "created_at", "replay_until")
@@ -71,23 +69,12 @@ async def record_answer_for_token(conn: AsyncConnection | AsyncSession, token: s
     if dialect != "postgresql" or isinstance(conn, AsyncSession):
         row = (await conn.execute(_answer_for_token_template(dialect), params)).first()
         return None if row is None else (row[0], row[1])
-    # PostgreSQL: the statement compiled once, sent by asyncpg itself. SQLAlchemy's execution
-    # path (parameter processing, result metadata, the greenlet hop) cost more CPU than the
-    # statement's own round trip here, measured as the largest share of a sold-out answer
-    # (docs/BENCHMARKS.md); the connection is ours alone inside `db.peek()`, in autocommit.
-    sql, order, fixed = _answer_for_token_asyncpg()
-    values = {**fixed, **params}
-    raw = await conn.get_raw_connection()
-    row = await raw.driver_connection.fetchrow(sql, *[values[name] for name in order])
-    if row is None:
-        return None
-    body = row[1]
-    return row[0], (json.loads(body) if isinstance(body, str | bytes) else body)
+    # PostgreSQL: compiled once, sent by asyncpg itself (core/raw_pg.py); the connection is
+    # ours alone inside `db.peek()`, in autocommit
+    row = await raw_pg.fetchrow(conn, _answer_for_token_asyncpg(), params)
+    return None if row is None else (row[0], raw_pg.json_value(row[1]))
 
 
 @functools.cache
-def _answer_for_token_asyncpg() -> tuple[str, tuple[str, ...], dict]:
-    """(SQL with $n placeholders, parameter names in order, the statement's own literals)."""
-    compiled = _answer_for_token_template("postgresql").compile(dialect=pg_asyncpg.dialect())
-    fixed = {name: bind.value for name, bind in compiled.binds.items() if bind.value is not None}
-    return compiled.string, tuple(compiled.positiontup or ()), fixed
+def _answer_for_token_asyncpg() -> raw_pg.Compiled:
+    return raw_pg.Compiled.of(_answer_for_token_template("postgresql"))

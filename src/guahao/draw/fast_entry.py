@@ -33,13 +33,12 @@ import re
 import pydantic
 from sqlalchemy import Boolean, String, bindparam, select, true
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from guahao.accounts import service as accounts_service
-from guahao.core import localtime
+from guahao.core import localtime, raw_pg
 from guahao.core.asgi_body import buffered
 from guahao.core.errors import GuahaoError
 from guahao.draw import fairness
@@ -87,11 +86,8 @@ async def _answer(request: Request, schedule_id: int, raw: bytes, arrived_at) ->
     params = {"token_hash": accounts_service.token_hash(authorization[7:].strip()), "now": now,
               "patient_id": body.patient_id, "schedule_id": schedule_id, "arrived_at": arrived_at,
               "receipt": fairness.new_receipt(), "waitlist_opt_in": body.waitlist_opt_in}
-    sql, order, fixed = _enter_asyncpg()
-    values = {**fixed, **params}
     async with request.app.state.db.peek() as conn:
-        raw_conn = await conn.get_raw_connection()
-        row = await raw_conn.driver_connection.fetchrow(sql, *[values[name] for name in order])
+        row = await raw_pg.fetchrow(conn, _enter_asyncpg(), params)
     if row is None:
         return None
     await _count(request, row["account_id"])
@@ -143,10 +139,5 @@ def _enter_statement():
 
 
 @functools.cache
-def _enter_asyncpg() -> tuple[str, tuple[str, ...], dict]:
-    """The statement as asyncpg SQL compiled once, its parameter names in order and its own
-    literals (sent by asyncpg itself, like the sold-out fast path: SQLAlchemy's execution
-    path cost more CPU than the round trip, accounts/token_answers.py)."""
-    compiled = _enter_statement().compile(dialect=pg_asyncpg.dialect())
-    fixed = {name: bind.value for name, bind in compiled.binds.items() if bind.value is not None}
-    return compiled.string, tuple(compiled.positiontup or ()), fixed
+def _enter_asyncpg() -> raw_pg.Compiled:
+    return raw_pg.Compiled.of(_enter_statement())
