@@ -1,4 +1,6 @@
-"""A short-lived in-process cache of public availability answers (at most 1 s old).
+"""A short-lived in-process cache of public availability answers (at most 1 s old), and of
+what the public pages show next to them (the catalogue's names, fees and photos: the doctor
+and department pages, web/catalog_pages.py), under the same rule.
 
 Around a release most requests are patients refreshing a doctor's or a department's
 availability; each answer costs several queries. An answer computed at `now` is reused for
@@ -8,10 +10,10 @@ injected clock), and never past the next instant at which a state changes by tim
 "bookable" on time.
 
 Staleness bound:
-- in this process, a committed write to a table availability is computed from (seats,
-  slots, schedules, the catalogue) empties the cache at once: a session that wrote such a
-  table marks itself, and its commit clears every entry (`after_commit`, so no reader can put
-  the pre-commit answer back afterwards);
+- in this process, a committed write to a table availability or those pages are computed from
+  (seats, slots, schedules, the catalogue with its fees and photos) empties the cache at once:
+  a session that wrote such a table marks itself, and its commit clears every entry
+  (`after_commit`, so no reader can put the pre-commit answer back afterwards);
 - in other worker processes the entry simply lapses: at most `ttl` (1 s) after the commit;
 - a hold lapsing (time passing) shows at most `ttl` late.
 Realtime hospitals (the HIS's counts) are never cached. `invalidate()` empties the cache by hand.
@@ -26,7 +28,7 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 TTL = dt.timedelta(seconds=1)
 WATCHED_TABLES = frozenset({"slot_positions", "slots", "schedules", "hospitals", "hospital_rules", "departments",
-                            "doctors"})
+                            "doctors", "fee_rules", "doctor_photos"})
 MAX_ENTRIES = 10_000
 _DIRTY = "availability_cache_dirty"
 
@@ -47,28 +49,31 @@ def invalidate() -> None:
     _entries.clear()
 
 
-def _url(session) -> str:
-    bind = session.bind
+def _url(owner) -> str:
+    """The database an entry belongs to: a session's, or a `Database`'s (its read sessions')."""
+    bind = getattr(owner, "bind", None)
+    if bind is None:
+        bind = owner.read_engine
     return str(bind.url)
 
 
-def lookup(session, key: tuple, now: dt.datetime) -> Any | None:
+def lookup(owner, key: tuple, now: dt.datetime) -> Any | None:
     """The answer cached for `key`, if computed at most `ttl` before `now` and still valid."""
-    hit = _entries.get((_url(session), key))
+    hit = _entries.get((_url(owner), key))
     if hit is None:
         return None
     computed, until, value = hit
     return value if computed <= now < until else None
 
 
-def store(session, key: tuple, now: dt.datetime, value: Any, *, changes_at: list[dt.datetime] = ()) -> None:
+def store(owner, key: tuple, now: dt.datetime, value: Any, *, changes_at: list[dt.datetime] = ()) -> None:
     """Keep `value` until now + ttl, or the first of `changes_at` after now if sooner."""
     if _ttl <= dt.timedelta(0):
         return
     until = min([now + _ttl] + [t for t in changes_at if t > now])
     if len(_entries) >= MAX_ENTRIES:
         _entries.clear()  # a crude bound: a burst of distinct keys empties it
-    _entries[(_url(session), key)] = (now, until, value)
+    _entries[(_url(owner), key)] = (now, until, value)
 
 
 def _mark(session: Session) -> None:

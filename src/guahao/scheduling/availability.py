@@ -8,8 +8,9 @@ seats, schedules or catalogue commits here; other processes see a change at most
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, or_, select
@@ -32,6 +33,7 @@ from guahao.scheduling.schemas import (
 MAX_DAYS = 31
 REALTIME = "realtime"  # catalog's his_mode whose availability comes from the HIS
 PUBLIC_STATUSES = ("published", "suspended")
+T = TypeVar("T")
 
 
 async def department_availability(session: AsyncSession, department_id: int, *, now: dt.datetime,
@@ -61,6 +63,19 @@ async def doctor_availability(session: AsyncSession, doctor_id: int, *, now: dt.
     doctor = await catalog_service.get_doctor_or_raise(session, doctor_id)
     return _kept(session, key, now, await _availability(session, doctor.hospital_id, Schedule.doctor_id == doctor_id,
                                                         now, from_date, days))
+
+
+async def kept_like_answers(db: Database, key: tuple, now: dt.datetime, make: Callable[[], Awaitable[T]]) -> T:
+    """What a public page shows next to an answer (a doctor's or a department's catalogue
+    entry, fees, photos), reused under the answers' own rule (`avail_cache`): at most 1 s of
+    the caller's clock, dropped when a write to those tables commits in this process. So the
+    page is never staler than the API. `make` reads it afresh; an error is never kept."""
+    key = ("alongside", *key)
+    hit = avail_cache.lookup(db, key, now)
+    if hit is None:
+        hit = await make()
+        avail_cache.store(db, key, now, hit)
+    return hit
 
 
 def forget_cached() -> None:

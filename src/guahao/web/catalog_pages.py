@@ -7,8 +7,11 @@ already in the hospital's zone. No login is needed, except for "my upcoming visi
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse
 
 from guahao.booking import router as booking_api
 from guahao.catalog import notice_router as notices_api
@@ -20,12 +23,14 @@ from guahao.catalog import search as catalog_search
 from guahao.catalog import service as catalog_service
 from guahao.core.errors import InvalidRequest
 from guahao.draw import service as draw_service
+from guahao.scheduling import availability as scheduling_availability
 from guahao.scheduling import domain as scheduling_domain
 from guahao.scheduling import router as scheduling_api
 from guahao.scheduling import service as scheduling_service
 from guahao.waitlist import queries as waitlist_queries
 from guahao.web.format import seconds_until
 from guahao.web.pages import PageDep, render
+from guahao.web.shared_pages import shared_render
 
 router = APIRouter(include_in_schema=False)
 CALENDAR_DAYS = 14
@@ -166,44 +171,105 @@ def _day_state(day) -> str:
     return states[0]
 
 
-def _calendar(page, availability, day: dt.date | None, level: str | None):
-    _, clock = _deps(page)
-    chosen = _chosen_day(availability, day)
+def _calendar(availability, chosen: dt.date | None, level: str | None, now: dt.datetime) -> dict:
     shown = next((d for d in availability.days if d.date == chosen), None)
-    now = clock.now()
     return dict(days=availability.days, day_states={d.date: _day_state(d) for d in availability.days},
                 chosen=chosen, shown=shown, now=now, seconds_until=seconds_until, level=level,
                 source=availability.source, as_of=availability.as_of)  # realtime: the HIS's numbers
+
+
+def _release_instants(availability) -> list[dt.datetime]:
+    """The instants the calendar counts down to (a not yet released clinic's)."""
+    return [t for d in availability.days for p in d.periods for s in p.schedules
+            for t in (s.release_at, *(sl.release_at for sl in s.slots)) if t is not None]
+
+
+# The two pages below are the poll storm's (thousands of refreshes a second around a release):
+# they are the same for every visitor of a language, so each worker makes one per view and
+# version of what it shows (shared_pages.py). The catalogue parts are kept under the
+# availability answers' own rule (at most 1 s, a commit here seen at once), so the page is
+# never staler than the API; the counts are the API's answer itself.
+
+@dataclass(frozen=True)
+class _DepartmentParts:
+    info: Any
+    doctors: tuple
+    hospital: Any
+    photos: dict[int, str]
+
+
+@dataclass(frozen=True)
+class _DoctorParts:
+    info: Any
+    hospital: Any
+    photos: dict[int, str]
+
+
+async def _department_parts(db, department_id: int, locale: str, now: dt.datetime) -> _DepartmentParts:
+    async def read() -> _DepartmentParts:
+        info = await catalog_api.get_department(department_id, db, locale)
+        doctors = await catalog_api.department_doctors(department_id, db, locale)
+        hospital = await catalog_api.get_hospital(info.hospital_id, db, locale)
+        async with db.read() as session:
+            photos = await catalog_photos.photo_tags(session, [d.id for d in doctors])
+        return _DepartmentParts(info, tuple(doctors), hospital, photos)
+
+    return await scheduling_availability.kept_like_answers(db, ("department page", department_id, locale), now,
+                                                           read)
+
+
+async def _doctor_parts(db, doctor_id: int, locale: str, now: dt.datetime) -> _DoctorParts:
+    async def read() -> _DoctorParts:
+        info = await catalog_api.get_doctor(doctor_id, db, locale)
+        hospital = await catalog_api.get_hospital(info.hospital_id, db, locale)
+        async with db.read() as session:
+            photos = await catalog_photos.photo_tags(session, [doctor_id])
+        return _DoctorParts(info, hospital, photos)
+
+    return await scheduling_availability.kept_like_answers(db, ("doctor page", doctor_id, locale), now, read)
+
+
+def _shared(page, template: str, *, view: tuple, parts, availability, now: dt.datetime, values) -> HTMLResponse:
+    # an answer with the HIS's counts is made afresh for every request: nothing to reuse
+    return shared_render(page, template, view=view, sources=(parts, availability), now=now,
+                         instants=lambda: _release_instants(availability), values=values,
+                         keep=availability.source not in ("his", "his_unavailable"))
 
 
 @router.get("/departments/{department_id}")
 async def department(page: PageDep, department_id: int, day: dt.date | None = None,
                      level: str | None = Query(None, pattern="^(general|expert|special)$")):
     db, clock = _deps(page)
-    info = await catalog_api.get_department(department_id, db, page.locale)
-    doctors = await catalog_api.department_doctors(department_id, db, page.locale)
+    now = clock.now()
+    parts = await _department_parts(db, department_id, page.locale, now)
     availability = await scheduling_api.department_answer(department_id, db, clock, from_date=None,
                                                           days=CALENDAR_DAYS, registration_level=level,
                                                           his=scheduling_api.his_availability(page.request))
-    if level:
-        doctors = [d for d in doctors if d.registration_level == level]
-    hospital = await catalog_api.get_hospital(info.hospital_id, db, page.locale)
-    titles = {d.id: d for d in doctors}
-    async with db.read() as session:
-        photos = await catalog_photos.photo_tags(session, titles)
-    return render(page, "catalog/department.html", department=info, doctors=doctors, titles=titles, photos=photos,
-                  hospital=hospital, base_url=f"/departments/{department_id}",
-                  **_calendar(page, availability, day, level))
+    chosen = _chosen_day(availability, day)
+
+    def values() -> dict:
+        doctors = [d for d in parts.doctors if not level or d.registration_level == level]
+        return dict(department=parts.info, doctors=doctors, titles={d.id: d for d in doctors}, photos=parts.photos,
+                    hospital=parts.hospital, base_url=f"/departments/{department_id}",
+                    **_calendar(availability, chosen, level, now))
+
+    return _shared(page, "catalog/department.html", view=(chosen, level), parts=parts, availability=availability,
+                   now=now, values=values)
 
 
 @router.get("/doctors/{doctor_id}")
 async def doctor(page: PageDep, doctor_id: int, day: dt.date | None = None):
     db, clock = _deps(page)
-    info = await catalog_api.get_doctor(doctor_id, db, page.locale)
+    now = clock.now()
+    parts = await _doctor_parts(db, doctor_id, page.locale, now)
     availability = await scheduling_api.doctor_answer(doctor_id, db, clock, from_date=None, days=CALENDAR_DAYS,
                                                       his=scheduling_api.his_availability(page.request))
-    hospital = await catalog_api.get_hospital(info.hospital_id, db, page.locale)
-    async with db.read() as session:
-        photos = await catalog_photos.photo_tags(session, [doctor_id])
-    return render(page, "catalog/doctor.html", doctor=info, hospital=hospital, titles={info.id: info}, photos=photos,
-                  base_url=f"/doctors/{doctor_id}", **_calendar(page, availability, day, None))
+    chosen = _chosen_day(availability, day)
+
+    def values() -> dict:
+        return dict(doctor=parts.info, hospital=parts.hospital, titles={parts.info.id: parts.info},
+                    photos=parts.photos, base_url=f"/doctors/{doctor_id}",
+                    **_calendar(availability, chosen, None, now))
+
+    return _shared(page, "catalog/doctor.html", view=(chosen,), parts=parts, availability=availability, now=now,
+                   values=values)

@@ -162,12 +162,21 @@ def _apply_cookies(page: Page, response) -> None:
         response.set_cookie(name, value, **options)
 
 
+def context_of(page: Page) -> dict[str, Any]:
+    """What every template may use besides its own values. The per-visitor ones (`page`,
+    `csrf_token`, `logged_in`) are replaced in a page shared by all visitors (shared_pages.py)."""
+    return {"page": page, "_": page._, "locale": page.locale, "elder": page.elder,
+            "csrf_field": CSRF_FIELD, "csrf_token": page.csrf_token, "logged_in": page.account is not None,
+            "path": page.request.url.path, "htmx": page.request.headers.get("hx-request") == "true",
+            "in_wechat": in_wechat(page.request)}
+
+
 def render(page: Page, template: str, *, status: int = 200, **values: Any) -> HTMLResponse:
-    context = {"page": page, "_": page._, "locale": page.locale, "elder": page.elder,
-               "csrf_field": CSRF_FIELD, "csrf_token": page.csrf_token, "logged_in": page.account is not None,
-               "path": page.request.url.path, "htmx": page.request.headers.get("hx-request") == "true",
-               "in_wechat": in_wechat(page.request), **values}
-    html = env.get_template(template).render(context)
+    return respond(page, env.get_template(template).render({**context_of(page), **values}), status=status)
+
+
+def respond(page: Page, html: str, *, status: int = 200) -> HTMLResponse:
+    """The response for a page's HTML: its headers and this browser's cookies."""
     response = HTMLResponse(html, status_code=status)
     # personal pages must not be kept by shared caches, and the language follows cookie/header
     response.headers["Cache-Control"] = "no-store"
