@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import cProfile
 import datetime as dt
 import secrets
 import time
 from contextlib import contextmanager
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import event, func, insert, select, update
 
 from guahao import migrations_api
 from guahao.bench import seed
@@ -42,19 +43,25 @@ class Split:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.statements: dict[str, int] = {}
+        self.sent = 0  # statements sent to the database so far (an executemany counts once)
 
-    def add(self, name: str, seconds: float) -> None:
+    def count(self, *_args) -> None:
+        self.sent += 1
+
+    def add(self, name: str, seconds: float, statements: int = 0) -> None:
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+        self.statements[name] = self.statements.get(name, 0) + statements
 
     def wrap(self, module, name: str, label: str):
         original = getattr(module, name)
 
         async def timed(*args, **kwargs):
-            started = time.perf_counter()
+            started, sent = time.perf_counter(), self.sent
             try:
                 return await original(*args, **kwargs)
             finally:
-                self.add(label, time.perf_counter() - started)
+                self.add(label, time.perf_counter() - started, self.sent - sent)
 
         setattr(module, name, timed)
         return original
@@ -109,19 +116,21 @@ async def _time_job(db, draw_id: int, result_at: dt.datetime) -> tuple[Split, in
         return tick[0]
 
     split, chunks = Split(), 0
+    event.listen(db.engine.sync_engine, "before_cursor_execute", split.count)
     with wrapped(split):
-        started = time.perf_counter()
+        started, sent = time.perf_counter(), split.sent
         async with db.begin() as s:
             assert await allocation.do_rank(s, draw_id, now=now_fn())
-        split.add("rank", time.perf_counter() - started)
+        split.add("rank", time.perf_counter() - started, split.sent - sent)
         while True:
-            started = time.perf_counter()
+            started, sent = time.perf_counter(), split.sent
             async with db.begin() as s:
                 done = await allocation.do_allocate_chunk(s, draw_id, now=now_fn())
             chunks += 1
-            split.add("chunk transactions", time.perf_counter() - started)
+            split.add("chunk transactions", time.perf_counter() - started, split.sent - sent)
             if done == 0:
                 break
+    event.remove(db.engine.sync_engine, "before_cursor_execute", split.count)
     return split, chunks
 
 
@@ -139,17 +148,26 @@ async def main(opts) -> None:
         draw_id, schedule_id, result_at = await _world(db, opts.entries, opts.seats, now)
         print(f"seeded {opts.entries} entries, {opts.seats} seats in {time.perf_counter() - t:.1f} s "
               f"({url.split('://')[0]})")
+        profile = cProfile.Profile() if opts.profile else None
         t = time.perf_counter()
+        if profile:
+            profile.enable()
         split, chunks = await _time_job(db, draw_id, result_at)
         total = time.perf_counter() - t
-        s = split.seconds
-        winners_part = s["chunk transactions"] - s.get("lose the rest", 0) - s.get("settle", 0)
-        print(f"draw job: {total:.3f} s in {chunks} allocation transactions")
-        print(f"  rank (one transaction)                {s['rank']:.3f} s")
-        print(f"  allocate winners (chunks, commits)    {winners_part:.3f} s")
-        print(f"  lose the rest                         {s.get('lose the rest', 0):.3f} s")
-        print(f"  settle                                {s.get('settle', 0):.3f} s")
-        print(f"    of which waitlist joins             {s.get('  of which waitlist joins', 0):.3f} s")
+        if profile:
+            profile.disable()
+            profile.dump_stats(opts.profile)
+        s, n = split.seconds, split.statements
+        lose, settle, joins = "lose the rest", "settle", "  of which waitlist joins"
+        winners = (s["chunk transactions"] - s.get(lose, 0) - s.get(settle, 0),
+                   n["chunk transactions"] - n.get(lose, 0) - n.get(settle, 0))
+        print(f"draw job: {total:.3f} s in {chunks} allocation transactions (seconds, statements)")
+        for name, (seconds, statements) in [("rank (one transaction)", (s["rank"], n["rank"])),
+                                            ("allocate winners (chunks, commits)", winners),
+                                            (lose, (s.get(lose, 0), n.get(lose, 0))),
+                                            (settle, (s.get(settle, 0), n.get(settle, 0))),
+                                            ("  of which waitlist joins", (s.get(joins, 0), n.get(joins, 0)))]:
+            print(f"  {name:<38}{seconds:7.3f} s {statements:6d}")
         async with db.read() as session:
             outcomes = dict((await session.execute(select(DrawEntry.outcome, func.count()).where(
                 DrawEntry.draw_id == draw_id).group_by(DrawEntry.outcome))).all())
@@ -168,6 +186,7 @@ def parse(argv=None):
     parser.add_argument("--seats", type=int, default=100)
     parser.add_argument("--database-url", default=None,
                         help="use (and migrate) this database instead of a fresh PostgreSQL one")
+    parser.add_argument("--profile", metavar="FILE", help="write the job's cProfile stats there (pstats)")
     parser.add_argument("--pg-admin-url", default=PG_ADMIN_URL, help="where the fresh database is created")
     return parser.parse_args(argv)
 

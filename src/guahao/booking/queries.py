@@ -190,11 +190,7 @@ def _active(now: dt.datetime):
                                                                                 Booking.hold_expires_at > now)))
 
 
-async def persons_active_on_schedule(session: AsyncSession, person_ids: Iterable[int], schedule_id: int,
-                                     now: dt.datetime) -> set[int]:
-    """Which of these persons `person_has_active_on_schedule` (one statement per 1,000)."""
-    ids, out = sorted(set(person_ids)), set()
-    for start in range(0, len(ids), 1000):
-        out.update(await session.scalars(select(Booking.person_id).distinct().where(
-            Booking.person_id.in_(ids[start:start + 1000]), Booking.schedule_id == schedule_id, _active(now))))
-    return out
+async def persons_active_on_schedule(session: AsyncSession, schedule_id: int, now: dt.datetime) -> set[int]:
+    """The persons who `person_has_active_on_schedule` (a schedule has as many as its seats)."""
+    return set(await session.scalars(select(Booking.person_id).distinct().where(Booking.schedule_id == schedule_id,
+                                                                                _active(now))))

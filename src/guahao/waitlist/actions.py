@@ -13,13 +13,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.booking import actions as booking_actions
 from guahao.booking import errors as booking_errors
 from guahao.booking import queries as booking_queries
+from guahao.core.db import insert_many
 from guahao.core.errors import GuahaoError, NotFound
 from guahao.patients import service as patients_service
 from guahao.scheduling import seats
@@ -185,10 +186,10 @@ async def do_join_ranked(session: AsyncSession, *, schedule_id: int, entrants: l
     owned = {(a, p): found[p] for a, p in entrants if p in found and found[p].account_id == a}
     persons = {patient.person_id for patient in owned.values()}
     until = await booking_actions.lock_persons(session, persons, hospital_id=schedule.hospital_id, now=now)
-    booked = await booking_queries.persons_active_on_schedule(session, persons, schedule.id, now)
+    booked = await booking_queries.persons_active_on_schedule(session, schedule.id, now)
     live = await _live_schedules(session, persons, schedule.hospital_id)
     position = await entries.next_position(session, schedule.id)
-    results, rows = [], []
+    results, rows, first = [], [], position
     for account_id, patient_id in entrants:
         patient = owned.get((account_id, patient_id))
         try:
@@ -200,12 +201,14 @@ async def do_join_ranked(session: AsyncSession, *, schedule_id: int, entrants: l
             continue
         live[patient.person_id].append(schedule.id)
         rows.append(_entry_row(queue, patient, account_id, position, now))
-        results.append(RankedResult(account_id, patient_id, len(rows)))  # the row's number, for now
+        results.append(RankedResult(account_id, patient_id, position))  # the position, for now
         position += 1
-    ids = list(await session.scalars(insert(WaitlistEntry).returning(WaitlistEntry.id, sort_by_parameter_order=True),
-                                     rows)) if rows else []
-    results = [r if r.entry_id is None else RankedResult(r.account_id, r.patient_id, ids[r.entry_id - 1])
-               for r in results]
+    if rows:  # one statement for all, then their ids by position (unique per schedule)
+        await insert_many(session, WaitlistEntry.__table__, rows)
+        ids = dict((await session.execute(select(WaitlistEntry.position, WaitlistEntry.id).where(
+            WaitlistEntry.schedule_id == schedule.id, WaitlistEntry.position >= first))).all())
+        results = [r if r.entry_id is None else RankedResult(r.account_id, r.patient_id, ids[r.entry_id])
+                   for r in results]
     await _after_joins(session, queue, was_waiting=was_waiting, now=now)
     return results
 
