@@ -1,12 +1,12 @@
 """Time the draw job (`draw.run`) alone, phase by phase, on a draw with thousands of entries.
 
-    .venv/bin/python tools/time_draw_job.py [--entries 5000] [--seats 100] [--database-url URL]
+    .venv/bin/python tools/time_draw_job.py [--entries 5000] [--seats 100] [--opt-in 0.5] [--database-url URL]
 
 Without --database-url a fresh PostgreSQL database is created on the local server
 ($GUAHAO_TEST_PG_URL, else postgres@127.0.0.1) and dropped at the end; with one (PostgreSQL or
 SQLite), that database is migrated to head and used as is. The world is seeded set-based (the
 bench's seed: one hospital releasing by draw, one platform slot of --seats seats, N verified
-patients), the entries are inserted in bulk (half of them opting in to the waitlist), then the
+patients), the entries are inserted in bulk (--opt-in of them asking for the waitlist), then the
 job runs exactly as `allocation.run` does, one transaction per step, and the split is printed:
 rank, the chunks that allocate winners, losing the rest, settling (waitlist joins included).
 """
@@ -80,7 +80,7 @@ def wrapped(split: Split):
             setattr(module, name, original)
 
 
-async def _world(db, entries: int, seats: int, now: dt.datetime) -> tuple[int, int, dt.datetime]:
+async def _world(db, entries: int, seats: int, opt_in: float, now: dt.datetime) -> tuple[int, int, dt.datetime]:
     """(draw id, schedule id, result time) of a draw with `entries` entries, not yet run."""
     hospital_id, schedule_id, _slot = await seed.seed_schedule(db, now, capacity=seats)
     async with db.begin() as s:
@@ -98,7 +98,7 @@ async def _world(db, entries: int, seats: int, now: dt.datetime) -> tuple[int, i
         people = (await s.execute(select(Patient.id, Patient.account_id, Patient.person_id)
                                   .where(Patient.id.in_(patient_ids)))).all()
     rows = [{"draw_id": draw_id, "hospital_id": hospital_id, "person_id": person, "account_id": account,
-             "patient_id": patient, "receipt": fairness.new_receipt(), "waitlist_opt_in": i % 2 == 0,
+             "patient_id": patient, "receipt": fairness.new_receipt(), "waitlist_opt_in": i % 100 < opt_in * 100,
              "arrived_at": release_at, "created_at": release_at}
             for i, (patient, account, person) in enumerate(people)]
     for start in range(0, len(rows), 1000):
@@ -145,7 +145,7 @@ async def main(opts) -> None:
         db = create_database(url, pool_size=2)
         now = dt.datetime.now(UTC)
         t = time.perf_counter()
-        draw_id, schedule_id, result_at = await _world(db, opts.entries, opts.seats, now)
+        draw_id, schedule_id, result_at = await _world(db, opts.entries, opts.seats, opts.opt_in, now)
         print(f"seeded {opts.entries} entries, {opts.seats} seats in {time.perf_counter() - t:.1f} s "
               f"({url.split('://')[0]})")
         profile = cProfile.Profile() if opts.profile else None
@@ -184,6 +184,7 @@ def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entries", type=int, default=5000)
     parser.add_argument("--seats", type=int, default=100)
+    parser.add_argument("--opt-in", type=float, default=0.5, help="share of entrants asking for the waitlist")
     parser.add_argument("--database-url", default=None,
                         help="use (and migrate) this database instead of a fresh PostgreSQL one")
     parser.add_argument("--profile", metavar="FILE", help="write the job's cProfile stats there (pstats)")
