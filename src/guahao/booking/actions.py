@@ -105,6 +105,13 @@ async def lock_person(session: AsyncSession, person_id: int, *, hospital_id: int
         read=lambda person: restrictions.active_until_subquery(person, hospital_id=hospital_id, now=now))
 
 
+async def lock_persons(session: AsyncSession, person_ids, *, hospital_id: int, now: dt.datetime) -> dict:
+    """`lock_person` for many at once (in id order): {person id: running restriction's end or None}."""
+    return await patients_service.lock_persons(
+        session, person_ids,
+        read=lambda person: restrictions.active_until_subquery(person, hospital_id=hospital_id, now=now))
+
+
 async def do_hold(session: AsyncSession, *, account_id: int, patient_id: int, slot_id: int,
                   now: dt.datetime, with_context: bool = False, records: MedicalRecords | None = None,
                   record_looked_up: bool = False, visit_reason: str | None = None, health_consent: bool = False,

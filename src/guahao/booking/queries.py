@@ -182,6 +182,15 @@ async def person_has_active_on_schedule(session: AsyncSession, person_id: int, s
     """Whether the person holds a running hold or a confirmed booking on the schedule (the
     waitlist refuses to queue them for a seat they already have)."""
     return bool(await session.scalar(select(exists().where(
-        Booking.person_id == person_id, Booking.schedule_id == schedule_id,
-        or_(Booking.state == "confirmed", and_(Booking.state == "held", or_(Booking.hold_expires_at.is_(None),
-                                                                             Booking.hold_expires_at > now)))))))
+        Booking.person_id == person_id, Booking.schedule_id == schedule_id, _active(now)))))
+
+
+def _active(now: dt.datetime):
+    return or_(Booking.state == "confirmed", and_(Booking.state == "held", or_(Booking.hold_expires_at.is_(None),
+                                                                                Booking.hold_expires_at > now)))
+
+
+async def persons_active_on_schedule(session: AsyncSession, schedule_id: int, now: dt.datetime) -> set[int]:
+    """The persons who `person_has_active_on_schedule` (a schedule has as many as its seats)."""
+    return set(await session.scalars(select(Booking.person_id).distinct().where(Booking.schedule_id == schedule_id,
+                                                                                _active(now))))

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.core.db import delete_oldest
+from guahao.core.db import delete_oldest, insert_many
 from guahao.outbox.models import OutboxMessage
 
 ERROR_MAX = 500
@@ -59,14 +59,11 @@ async def enqueue_many(session: AsyncSession, messages: list[dict[str, Any]], *,
     and optionally hospital_id): insert-or-ignore on the dedupe key, like `enqueue`."""
     if not messages:
         return
-    table = OutboxMessage.__table__
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    rows = [{"hospital_id": m.get("hospital_id"), "topic": m["topic"], "dedupe_key": m["dedupe_key"],
+    rows = [{"dedupe_key": m["dedupe_key"], "hospital_id": m.get("hospital_id"), "topic": m["topic"],
              "payload": m["payload"], "state": "pending", "attempts": 0, "available_at": now, "created_at": now}
             for m in messages]
-    for start in range(0, len(rows), 500):  # a statement's parameters stay well under SQLite's limit
-        await session.execute(insert(table).values(rows[start:start + 500])
-                              .on_conflict_do_nothing(index_elements=["dedupe_key"]))
+    # one statement for all (a multi-row VALUES compiled anew per call cost ten times as much)
+    await insert_many(session, OutboxMessage.__table__, rows, skip_conflicts_on=["dedupe_key"])
 
 
 # --- the queue (used by guahao.jobs.runner) ------------------------------------------------

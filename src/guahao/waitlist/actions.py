@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.booking import actions as booking_actions
 from guahao.booking import errors as booking_errors
 from guahao.booking import queries as booking_queries
+from guahao.core.db import insert_many
 from guahao.core.errors import GuahaoError, NotFound
 from guahao.patients import service as patients_service
 from guahao.scheduling import seats
@@ -64,32 +65,61 @@ async def _open_queue(session: AsyncSession, schedule_id: int, now: dt.datetime,
     return Queue(schedule=schedule, ctx=ctx, rules=rules, cutoff=cutoff)
 
 
-async def _add(session: AsyncSession, queue: Queue, *, account_id: int, patient_id: int,
-               now: dt.datetime) -> WaitlistEntry:
-    """Append one entrant to a queue whose schedule the caller holds exclusively."""
-    ctx, schedule = queue.ctx, queue.schedule
-    patient = await patients_service.get_for_account(session, account_id, patient_id)
+def _check_patient(queue: Queue, patient) -> None:
     if patient is None:
         raise NotFound("patient")
     if patient.verification != "verified":  # always, whatever the hold's rule: 候补 is for real people
         raise booking_errors.PatientNotVerified()
-    booking_actions.check_department(ctx, patient.birth_date, patient.sex)
-    until = await booking_actions.lock_person(session, patient.person_id, hospital_id=schedule.hospital_id, now=now)
+    booking_actions.check_department(queue.ctx, patient.birth_date, patient.sex)
+
+
+def _check_person(queue: Queue, *, until: dt.datetime | None, booked: bool, live: list[int]) -> None:
+    """The per-person rules, on facts read under the person's lock: `until` a running
+    restriction's end, `booked` a seat on this schedule, `live` the schedules of their live entries."""
+    ctx = queue.ctx
     if until is not None:
         raise booking_errors.Restricted(until=ctx.iso(until), until_local=ctx.local(until))
-    if await booking_queries.person_has_active_on_schedule(session, patient.person_id, schedule.id, now):
+    if booked:
         raise errors.AlreadyBooked()
-    live = list(await session.scalars(select(WaitlistEntry.schedule_id).where(
-        WaitlistEntry.person_id == patient.person_id, WaitlistEntry.hospital_id == schedule.hospital_id,
-        WaitlistEntry.state.in_(LIVE_STATES))))
-    if schedule.id in live:
+    if queue.schedule.id in live:
         raise errors.AlreadyWaiting()
     if len(live) >= queue.rules.max_entries_per_person:
         raise errors.TooManyEntries(limit=queue.rules.max_entries_per_person)
-    entry = WaitlistEntry(hospital_id=schedule.hospital_id, schedule_id=schedule.id, person_id=patient.person_id,
-                          patient_id=patient.id, account_id=account_id,
-                          position=await entries.next_position(session, schedule.id), state="waiting", offers=0,
-                          cutoff_at=queue.cutoff, joined_at=now, updated_at=now)
+
+
+def _entry_row(queue: Queue, patient, account_id: int, position: int, now: dt.datetime) -> dict:
+    schedule = queue.schedule
+    return dict(hospital_id=schedule.hospital_id, schedule_id=schedule.id, person_id=patient.person_id,
+                patient_id=patient.id, account_id=account_id, position=position, state="waiting", offers=0,
+                cutoff_at=queue.cutoff, joined_at=now, updated_at=now)
+
+
+async def _live_schedules(session: AsyncSession, person_ids, hospital_id: int) -> dict[int, list[int]]:
+    """{person id: schedules of their live entries at the hospital}, one statement per 1,000."""
+    ids, out = sorted(set(person_ids)), {}
+    for start in range(0, len(ids), 1000):
+        for person_id, schedule_id in await session.execute(select(WaitlistEntry.person_id, WaitlistEntry.schedule_id)
+                                                            .where(WaitlistEntry.person_id.in_(ids[start:start + 1000]),
+                                                                   WaitlistEntry.hospital_id == hospital_id,
+                                                                   WaitlistEntry.state.in_(LIVE_STATES))):
+            out.setdefault(person_id, []).append(schedule_id)
+    return out
+
+
+async def _add(session: AsyncSession, queue: Queue, *, account_id: int, patient_id: int,
+               now: dt.datetime) -> WaitlistEntry:
+    """Append one entrant to a queue whose schedule the caller holds exclusively."""
+    schedule = queue.schedule
+    patient = await patients_service.get_for_account(session, account_id, patient_id)
+    _check_patient(queue, patient)
+    until = await booking_actions.lock_person(session, patient.person_id, hospital_id=schedule.hospital_id, now=now)
+    _check_person(queue, until=until,
+                  booked=await booking_queries.person_has_active_on_schedule(session, patient.person_id, schedule.id,
+                                                                             now),
+                  live=(await _live_schedules(session, [patient.person_id], schedule.hospital_id)).get(
+                      patient.person_id, []))
+    entry = WaitlistEntry(**_entry_row(queue, patient, account_id, await entries.next_position(session, schedule.id),
+                                       now))
     session.add(entry)
     try:
         async with session.begin_nested():
@@ -140,18 +170,45 @@ async def do_join_ranked(session: AsyncSession, *, schedule_id: int, entrants: l
     """Enqueue (account id, patient id) entrants in the given order (a draw's rank order, §2 of
     issue 13): each gets the next position, with every check of `do_join` except "sold out"
     (the draw allocated the seats just before). A refused entrant is reported and skipped;
-    the others keep their relative order. One transaction, the schedule locked once."""
+    the others keep their relative order. One transaction, the schedule locked once.
+
+    Set-based, for a draw's thousands of losers: the facts `_add` reads one entrant at a time
+    (patient, restriction under the person's lock, a seat on the schedule, live entries) are
+    read for all of them in a few statements, the persons locked in id order; the same rules
+    (`_check_patient`, `_check_person`) then run in the given order, each accepted entrant
+    counting as a live entry for the ones after it, and the entries go in as one insert.
+    Nobody else can join this schedule meanwhile (its row is held exclusively) nor change
+    these persons' entries (their rows are locked), so the answers are `_add`'s one by one."""
     queue = await _open_queue(session, schedule_id, now, need_full=False)
-    was_waiting = bool(queue.schedule.waitlist_waiting)
-    results = []
+    schedule = queue.schedule
+    was_waiting = bool(schedule.waitlist_waiting)
+    found = await patients_service.live_by_id(session, [patient_id for _, patient_id in entrants])
+    owned = {(a, p): found[p] for a, p in entrants if p in found and found[p].account_id == a}
+    persons = {patient.person_id for patient in owned.values()}
+    until = await booking_actions.lock_persons(session, persons, hospital_id=schedule.hospital_id, now=now)
+    booked = await booking_queries.persons_active_on_schedule(session, schedule.id, now)
+    live = await _live_schedules(session, persons, schedule.hospital_id)
+    position = await entries.next_position(session, schedule.id)
+    results, rows, first = [], [], position
     for account_id, patient_id in entrants:
+        patient = owned.get((account_id, patient_id))
         try:
-            async with session.begin_nested():
-                entry = await _add(session, queue, account_id=account_id, patient_id=patient_id, now=now)
+            _check_patient(queue, patient)
+            _check_person(queue, until=until.get(patient.person_id), booked=patient.person_id in booked,
+                          live=live.setdefault(patient.person_id, []))
         except GuahaoError as exc:
             results.append(RankedResult(account_id, patient_id, None, exc.code))
             continue
-        results.append(RankedResult(account_id, patient_id, entry.id))
+        live[patient.person_id].append(schedule.id)
+        rows.append(_entry_row(queue, patient, account_id, position, now))
+        results.append(RankedResult(account_id, patient_id, position))  # the position, for now
+        position += 1
+    if rows:  # one statement for all, then their ids by position (unique per schedule)
+        await insert_many(session, WaitlistEntry.__table__, rows)
+        ids = dict((await session.execute(select(WaitlistEntry.position, WaitlistEntry.id).where(
+            WaitlistEntry.schedule_id == schedule.id, WaitlistEntry.position >= first))).all())
+        results = [r if r.entry_id is None else RankedResult(r.account_id, r.patient_id, ids[r.entry_id])
+                   for r in results]
     await _after_joins(session, queue, was_waiting=was_waiting, now=now)
     return results
 
