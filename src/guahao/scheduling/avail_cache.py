@@ -17,10 +17,21 @@ Staleness bound:
 - in other worker processes the entry simply lapses: at most `ttl` (1 s) after the commit;
 - a hold lapsing (time passing) shows at most `ttl` late.
 Realtime hospitals (the HIS's counts) are never cached. `invalidate()` empties the cache by hand.
+
+One computation per key at a time (`shared`). When an entry lapses, every poller arriving
+before its recomputation finishes would otherwise recompute it too: under the browse storm
+that was hundreds of identical reads per second and worker at each turn of a second, and the
+slower they made each other the more of them missed (docs/BENCHMARKS.md). A miss that finds the
+same key being computed, in the same generation (no write committed in this process since
+it started) and whose `now` would accept that result from the cache anyway, awaits it instead.
+A computation that started before a commit in this process never stores its result (the
+generation moved on), so "a commit empties the cache at once" holds against in-flight reads too.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -35,18 +46,77 @@ _DIRTY = "availability_cache_dirty"
 _ttl = TTL
 # (database URL, key) -> (computed at, valid until, answer)
 _entries: dict[tuple[str, tuple], tuple[dt.datetime, dt.datetime, Any]] = {}
+# bumped by every clear: a result computed in an older generation is not stored
+_generation = 0
+# (database URL, key) -> (generation, started at `now`, the computation's future)
+_flights: dict[tuple[str, tuple], tuple[int, dt.datetime, asyncio.Future]] = {}
 
 
 def configure(seconds: float) -> None:
     """Set the lifetime of an entry (0 turns the cache off). At most 1 s: the staleness promise."""
     global _ttl
     _ttl = dt.timedelta(seconds=max(0.0, min(float(seconds), 1.0)))
-    _entries.clear()
+    _clear()
 
 
 def invalidate() -> None:
     """Forget every cached answer of this process (a write it cannot see, a test)."""
+    _clear()
+
+
+def _clear() -> None:
+    global _generation
+    _generation += 1
     _entries.clear()
+
+
+def generation() -> int:
+    """Pass it to `store` from before the reads of what is stored."""
+    return _generation
+
+
+class _Abandoned(Exception):
+    """The computation a miss was waiting for was cancelled (its client went away)."""
+
+
+async def shared(owner, key: tuple, now: dt.datetime, make: Callable[[], Awaitable[Any]],
+                 shareable: Callable[[Any], bool] = lambda _value: True) -> Any:
+    """The cached answer for `key`, else `make()`'s, computed once for every concurrent miss
+    that may take it (see the module docstring). `make` stores its result itself; a result
+    that is not `shareable` (one the caller changes in place) is not handed to the waiters,
+    who then compute their own."""
+    while True:
+        hit = lookup(owner, key, now)
+        if hit is not None:
+            return hit
+        name = (_url(owner), key)
+        flight = _flights.get(name)
+        if flight is None or flight[0] != _generation or not flight[1] <= now < flight[1] + _ttl:
+            break
+        try:
+            return await asyncio.shield(flight[2])
+        except _Abandoned:
+            continue
+    future = asyncio.get_running_loop().create_future()
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved, even with no waiter
+    _flights[name] = (_generation, now, future)
+    try:
+        value = await make()
+    except asyncio.CancelledError:
+        future.set_exception(_Abandoned())
+        raise
+    except BaseException as exc:
+        future.set_exception(exc)
+        raise
+    else:
+        if shareable(value):
+            future.set_result(value)
+        else:
+            future.set_exception(_Abandoned())
+        return value
+    finally:
+        if _flights.get(name, (None, None, None))[2] is future:
+            del _flights[name]
 
 
 def _url(owner) -> str:
@@ -66,9 +136,11 @@ def lookup(owner, key: tuple, now: dt.datetime) -> Any | None:
     return value if computed <= now < until else None
 
 
-def store(owner, key: tuple, now: dt.datetime, value: Any, *, changes_at: list[dt.datetime] = ()) -> None:
-    """Keep `value` until now + ttl, or the first of `changes_at` after now if sooner."""
-    if _ttl <= dt.timedelta(0):
+def store(owner, key: tuple, now: dt.datetime, value: Any, *, changes_at: list[dt.datetime] = (),
+          since: int | None = None) -> None:
+    """Keep `value` until now + ttl, or the first of `changes_at` after now if sooner; not when
+    a write committed in this process after generation `since` (read before it)."""
+    if _ttl <= dt.timedelta(0) or (since is not None and since != _generation):
         return
     until = min([now + _ttl] + [t for t in changes_at if t > now])
     if len(_entries) >= MAX_ENTRIES:
@@ -101,7 +173,7 @@ def _on_flush(session: Session, _context) -> None:
 @event.listens_for(Session, "after_commit")
 def _on_commit(session: Session) -> None:
     if session.info.pop(_DIRTY, False):
-        _entries.clear()
+        _clear()
 
 
 @event.listens_for(Session, "after_rollback")

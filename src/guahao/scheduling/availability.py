@@ -44,13 +44,15 @@ async def department_availability(session: AsyncSession, department_id: int, *, 
     hit = avail_cache.lookup(session, key, now)
     if hit is not None:
         return hit
+    since = avail_cache.generation()
     # NotFound("department") unless it exists in an active hospital
     department = await catalog_service.get_department_or_raise(session, department_id)
     children = catalog_service.sub_department_ids(department_id)
     where = or_(Schedule.department_id == department_id, Schedule.department_id.in_(children))
     if registration_level is not None:  # the 普通号 / 专家号 entrance
         where = and_(where, Schedule.registration_level == registration_level)
-    return _kept(session, key, now, await _availability(session, department.hospital_id, where, now, from_date, days))
+    return _kept(session, key, now, await _availability(session, department.hospital_id, where, now, from_date, days),
+                 since)
 
 
 async def doctor_availability(session: AsyncSession, doctor_id: int, *, now: dt.datetime,
@@ -59,10 +61,36 @@ async def doctor_availability(session: AsyncSession, doctor_id: int, *, now: dt.
     hit = avail_cache.lookup(session, key, now)
     if hit is not None:
         return hit
+    since = avail_cache.generation()
     # NotFound("doctor") unless it is active in an active hospital
     doctor = await catalog_service.get_doctor_or_raise(session, doctor_id)
     return _kept(session, key, now, await _availability(session, doctor.hospital_id, Schedule.doctor_id == doctor_id,
-                                                        now, from_date, days))
+                                                        now, from_date, days), since)
+
+
+async def department_shared(db: Database, department_id: int, *, now: dt.datetime, from_date: dt.date | None = None,
+                            days: int | None = None, registration_level: str | None = None) -> Availability:
+    """department_availability in a read of its own, computed once for concurrent misses
+    (avail_cache.shared): the API's and the department page's way in."""
+    async def make() -> Availability:
+        async with db.read() as session:
+            return await department_availability(session, department_id, now=now, from_date=from_date, days=days,
+                                                 registration_level=registration_level)
+    return await avail_cache.shared(db, ("department", department_id, from_date, days, registration_level), now,
+                                    make, shareable=_shareable)
+
+
+async def doctor_shared(db: Database, doctor_id: int, *, now: dt.datetime, from_date: dt.date | None = None,
+                        days: int | None = None) -> Availability:
+    """doctor_availability the same way."""
+    async def make() -> Availability:
+        async with db.read() as session:
+            return await doctor_availability(session, doctor_id, now=now, from_date=from_date, days=days)
+    return await avail_cache.shared(db, ("doctor", doctor_id, from_date, days), now, make, shareable=_shareable)
+
+
+def _shareable(result: Availability) -> bool:
+    return result.source != "his"  # a realtime answer gets the HIS's counts written into it per request
 
 
 async def kept_like_answers(db: Database, key: tuple, now: dt.datetime, make: Callable[[], Awaitable[T]]) -> T:
@@ -71,11 +99,13 @@ async def kept_like_answers(db: Database, key: tuple, now: dt.datetime, make: Ca
     the caller's clock, dropped when a write to those tables commits in this process. So the
     page is never staler than the API. `make` reads it afresh; an error is never kept."""
     key = ("alongside", *key)
-    hit = avail_cache.lookup(db, key, now)
-    if hit is None:
-        hit = await make()
-        avail_cache.store(db, key, now, hit)
-    return hit
+
+    async def made() -> T:
+        since = avail_cache.generation()
+        value = await make()
+        avail_cache.store(db, key, now, value, since=since)
+        return value
+    return await avail_cache.shared(db, key, now, made)
 
 
 def forget_cached() -> None:
@@ -105,13 +135,13 @@ def rendered(result: Availability) -> bytes:
     return body
 
 
-def _kept(session: AsyncSession, key: tuple, now: dt.datetime, result: Availability) -> Availability:
+def _kept(session: AsyncSession, key: tuple, now: dt.datetime, result: Availability, since: int) -> Availability:
     """Cache a local or synced hospital's answer until the next instant a state changes by time
     alone (a release, a booking window closing); a realtime hospital's counts are the HIS's."""
     if result.source != "his":
         changes = [t for day in result.days for period in day.periods for s in period.schedules
                    for t in (s.release_at, s.closes_at) if t is not None]
-        avail_cache.store(session, key, now, result, changes_at=changes)
+        avail_cache.store(session, key, now, result, changes_at=changes, since=since)
     return result
 
 

@@ -196,9 +196,15 @@ def _schedule_read(schedule: Schedule, rules, totals: dict[str, int]) -> Schedul
 
 # --- public availability ----------------------------------------------------------------
 
-def his_availability(request: Request) -> availability.HisAvailability | None:
+def his_port(request: Request) -> availability.HisAvailability | None:
     """The HIS port of realtime hospitals (wired in `providers.py`); pages pass it themselves."""
     return request.app.state.providers.get("his_availability")
+
+
+async def his_availability(request: Request) -> availability.HisAvailability | None:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, and that
+    # hand-off was a third of a worker's CPU in the browse storm (py-spy, docs/BENCHMARKS.md)
+    return his_port(request)
 
 
 HisAvailabilityDep = Annotated[availability.HisAvailability | None, Depends(his_availability)]
@@ -208,10 +214,8 @@ async def department_answer(department_id: int, db, clock, *, from_date: dt.date
                             his: availability.HisAvailability | None = None) -> availability.Availability:
     """The department's availability answer (the API's and the department page's)."""
     now = clock.now()
-    async with db.read() as session:
-        result = await availability.department_availability(session, department_id, now=now,
-                                                            from_date=from_date, days=days,
-                                                            registration_level=registration_level)
+    result = await availability.department_shared(db, department_id, now=now, from_date=from_date, days=days,
+                                                  registration_level=registration_level)
     return await availability.with_his(db, result, his, now=now)  # realtime: the HIS's counts
 
 
@@ -219,9 +223,7 @@ async def doctor_answer(doctor_id: int, db, clock, *, from_date: dt.date | None,
                         his: availability.HisAvailability | None = None) -> availability.Availability:
     """The doctor's availability answer (the API's and the doctor page's)."""
     now = clock.now()
-    async with db.read() as session:
-        result = await availability.doctor_availability(session, doctor_id, now=now, from_date=from_date,
-                                                        days=days)
+    result = await availability.doctor_shared(db, doctor_id, now=now, from_date=from_date, days=days)
     return await availability.with_his(db, result, his, now=now)
 
 

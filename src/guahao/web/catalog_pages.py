@@ -244,7 +244,7 @@ async def department(page: PageDep, department_id: int, day: dt.date | None = No
     parts = await _department_parts(db, department_id, page.locale, now)
     availability = await scheduling_api.department_answer(department_id, db, clock, from_date=None,
                                                           days=CALENDAR_DAYS, registration_level=level,
-                                                          his=scheduling_api.his_availability(page.request))
+                                                          his=scheduling_api.his_port(page.request))
     chosen = _chosen_day(availability, day)
 
     def values() -> dict:
@@ -263,7 +263,7 @@ async def doctor(page: PageDep, doctor_id: int, day: dt.date | None = None):
     now = clock.now()
     parts = await _doctor_parts(db, doctor_id, page.locale, now)
     availability = await scheduling_api.doctor_answer(doctor_id, db, clock, from_date=None, days=CALENDAR_DAYS,
-                                                      his=scheduling_api.his_availability(page.request))
+                                                      his=scheduling_api.his_port(page.request))
     chosen = _chosen_day(availability, day)
 
     def values() -> dict:
