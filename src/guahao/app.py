@@ -47,6 +47,7 @@ from guahao.payments.router import router as payments_router
 from guahao.payments.staff_router import router as payments_staff_router
 from guahao.providers import build_providers
 from guahao.scheduling import availability
+from guahao.scheduling.fast_answers import CachedAvailability
 from guahao.scheduling.router import router as scheduling_router
 from guahao.staff import service as staff_service
 from guahao.staff.account_router import router as staff_account_router
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     # innermost: the sold-out answers of a rush, after every rule in front of the route
     app.add_middleware(SoldOutFastPath)
     app.add_middleware(DrawEntryFastPath)  # a draw's entries at its release instant, the same way
+    app.add_middleware(CachedAvailability)  # and the polls of availability answers already made
     app.state.maintenance = MaintenanceSwitch(app.state.db, file=settings.maintenance_file)
     app.add_middleware(MaintenanceMiddleware, current=app.state.maintenance.current, clock=app.state.clock)
     app.add_middleware(AdmissionMiddleware, limits=parse_limits(settings.admission_limits))
