@@ -34,7 +34,28 @@ async def fetchrow(conn: AsyncConnection, statement: Compiled, params: dict[str,
     """The first row (an asyncpg Record) or None. `conn` must be ours alone (db.peek())."""
     values = {**statement.fixed, **params}
     raw = await conn.get_raw_connection()
-    return await raw.driver_connection.fetchrow(statement.sql, *[values[name] for name in statement.order])
+    driver = raw.driver_connection
+    try:
+        return await driver.fetchrow(statement.sql, *[values[name] for name in statement.order])
+    except Exception as exc:
+        # SQLAlchemy's own path would see a lost connection and drop it from the pool; sent
+        # past it, we must, or every later checkout gets the dead one (a database restart,
+        # a network cut: tests/test_database_restart.py, tests/test_network_faults.py)
+        if driver.is_closed() or isinstance(exc, _LOST):
+            await conn.invalidate(exc)
+        raise
+
+
+def _lost_kinds() -> tuple[type[BaseException], ...]:
+    kinds: tuple[type[BaseException], ...] = (ConnectionError, OSError, TimeoutError)
+    try:
+        import asyncpg
+    except ImportError:  # an install without PostgreSQL never sends here
+        return kinds
+    return (*kinds, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+
+
+_LOST = _lost_kinds()
 
 
 def json_value(value):
